@@ -1,0 +1,33 @@
+# notifications — run `make` for the list of targets.
+.DEFAULT_GOAL := help
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS := ./...
+
+.PHONY: help test test-short lint demo golden bench bench-quick fuzz soak
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+test: ## Run every test with -race, against a throw-away PostgreSQL unless NOTIFICATIONS_TEST_DATABASE_URL is set.
+	./scripts/with-postgres.sh $(GO) test -race -count=1 $(PKGS)
+
+test-short: ## Run the tests that need no database.
+	$(GO) test -race -count=1 -short $(PKGS)
+
+lint: ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+demo: ## Run the demo on the embedded in-memory store.
+	@echo "demo: not built yet (issue 5)"
+
+golden: ## Regenerate the golden files in testdata/.
+	$(GO) test ./... -run Golden -update
+
+bench: ## Benchmarks against River and the raw Postgres limit.
+	@echo "bench: not built yet (issue 6)"
+
+bench-quick: ## A small version of bench.
+	@echo "bench-quick: not built yet (issue 6)"

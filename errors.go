@@ -1,0 +1,40 @@
+package notifications
+
+import "golang.org/x/xerrors"
+
+// Sentinel errors that callers test with errors.Is. Stores return them (wrapped) so that
+// callers never see a driver-specific error for these conditions.
+var (
+	// ErrDuplicate is returned by an enqueue that would repeat an identical notification
+	// (same template, user, method, payload and targets) on the same UTC day, or that reuses
+	// an idempotency key.
+	ErrDuplicate = xerrors.New("duplicate notification")
+
+	// ErrCannotEnqueueDisabledNotification is returned when the recipient disabled the
+	// template, or when the template is opt-in and the recipient did not opt in.
+	ErrCannotEnqueueDisabledNotification = xerrors.New("notification is not enabled for this user")
+
+	// ErrManagerAlreadyClosed is returned by calls made on a Manager after Stop.
+	ErrManagerAlreadyClosed = xerrors.New("manager already closed")
+
+	// ErrNotFound is returned when a message, template or inbox item does not exist.
+	ErrNotFound = xerrors.New("not found")
+
+	// ErrInvalidConfig wraps every Config validation failure.
+	ErrInvalidConfig = xerrors.New("invalid config")
+
+	// ErrInvalidDispatchTimeout is returned (wrapped with ErrInvalidConfig) when
+	// DispatchTimeout is not strictly less than LeasePeriod: a lease must never expire under
+	// a delivery that is still running.
+	ErrInvalidDispatchTimeout = xerrors.New("DispatchTimeout must be less than LeasePeriod")
+
+	// ErrInvalidTemplate is returned when a template fails to parse or is incomplete.
+	ErrInvalidTemplate = xerrors.New("invalid template")
+
+	// ErrInvalidMessage is returned when an enqueue request or stored message is malformed
+	// (missing IDs, unknown method, payload too large, payload that is not JSON).
+	ErrInvalidMessage = xerrors.New("invalid message")
+
+	// ErrUnknownMethod is returned when no Handler is registered for a message's method.
+	ErrUnknownMethod = xerrors.New("no handler for method")
+)

@@ -1,0 +1,63 @@
+package notifications
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"text/template"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Handler delivers messages of one method. The Manager calls Dispatcher once per message
+// with the decoded payload and the rendered Markdown title and body; an error from
+// Dispatcher (bad configuration, bad payload) is a permanent failure. The returned
+// DeliveryFunc does the delivery.
+//
+// Handlers are called concurrently and must be safe for concurrent use.
+type Handler interface {
+	Dispatcher(payload MessagePayload, title, body string, helpers template.FuncMap) (DeliveryFunc, error)
+}
+
+// DeliveryFunc delivers one message. It must honour ctx (bounded by
+// Config.DispatchTimeout). On failure it reports whether the failure is retryable; a
+// retryable failure with attempts left is retried after the retry delay, or after the
+// delay carried by an error made with RetryAfter. A DeliveryFunc may be called again for
+// the same msgID (at-least-once delivery); msgID is stable and suits idempotency keys.
+type DeliveryFunc func(ctx context.Context, msgID uuid.UUID) (retryable bool, err error)
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(payload MessagePayload, title, body string, helpers template.FuncMap) (DeliveryFunc, error)
+
+// Dispatcher calls f.
+func (f HandlerFunc) Dispatcher(payload MessagePayload, title, body string, helpers template.FuncMap) (DeliveryFunc, error) {
+	return f(payload, title, body, helpers)
+}
+
+// RetryAfterError asks for a retry after a specific delay (an HTTP Retry-After, say).
+type RetryAfterError struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.Err, e.Delay)
+}
+
+// Unwrap returns the cause.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err so that the Manager retries after delay instead of its configured
+// retry interval. It only has an effect when the DeliveryFunc also reports retryable.
+func RetryAfter(delay time.Duration, err error) error {
+	return &RetryAfterError{Delay: delay, Err: err}
+}
+
+func retryAfterDelay(err error) (time.Duration, bool) {
+	var ra *RetryAfterError
+	if errors.As(err, &ra) && ra.Delay > 0 {
+		return ra.Delay, true
+	}
+	return 0, false
+}

@@ -1,0 +1,398 @@
+package notifications
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"text/template"
+	"time"
+
+	"cdr.dev/slog"
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+)
+
+// Manager runs one notifier: it leases messages from a NotifierStore, delivers them through
+// the Handler registered for each message's method, and writes the results back to the
+// store in bulk. See the package documentation for the lifecycle and the delivery
+// guarantees.
+type Manager struct {
+	cfg      Config
+	store    NotifierStore
+	handlers map[Method]Handler
+	clock    quartz.Clock
+	log      slog.Logger
+	metrics  *Metrics
+	helpers  template.FuncMap
+	render   *renderer
+	id       uuid.UUID
+
+	// success and failure buffer results until the store-sync loop writes them.
+	success chan SentResult
+	failure chan FailedResult
+	// flushNow asks the store-sync loop to flush before its next tick (a buffer filled).
+	flushNow chan struct{}
+	// wake asks the notifier to lease now (new work).
+	wake chan struct{}
+
+	// syncMu serialises flushes; retainedSent/retainedFailed hold a batch whose write
+	// failed, to be written again before anything newer.
+	syncMu         sync.Mutex
+	retainedSent   []SentResult
+	retainedFailed []FailedResult
+	retainedCount  [2]atomic.Int64
+
+	mu          sync.Mutex
+	state       managerState
+	runCancel   context.CancelFunc // cancels deliveries, sync, listen: the hard stop
+	leaseCancel context.CancelFunc // stops leasing: the start of a graceful stop
+	// deliveriesDone is closed when the notifier stopped leasing and every delivery it
+	// started has returned (or the run context ended).
+	deliveriesDone chan struct{}
+	// done is closed when every goroutine the Manager started has returned.
+	done chan struct{}
+
+	testHooks testHooks
+}
+
+type managerState int
+
+const (
+	stateIdle managerState = iota
+	stateRunning
+	stateStopped
+)
+
+// testHooks lets tests in this package observe states that no clock controls.
+type testHooks struct {
+	// waitingForSlot is called when the notifier has no free delivery slot and waits.
+	waitingForSlot func()
+}
+
+type managerOptions struct {
+	clock   quartz.Clock
+	log     slog.Logger
+	metrics *Metrics
+	helpers template.FuncMap
+	id      uuid.UUID
+}
+
+// ManagerOption configures NewManager.
+type ManagerOption func(*managerOptions)
+
+// WithClock sets the clock the Manager reads and waits on. Default: the real clock. Tests
+// pass quartz.NewMock(t).
+func WithClock(c quartz.Clock) ManagerOption {
+	return func(o *managerOptions) { o.clock = c }
+}
+
+// WithLogger sets the logger. Default: discard everything.
+func WithLogger(l slog.Logger) ManagerOption {
+	return func(o *managerOptions) { o.log = l }
+}
+
+// WithMetrics records metrics. Default: none (a private, unregistered set).
+func WithMetrics(m *Metrics) ManagerOption {
+	return func(o *managerOptions) { o.metrics = m }
+}
+
+// WithHelpers makes host functions (e.g. base_url, app_name) available to title and body
+// templates and passes them to handlers. Default: none.
+func WithHelpers(h template.FuncMap) ManagerOption {
+	return func(o *managerOptions) { o.helpers = h }
+}
+
+// WithNotifierID sets the ID the Manager leases under. Default: a random UUID, new for
+// every Manager. Two live Managers must never share an ID.
+func WithNotifierID(id uuid.UUID) ManagerOption {
+	return func(o *managerOptions) { o.id = id }
+}
+
+// NewManager validates cfg and returns a Manager that delivers messages from store with
+// handlers. It starts nothing; call Run.
+func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, opts ...ManagerOption) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, xerrors.Errorf("new manager: %w", err)
+	}
+	if store == nil {
+		return nil, xerrors.New("new manager: store must not be nil")
+	}
+	if len(handlers) == 0 {
+		return nil, xerrors.New("new manager: handlers must register at least one Handler")
+	}
+	hs := make(map[Method]Handler, len(handlers))
+	for method, h := range handlers {
+		if method == "" {
+			return nil, xerrors.New("new manager: handlers has a Handler for the empty method")
+		}
+		if h == nil {
+			return nil, xerrors.Errorf("new manager: the Handler for method %q is nil", method)
+		}
+		hs[method] = h
+	}
+	o := managerOptions{clock: quartz.NewReal(), log: slog.Make()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.metrics == nil {
+		o.metrics = NewMetrics(nil)
+	}
+	if o.id == uuid.Nil {
+		o.id = uuid.New()
+	}
+	return &Manager{
+		cfg:            cfg,
+		store:          store,
+		handlers:       hs,
+		clock:          o.clock,
+		log:            o.log.Named("notifications").With(slog.F("notifier_id", o.id)),
+		metrics:        o.metrics,
+		helpers:        o.helpers,
+		render:         newRenderer(o.helpers),
+		id:             o.id,
+		success:        make(chan SentResult, cfg.StoreSyncBufferSize),
+		failure:        make(chan FailedResult, cfg.StoreSyncBufferSize),
+		flushNow:       make(chan struct{}, 1),
+		wake:           make(chan struct{}, 1),
+		deliveriesDone: make(chan struct{}),
+		done:           make(chan struct{}),
+	}, nil
+}
+
+// ID is the notifier ID this Manager leases under.
+func (m *Manager) ID() uuid.UUID { return m.id }
+
+// Run starts the Manager's goroutines and returns at once. Only the first call does
+// anything; a call after Stop does nothing. Cancelling ctx stops everything without
+// waiting: deliveries are cancelled and their messages stay leased until the lease expires
+// (at-least-once). Use Stop for a graceful stop.
+func (m *Manager) Run(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state != stateIdle {
+		return
+	}
+	m.state = stateRunning
+	runCtx, runCancel := context.WithCancel(ctx)
+	leaseCtx, leaseCancel := context.WithCancel(runCtx)
+	m.runCancel, m.leaseCancel = runCancel, leaseCancel
+	go m.run(runCtx, leaseCtx)
+}
+
+func (m *Manager) run(runCtx, leaseCtx context.Context) {
+	defer close(m.done)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := m.store.Listen(leaseCtx, m.Wake); err != nil && leaseCtx.Err() == nil {
+			m.log.Warn(runCtx, "store listener stopped; relying on polling", slog.Error(err))
+		}
+	})
+	syncTicker := m.clock.TickerFunc(runCtx, m.cfg.StoreSyncInterval, func() error {
+		m.syncUpdates(runCtx)
+		return nil
+	}, "Manager", "storeSync")
+	wg.Go(func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-m.flushNow:
+				m.syncUpdates(runCtx)
+			}
+		}
+	})
+	if m.cfg.RetentionPeriod > 0 {
+		purgeTicker := m.clock.TickerFunc(runCtx, purgeInterval(m.cfg.RetentionPeriod), func() error {
+			n, err := m.store.PurgeMessages(runCtx, m.cfg.RetentionPeriod)
+			if err != nil && runCtx.Err() == nil {
+				m.log.Warn(runCtx, "purge finished messages", slog.Error(err))
+			} else if n > 0 {
+				m.log.Debug(runCtx, "purged finished messages", slog.F("count", n))
+			}
+			return nil
+		}, "Manager", "purge")
+		wg.Go(func() { _ = purgeTicker.Wait() })
+	}
+
+	n := &notifier{m: m}
+	n.run(runCtx, leaseCtx)
+	close(m.deliveriesDone)
+
+	_ = syncTicker.Wait()
+	wg.Wait()
+}
+
+// purgeInterval is how often finished messages are purged: a tenth of the retention, at
+// least a minute and at most an hour.
+func purgeInterval(retention time.Duration) time.Duration {
+	return min(max(retention/10, time.Minute), time.Hour)
+}
+
+// Wake asks the notifier to lease now instead of at its next FetchInterval tick. Stores
+// that support Listen call it on every enqueue; a host may call it too. It never blocks.
+func (m *Manager) Wake() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stop stops leasing, waits for in-flight deliveries, writes every buffered result to the
+// store and returns. It is safe to call before Run and more than once. ctx bounds the whole
+// stop: when it ends first, in-flight deliveries are cancelled, unwritten results are left
+// (their messages stay leased and are delivered again after the lease expires) and Stop
+// returns ctx.Err() (with how many results were left).
+func (m *Manager) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	prev := m.state
+	m.state = stateStopped
+	m.mu.Unlock()
+	switch prev {
+	case stateIdle:
+		m.mu.Lock()
+		select {
+		case <-m.done:
+		default:
+			close(m.deliveriesDone)
+			close(m.done)
+		}
+		m.mu.Unlock()
+		return nil
+	case stateStopped:
+		select {
+		case <-m.done:
+			return nil
+		case <-ctx.Done():
+			return xerrors.Errorf("stop manager: %w", ctx.Err())
+		}
+	}
+
+	m.leaseCancel()
+	select {
+	case <-m.deliveriesDone:
+	case <-ctx.Done():
+		m.runCancel()
+		return xerrors.Errorf("stop manager: deliveries still running: %w", ctx.Err())
+	}
+	err := m.flushAll(ctx)
+	m.runCancel()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return xerrors.Errorf("stop manager: %w", ctx.Err())
+	}
+}
+
+// flushAll writes buffered results until none are left, retrying failed writes until ctx
+// ends.
+func (m *Manager) flushAll(ctx context.Context) error {
+	for {
+		s, f := m.BufferedUpdatesCount()
+		if s+f == 0 {
+			return nil
+		}
+		if ok := m.syncUpdates(ctx); !ok {
+			// A write failed; the batch is retained. Retry after a short pause unless the
+			// context ends first.
+			t := m.clock.NewTimer(stopFlushRetry, "Manager", "stopFlushRetry")
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				s, f := m.BufferedUpdatesCount()
+				return xerrors.Errorf("stop manager: %d sent and %d failed results could not be written (their messages will be delivered again after the lease expires): %w",
+					s, f, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+}
+
+const stopFlushRetry = 100 * time.Millisecond
+
+// BufferedUpdatesCount reports how many success and failure results are buffered and not
+// yet written to the store.
+func (m *Manager) BufferedUpdatesCount() (success, failure int) {
+	return len(m.success) + int(m.retainedCount[0].Load()), len(m.failure) + int(m.retainedCount[1].Load())
+}
+
+// syncUpdates writes at most one batch of each kind (StoreSyncBufferSize rows) and reports
+// whether every write it tried succeeded.
+func (m *Manager) syncUpdates(ctx context.Context) bool {
+	m.syncMu.Lock()
+	defer m.syncMu.Unlock()
+	okSent := m.syncSent(ctx)
+	okFailed := m.syncFailed(ctx)
+	return okSent && okFailed
+}
+
+func (m *Manager) syncSent(ctx context.Context) bool {
+	batch := m.retainedSent
+	if len(batch) == 0 {
+		batch = drain(m.success, make([]SentResult, 0, m.cfg.StoreSyncBufferSize))
+	}
+	if len(batch) == 0 {
+		return true
+	}
+	n, err := m.store.MarkSent(ctx, m.id, batch)
+	return m.afterSync(ctx, "sent", 0, len(batch), n, err, func(keep bool) {
+		if keep {
+			m.retainedSent = batch
+		} else {
+			m.retainedSent = nil
+		}
+	})
+}
+
+func (m *Manager) syncFailed(ctx context.Context) bool {
+	batch := m.retainedFailed
+	if len(batch) == 0 {
+		batch = drain(m.failure, make([]FailedResult, 0, m.cfg.StoreSyncBufferSize))
+	}
+	if len(batch) == 0 {
+		return true
+	}
+	n, err := m.store.MarkFailed(ctx, m.id, batch)
+	return m.afterSync(ctx, "failed", 1, len(batch), n, err, func(keep bool) {
+		if keep {
+			m.retainedFailed = batch
+		} else {
+			m.retainedFailed = nil
+		}
+	})
+}
+
+func (m *Manager) afterSync(ctx context.Context, kind string, idx, size, changed int, err error, retain func(keep bool)) bool {
+	if err != nil {
+		retain(true)
+		m.retainedCount[idx].Store(int64(size))
+		m.log.Warn(ctx, "write delivery results; will retry", slog.F("kind", kind), slog.F("count", size), slog.Error(err))
+		return false
+	}
+	retain(false)
+	m.retainedCount[idx].Store(0)
+	m.metrics.PendingUpdates.Sub(float64(size))
+	m.metrics.SyncedUpdates.Add(float64(size))
+	if changed < size {
+		m.log.Debug(ctx, "some results were stale (lease expired and the message was leased again) and changed nothing",
+			slog.F("kind", kind), slog.F("stale", size-changed))
+	}
+	return true
+}
+
+// drain moves what is buffered in ch, up to cap(dst), into dst without blocking.
+func drain[T any](ch <-chan T, dst []T) []T {
+	for len(dst) < cap(dst) {
+		select {
+		case v := <-ch:
+			dst = append(dst, v)
+		default:
+			return dst
+		}
+	}
+	return dst
+}

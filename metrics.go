@@ -1,0 +1,103 @@
+package notifications
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric label values for dispatch_attempts_total's result label.
+const (
+	ResultSent             = "sent"
+	ResultTemporaryFailure = "temporary_failure"
+	ResultPermanentFailure = "permanent_failure"
+	ResultInhibited        = "inhibited"
+)
+
+// Metrics are the Prometheus metrics of a Manager. Create them once per registry with
+// NewMetrics and pass them with WithMetrics; several Managers may share one Metrics.
+type Metrics struct {
+	// DispatchAttempts counts delivery outcomes by method, template and result.
+	DispatchAttempts *prometheus.CounterVec
+	// RetryCount observes the attempt number of every retried delivery.
+	RetryCount *prometheus.HistogramVec
+	// QueuedSeconds observes the time from enqueue to each lease.
+	QueuedSeconds *prometheus.HistogramVec
+	// InflightDispatches is the number of deliveries running now.
+	InflightDispatches *prometheus.GaugeVec
+	// DispatcherSendSeconds observes how long deliveries take.
+	DispatcherSendSeconds *prometheus.HistogramVec
+	// PendingUpdates is the number of results buffered and not yet written to the store.
+	PendingUpdates prometheus.Gauge
+	// SyncedUpdates counts results written to the store.
+	SyncedUpdates prometheus.Counter
+}
+
+type metricsOptions struct {
+	namespace string
+	subsystem string
+}
+
+// MetricsOption configures NewMetrics.
+type MetricsOption func(*metricsOptions)
+
+// WithNamespace sets the metrics namespace. Default: "notifications".
+func WithNamespace(ns string) MetricsOption {
+	return func(o *metricsOptions) { o.namespace = ns }
+}
+
+// WithSubsystem sets the metrics subsystem. Default: none.
+func WithSubsystem(ss string) MetricsOption {
+	return func(o *metricsOptions) { o.subsystem = ss }
+}
+
+const (
+	labelMethod     = "method"
+	labelTemplateID = "notification_template_id"
+	labelResult     = "result"
+)
+
+// NewMetrics creates the metrics and registers them on reg (which may be nil to skip
+// registration). It panics, like prometheus.MustRegister, if they are already registered.
+func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
+	o := metricsOptions{namespace: "notifications"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m := &Metrics{
+		DispatchAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "dispatch_attempts_total",
+			Help: "Delivery attempts by method, template and result (sent, temporary_failure, permanent_failure, inhibited).",
+		}, []string{labelMethod, labelTemplateID, labelResult}),
+		RetryCount: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "retry_count",
+			Help:    "Attempt number of deliveries that were retries (attempt 2 and later).",
+			Buckets: prometheus.LinearBuckets(2, 1, 10),
+		}, []string{labelMethod, labelTemplateID}),
+		QueuedSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "queued_seconds",
+			Help:    "Time from enqueue to lease.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600},
+		}, []string{labelMethod}),
+		InflightDispatches: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "inflight_dispatches",
+			Help: "Deliveries running now.",
+		}, []string{labelMethod, labelTemplateID}),
+		DispatcherSendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "dispatcher_send_seconds",
+			Help:    "Duration of deliveries.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{labelMethod}),
+		PendingUpdates: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "pending_updates",
+			Help: "Delivery results buffered and not yet written to the store.",
+		}),
+		SyncedUpdates: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "synced_updates_total",
+			Help: "Delivery results written to the store.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.DispatchAttempts, m.RetryCount, m.QueuedSeconds, m.InflightDispatches,
+			m.DispatcherSendSeconds, m.PendingUpdates, m.SyncedUpdates)
+	}
+	return m
+}

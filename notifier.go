@@ -1,0 +1,259 @@
+package notifications
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"cdr.dev/slog"
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+)
+
+// notifier is the lease loop of a Manager and the deliveries it starts.
+type notifier struct {
+	m *Manager
+
+	mu       sync.Mutex
+	inflight int
+	freed    chan struct{} // a delivery slot was freed (coalesced)
+	wg       sync.WaitGroup
+}
+
+// run leases and starts deliveries until leaseCtx ends, then waits for the deliveries it
+// started (which end early only if runCtx ends).
+func (n *notifier) run(runCtx, leaseCtx context.Context) {
+	m := n.m
+	n.freed = make(chan struct{}, 1)
+	defer n.wg.Wait()
+
+	ticker := m.clock.NewTicker(m.cfg.FetchInterval, "Manager", "fetch")
+	defer ticker.Stop()
+
+	for leaseCtx.Err() == nil {
+		avail := n.available()
+		if avail == 0 {
+			if h := m.testHooks.waitingForSlot; h != nil {
+				h()
+			}
+			select {
+			case <-n.freed:
+				continue
+			case <-leaseCtx.Done():
+				return
+			}
+		}
+		msgs, err := m.store.LeaseMessages(leaseCtx, LeaseParams{
+			NotifierID:  m.id,
+			Limit:       avail,
+			LeasePeriod: m.cfg.LeasePeriod,
+			MaxAttempts: m.cfg.MaxSendAttempts,
+		})
+		if err != nil {
+			if leaseCtx.Err() != nil {
+				return
+			}
+			m.log.Warn(leaseCtx, "lease messages; will retry at the next wake-up or fetch tick", slog.Error(err))
+		}
+		for _, msg := range msgs {
+			n.start(runCtx, msg)
+		}
+		if err == nil && len(msgs) == avail {
+			// A full batch: there is probably more, so lease again as soon as a slot frees.
+			continue
+		}
+		select {
+		case <-m.wake:
+		case <-ticker.C:
+		case <-leaseCtx.Done():
+			return
+		}
+	}
+}
+
+func (n *notifier) available() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.m.cfg.LeaseCount - n.inflight
+}
+
+func (n *notifier) start(runCtx context.Context, msg LeasedMessage) {
+	n.mu.Lock()
+	n.inflight++
+	n.mu.Unlock()
+	n.wg.Go(func() {
+		defer n.release()
+		n.deliver(runCtx, msg)
+	})
+}
+
+func (n *notifier) release() {
+	n.mu.Lock()
+	n.inflight--
+	n.mu.Unlock()
+	select {
+	case n.freed <- struct{}{}:
+	default:
+	}
+}
+
+// deliver renders and delivers one message and buffers its result. The delivery slot is
+// released only once the result is buffered, so full buffers hold back leasing.
+func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
+	m := n.m
+	tmplID := msg.TemplateID.String()
+	method := string(msg.Method)
+	m.metrics.QueuedSeconds.WithLabelValues(method).Observe(msg.LeasedAt.Sub(msg.CreatedAt).Seconds())
+	if msg.AttemptCount > 1 {
+		m.metrics.RetryCount.WithLabelValues(method, tmplID).Observe(float64(msg.AttemptCount))
+	}
+
+	if msg.Disabled {
+		n.fail(runCtx, msg, StatusInhibited, "disabled by user", 0)
+		return
+	}
+	deliver, err := n.prepare(msg)
+	if err != nil {
+		n.fail(runCtx, msg, StatusPermanentFailure, err.Error(), 0)
+		return
+	}
+
+	inflight := m.metrics.InflightDispatches.WithLabelValues(method, tmplID)
+	inflight.Inc()
+	start := m.clock.Now()
+	retryable, err := n.call(runCtx, deliver, msg.ID)
+	m.metrics.DispatcherSendSeconds.WithLabelValues(method).Observe(m.clock.Since(start).Seconds())
+	inflight.Dec()
+
+	if runCtx.Err() != nil {
+		// Hard stop: the outcome may be a cancellation rather than the handler's answer.
+		// Leave the message leased; it is delivered again after the lease expires.
+		m.log.Debug(runCtx, "run context ended during delivery; message stays leased", slog.F("msg_id", msg.ID))
+		return
+	}
+	switch {
+	case err == nil:
+		n.succeed(runCtx, msg)
+	case retryable && msg.AttemptCount < m.cfg.MaxSendAttempts:
+		delay, ok := retryAfterDelay(err)
+		if !ok {
+			delay = n.retryDelay(msg.AttemptCount)
+		}
+		n.fail(runCtx, msg, StatusTemporaryFailure, err.Error(), delay)
+	case retryable:
+		n.fail(runCtx, msg, StatusPermanentFailure,
+			fmt.Sprintf("giving up after %d attempts: %s", msg.AttemptCount, err), 0)
+	default:
+		n.fail(runCtx, msg, StatusPermanentFailure, err.Error(), 0)
+	}
+}
+
+// prepare decodes the payload, renders title and body and asks the method's handler for a
+// delivery function. Every error here is permanent.
+func (n *notifier) prepare(msg LeasedMessage) (DeliveryFunc, error) {
+	m := n.m
+	h, ok := m.handlers[msg.Method]
+	if !ok {
+		return nil, xerrors.Errorf("%w %q", ErrUnknownMethod, msg.Method)
+	}
+	payload, err := DecodePayload(msg.Payload)
+	if err != nil {
+		return nil, err
+	}
+	title, body, err := m.render.titleBody(msg.TitleTemplate, msg.BodyTemplate, payload)
+	if err != nil {
+		return nil, xerrors.Errorf("template %q: %w", msg.TemplateName, err)
+	}
+	deliver, err := h.Dispatcher(payload, title, body, m.helpers)
+	if err != nil {
+		return nil, xerrors.Errorf("prepare %s delivery: %w", msg.Method, err)
+	}
+	if deliver == nil {
+		return nil, xerrors.Errorf("prepare %s delivery: handler returned no delivery function", msg.Method)
+	}
+	return deliver, nil
+}
+
+// call runs deliver bounded by DispatchTimeout (on the Manager's clock) and turns a panic
+// into a permanent failure that carries the panic text.
+func (n *notifier) call(runCtx context.Context, deliver DeliveryFunc, id uuid.UUID) (retryable bool, err error) {
+	ctx, cancel := context.WithCancelCause(runCtx)
+	timer := n.m.clock.AfterFunc(n.m.cfg.DispatchTimeout, func() {
+		cancel(xerrors.Errorf("delivery exceeded DispatchTimeout (%s): %w", n.m.cfg.DispatchTimeout, context.DeadlineExceeded))
+	}, "Manager", "dispatchTimeout")
+	defer func() {
+		timer.Stop()
+		cancel(nil)
+		if r := recover(); r != nil {
+			n.m.log.Error(runCtx, "handler panicked", slog.F("msg_id", id), slog.F("panic", fmt.Sprint(r)),
+				slog.F("stack", string(debug.Stack())))
+			retryable, err = false, xerrors.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return deliver(ctx, id)
+}
+
+// retryDelay is RetryInterval doubled per earlier attempt up to MaxRetryInterval, spread by
+// RetryJitter.
+func (n *notifier) retryDelay(attempt int) time.Duration {
+	cfg := n.m.cfg
+	d := cfg.RetryInterval
+	for i := 1; i < attempt && d < cfg.MaxRetryInterval; i++ {
+		d *= 2
+	}
+	d = min(d, cfg.MaxRetryInterval)
+	if cfg.RetryJitter > 0 {
+		spread := float64(d) * cfg.RetryJitter
+		d += time.Duration((rand.Float64()*2 - 1) * spread)
+	}
+	return max(d, 0)
+}
+
+func (n *notifier) succeed(ctx context.Context, msg LeasedMessage) {
+	m := n.m
+	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), ResultSent).Inc()
+	push(ctx, m, m.success, SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount})
+}
+
+func (n *notifier) fail(ctx context.Context, msg LeasedMessage, status Status, reason string, delay time.Duration) {
+	m := n.m
+	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), string(status)).Inc()
+	if status != StatusInhibited {
+		m.log.Debug(ctx, "delivery failed", slog.F("msg_id", msg.ID), slog.F("status", status),
+			slog.F("attempt", msg.AttemptCount), slog.F("reason", reason))
+	}
+	push(ctx, m, m.failure, FailedResult{
+		ID: msg.ID, AttemptCount: msg.AttemptCount, Status: status, Reason: reason, RetryDelay: delay,
+	})
+}
+
+// push buffers a result, asking for a flush when the buffer is full and blocking until
+// there is room (backpressure). If ctx ends first the result is dropped and the message
+// stays leased, to be delivered again after its lease expires.
+func push[T any](ctx context.Context, m *Manager, ch chan T, v T) {
+	select {
+	case ch <- v:
+	default:
+		m.requestFlush()
+		select {
+		case ch <- v:
+		case <-ctx.Done():
+			m.log.Debug(ctx, "run context ended with a result unbuffered; message stays leased")
+			return
+		}
+	}
+	m.metrics.PendingUpdates.Inc()
+	if len(ch) == cap(ch) {
+		m.requestFlush()
+	}
+}
+
+func (m *Manager) requestFlush() {
+	select {
+	case m.flushNow <- struct{}{}:
+	default:
+	}
+}

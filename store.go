@@ -1,0 +1,181 @@
+package notifications
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// The Store contract.
+//
+// A Store keeps messages, templates, preferences, the pause switch and inbox items. It is
+// split by consumer: the Manager needs a NotifierStore, the Enqueuer an EnqueueStore,
+// RegisterTemplates a TemplateStore, the inbox handler an InboxStore, and operators an
+// AdminStore. Store is the union that memstore and pgstore implement and that
+// notificationstest.RunStoreTests checks.
+//
+// Concurrency: every method is safe for concurrent use, including from several Managers
+// (several processes, for a shared store) at once.
+//
+// Time: a Store reads the current time from its own clock (pgstore: the database's, unless
+// a clock is injected for tests). Callers pass durations, never absolute times, so clock
+// skew between replicas cannot shorten a lease or a retry delay.
+//
+// Errors: stores translate their driver's errors into the sentinel errors of this package
+// (ErrNotFound, ErrDuplicate, ErrCannotEnqueueDisabledNotification, ErrInvalidMessage)
+// where one applies, and otherwise wrap the cause; a method that returns an error changed
+// nothing.
+type Store interface {
+	NotifierStore
+	EnqueueStore
+	TemplateStore
+	AdminStore
+	InboxStore
+}
+
+// NotifierStore is what a Manager needs.
+type NotifierStore interface {
+	// LeaseMessages reserves up to params.Limit eligible messages for params.NotifierID,
+	// oldest first, in one atomic step, and returns them. Eligible: pending; temporary
+	// failures whose retry time has passed; leased messages whose lease expired. Each lease
+	// increments AttemptCount; a message that would be leased with AttemptCount already at
+	// params.MaxAttempts (its earlier leases expired, typically because the process
+	// crashed mid-delivery) is instead marked permanent_failure with a reason that says so,
+	// and is not returned. Two concurrent calls never return the same message. When the
+	// store is paused it returns no messages.
+	LeaseMessages(ctx context.Context, params LeaseParams) ([]LeasedMessage, error)
+
+	// MarkSent records successful deliveries in bulk. It is fenced: a row changes only if
+	// it is still leased by notifierID with the AttemptCount given, so a late flush from a
+	// notifier whose lease expired changes nothing. It returns how many rows changed.
+	MarkSent(ctx context.Context, notifierID uuid.UUID, results []SentResult) (int, error)
+
+	// MarkFailed records failed or inhibited deliveries in bulk, fenced like MarkSent.
+	MarkFailed(ctx context.Context, notifierID uuid.UUID, results []FailedResult) (int, error)
+
+	// PurgeMessages deletes finished messages (sent, permanent_failure, inhibited) last
+	// updated more than olderThan ago, including messages that were never leased. Stores
+	// shared by several processes let one purge run at a time; a call that finds another
+	// purge running returns 0, nil.
+	PurgeMessages(ctx context.Context, olderThan time.Duration) (int, error)
+
+	// Listen calls wake whenever new work may be available (an enqueue committed) until ctx
+	// is done, then returns nil. Wake-ups may be coalesced or spurious. A store without
+	// notifications returns nil at once and the Manager relies on polling. Listen must
+	// recover from transient errors (e.g. a lost database connection) by itself.
+	Listen(ctx context.Context, wake func()) error
+}
+
+// LeaseParams are the arguments of NotifierStore.LeaseMessages.
+type LeaseParams struct {
+	NotifierID  uuid.UUID
+	Limit       int
+	LeasePeriod time.Duration
+	MaxAttempts int
+}
+
+// LeasedMessage is a message reserved for delivery, with what rendering needs.
+type LeasedMessage struct {
+	ID            uuid.UUID
+	Method        Method
+	TemplateID    uuid.UUID
+	TemplateName  string
+	TitleTemplate string
+	BodyTemplate  string
+	Payload       []byte // JSON-encoded MessagePayload, decoded by the Manager
+	// Disabled: the recipient disabled the template after the message was enqueued; the
+	// Manager marks it inhibited without delivering.
+	Disabled     bool
+	AttemptCount int // after this lease's increment, so 1 on the first lease
+	CreatedAt    time.Time
+	LeasedAt     time.Time
+}
+
+// SentResult is one successful delivery.
+type SentResult struct {
+	ID           uuid.UUID
+	AttemptCount int // as returned by LeaseMessages: the fence
+}
+
+// FailedResult is one unsuccessful (or inhibited) delivery.
+type FailedResult struct {
+	ID           uuid.UUID
+	AttemptCount int    // as returned by LeaseMessages: the fence
+	Status       Status // temporary_failure, permanent_failure or inhibited
+	Reason       string
+	// RetryDelay is how long a temporary failure waits before it is eligible again.
+	RetryDelay time.Duration
+}
+
+// EnqueueStore is what an Enqueuer needs.
+type EnqueueStore interface {
+	// EnqueueMessages inserts all messages or none. It returns
+	// ErrCannotEnqueueDisabledNotification if any recipient disabled (or did not opt in
+	// to) the message's template, ErrDuplicate if any DedupeKey already exists, and
+	// ErrNotFound if a template does not exist. It wakes listening notifiers once the
+	// messages are visible (for transactional stores: at commit).
+	EnqueueMessages(ctx context.Context, msgs []NewMessage) error
+
+	// Template returns the template with the given ID, or ErrNotFound.
+	Template(ctx context.Context, id uuid.UUID) (Template, error)
+}
+
+// NewMessage is one row to enqueue.
+type NewMessage struct {
+	ID         uuid.UUID
+	TemplateID uuid.UUID
+	UserID     uuid.UUID
+	Method     Method
+	Payload    []byte // JSON-encoded MessagePayload
+	Targets    []uuid.UUID
+	CreatedBy  string
+	// DedupeKey is unique among stored messages; a second message with the same key is
+	// refused with ErrDuplicate.
+	DedupeKey string
+}
+
+// AdminStore is for operators, inspection and preference screens.
+type AdminStore interface {
+	// Message returns one message, or ErrNotFound.
+	Message(ctx context.Context, id uuid.UUID) (Message, error)
+	// Messages lists messages oldest first, filtered by the non-zero fields of filter.
+	Messages(ctx context.Context, filter MessageFilter) ([]Message, error)
+	// CountByStatus returns how many messages are in each status.
+	CountByStatus(ctx context.Context) (map[Status]int, error)
+	// SetPreference records whether userID disabled templateID (false also opts in to an
+	// opt-in template).
+	SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error
+	// SetPaused pauses or resumes leasing for every notifier sharing the store.
+	SetPaused(ctx context.Context, paused bool) error
+	// Paused reports the pause switch.
+	Paused(ctx context.Context) (bool, error)
+}
+
+// MessageFilter selects messages for AdminStore.Messages. Zero fields match everything;
+// Limit 0 means no limit.
+type MessageFilter struct {
+	Status Status
+	UserID uuid.UUID
+	Method Method
+	Limit  int
+}
+
+// InboxStore keeps in-app inbox items. The inbox handler in package dispatch consumes it.
+type InboxStore interface {
+	// InsertInboxItem stores item under item.ID. Inserting an ID that exists changes
+	// nothing and returns created=false, so a redelivered message is not shown twice.
+	InsertInboxItem(ctx context.Context, item InboxItem) (created bool, err error)
+	// InboxItems lists a user's items newest first.
+	InboxItems(ctx context.Context, userID uuid.UUID, filter InboxFilter) ([]InboxItem, error)
+	// UnreadInboxCount counts a user's unread items.
+	UnreadInboxCount(ctx context.Context, userID uuid.UUID) (int, error)
+	// MarkInboxRead marks one of the user's items read, or returns ErrNotFound.
+	MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) error
+}
+
+// InboxFilter selects inbox items. Limit 0 means 50.
+type InboxFilter struct {
+	UnreadOnly bool
+	Limit      int
+}

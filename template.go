@@ -1,0 +1,191 @@
+package notifications
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"text/template"
+
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications/internal/markdown"
+)
+
+// Template describes one kind of notification. Title, body and each action's label and URL
+// are Go text/template sources that produce Markdown; they are executed over a
+// MessagePayload (title and body at delivery, actions at enqueue) with the host's helper
+// functions. User-controlled values (labels, data, the recipient's names and email) are
+// Markdown-escaped before title and body run, so they cannot inject links or HTML.
+type Template struct {
+	ID    uuid.UUID
+	Name  string // unique
+	Group string // free-form grouping for preference screens, e.g. "Workspace Events"
+	Kind  string // free-form, e.g. "system"
+
+	TitleTemplate string
+	BodyTemplate  string
+	Actions       []TemplateAction
+
+	// Method overrides Config.Method for this template when set.
+	Method Method
+
+	// EnabledByDefault: when false the template is opt-in, and only users who enabled it
+	// through a preference receive it.
+	EnabledByDefault bool
+}
+
+// TemplateAction is an action whose label and URL are templates rendered at enqueue.
+type TemplateAction struct {
+	Label string
+	URL   string
+}
+
+// Validate checks that t is complete and that every template in it parses with the given
+// helper functions. The error names the template and the field.
+func (t Template) Validate(helpers template.FuncMap) error {
+	if t.ID == uuid.Nil {
+		return xerrors.Errorf("template %q: ID must be set: %w", t.Name, ErrInvalidTemplate)
+	}
+	if strings.TrimSpace(t.Name) == "" {
+		return xerrors.Errorf("template %s: Name must be set: %w", t.ID, ErrInvalidTemplate)
+	}
+	if strings.TrimSpace(t.TitleTemplate) == "" {
+		return xerrors.Errorf("template %q: TitleTemplate must be set: %w", t.Name, ErrInvalidTemplate)
+	}
+	fields := []struct{ name, src string }{
+		{"TitleTemplate", t.TitleTemplate},
+		{"BodyTemplate", t.BodyTemplate},
+	}
+	for i, a := range t.Actions {
+		if strings.TrimSpace(a.Label) == "" || strings.TrimSpace(a.URL) == "" {
+			return xerrors.Errorf("template %q: Actions[%d] needs both Label and URL: %w", t.Name, i, ErrInvalidTemplate)
+		}
+		fields = append(fields,
+			struct{ name, src string }{fmt.Sprintf("Actions[%d].Label", i), a.Label},
+			struct{ name, src string }{fmt.Sprintf("Actions[%d].URL", i), a.URL})
+	}
+	for _, f := range fields {
+		if _, err := parseTemplate(f.name, f.src, helpers); err != nil {
+			return xerrors.Errorf("template %q: field %s does not parse: %v: %w", t.Name, f.name, err, ErrInvalidTemplate)
+		}
+	}
+	return nil
+}
+
+// TemplateStore stores templates. RegisterTemplates is its consumer.
+type TemplateStore interface {
+	// UpsertTemplates inserts or replaces the templates by ID, atomically.
+	UpsertTemplates(ctx context.Context, templates ...Template) error
+}
+
+// RegisterTemplates validates every template with the host's helpers and upserts them all
+// in one call. Nothing is stored when any template is invalid. Call it at start-up.
+func RegisterTemplates(ctx context.Context, store TemplateStore, helpers template.FuncMap, templates ...Template) error {
+	seen := make(map[string]uuid.UUID, len(templates))
+	for _, t := range templates {
+		if err := t.Validate(helpers); err != nil {
+			return xerrors.Errorf("register templates: %w", err)
+		}
+		if other, ok := seen[t.Name]; ok && other != t.ID {
+			return xerrors.Errorf("register templates: template name %q is used by %s and %s: %w", t.Name, other, t.ID, ErrInvalidTemplate)
+		}
+		seen[t.Name] = t.ID
+	}
+	if err := store.UpsertTemplates(ctx, templates...); err != nil {
+		return xerrors.Errorf("register templates: %w", err)
+	}
+	return nil
+}
+
+func parseTemplate(name, src string, helpers template.FuncMap) (*template.Template, error) {
+	return template.New(name).Funcs(helpers).Option("missingkey=default").Parse(src)
+}
+
+// renderer executes templates with a fixed set of helpers and caches parsed templates by
+// source text. Safe for concurrent use.
+type renderer struct {
+	helpers template.FuncMap
+	mu      sync.RWMutex
+	cache   map[string]*template.Template
+}
+
+// maxCachedTemplates bounds the parse cache; it is cleared when full (templates are few
+// and registered at start-up, so this only matters for hosts that generate them).
+const maxCachedTemplates = 4096
+
+func newRenderer(helpers template.FuncMap) *renderer {
+	return &renderer{helpers: helpers, cache: make(map[string]*template.Template)}
+}
+
+func (r *renderer) parse(src string) (*template.Template, error) {
+	r.mu.RLock()
+	t, ok := r.cache[src]
+	r.mu.RUnlock()
+	if ok {
+		return t, nil
+	}
+	t, err := parseTemplate("notification", src, r.helpers)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if len(r.cache) >= maxCachedTemplates {
+		clear(r.cache)
+	}
+	r.cache[src] = t
+	r.mu.Unlock()
+	return t, nil
+}
+
+func (r *renderer) execute(src string, data any) (string, error) {
+	if src == "" {
+		return "", nil
+	}
+	t, err := r.parse(src)
+	if err != nil {
+		return "", xerrors.Errorf("parse template: %w", err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		return "", xerrors.Errorf("execute template: %w", err)
+	}
+	return b.String(), nil
+}
+
+// escapedPayload returns a copy of p whose user-controlled values are Markdown-escaped.
+func escapedPayload(p MessagePayload) MessagePayload {
+	p.UserName = markdown.Escape(p.UserName)
+	p.UserUsername = markdown.Escape(p.UserUsername)
+	p.UserEmail = markdown.Escape(p.UserEmail)
+	p.NotificationName = markdown.Escape(p.NotificationName)
+	if p.Labels != nil {
+		p.Labels = markdown.EscapeAny(p.Labels).(map[string]string)
+	}
+	if p.Data != nil {
+		p.Data = markdown.EscapeAny(p.Data).(map[string]any)
+	}
+	return p
+}
+
+// RenderTitleBody renders a template's title and body over payload the way the Manager
+// does before delivery: user-controlled values escaped, helpers available. The result is
+// Markdown. Use it to preview notifications.
+func RenderTitleBody(t Template, payload MessagePayload, helpers template.FuncMap) (title, body string, err error) {
+	r := newRenderer(helpers)
+	return r.titleBody(t.TitleTemplate, t.BodyTemplate, payload)
+}
+
+func (r *renderer) titleBody(titleSrc, bodySrc string, payload MessagePayload) (title, body string, err error) {
+	data := escapedPayload(payload)
+	title, err = r.execute(titleSrc, data)
+	if err != nil {
+		return "", "", xerrors.Errorf("render title: %w", err)
+	}
+	body, err = r.execute(bodySrc, data)
+	if err != nil {
+		return "", "", xerrors.Errorf("render body: %w", err)
+	}
+	return strings.TrimSpace(title), strings.TrimSpace(body), nil
+}
