@@ -68,6 +68,10 @@ const (
 type testHooks struct {
 	// waitingForSlot is called when the notifier has no free delivery slot and waits.
 	waitingForSlot func()
+	// leased is called after every lease attempt with the number of messages leased.
+	leased func(n int)
+	// buffered is called after a result is buffered.
+	buffered func()
 }
 
 type managerOptions struct {
@@ -183,8 +187,23 @@ func (m *Manager) Run(ctx context.Context) {
 func (m *Manager) run(runCtx, leaseCtx context.Context) {
 	defer close(m.done)
 	var wg sync.WaitGroup
+	// listening is closed when the store's listener is ready (its first wake call) or has
+	// returned: the notifier's first lease waits for it, so that no enqueue made after Run
+	// can miss its wake-up.
+	listening := make(chan struct{})
+	var listenOnce sync.Once
+	ready := func() { listenOnce.Do(func() { close(listening) }) }
 	wg.Go(func() {
-		if err := m.store.Listen(leaseCtx, m.Wake); err != nil && leaseCtx.Err() == nil {
+		var started atomic.Bool
+		err := m.store.Listen(leaseCtx, func() {
+			if started.CompareAndSwap(false, true) {
+				ready()
+				return
+			}
+			m.Wake()
+		})
+		ready()
+		if err != nil && leaseCtx.Err() == nil {
 			m.log.Warn(runCtx, "store listener stopped; relying on polling", slog.Error(err))
 		}
 	})
@@ -216,7 +235,7 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 	}
 
 	n := &notifier{m: m}
-	n.run(runCtx, leaseCtx)
+	n.run(runCtx, leaseCtx, listening)
 	close(m.deliveriesDone)
 
 	_ = syncTicker.Wait()
@@ -338,6 +357,7 @@ func (m *Manager) syncSent(ctx context.Context) bool {
 	if len(batch) == 0 {
 		return true
 	}
+	m.retainedCount[0].Store(int64(len(batch))) // counted as buffered until written
 	n, err := m.store.MarkSent(ctx, m.id, batch)
 	return m.afterSync(ctx, "sent", 0, len(batch), n, err, func(keep bool) {
 		if keep {
@@ -356,6 +376,7 @@ func (m *Manager) syncFailed(ctx context.Context) bool {
 	if len(batch) == 0 {
 		return true
 	}
+	m.retainedCount[1].Store(int64(len(batch)))
 	n, err := m.store.MarkFailed(ctx, m.id, batch)
 	return m.afterSync(ctx, "failed", 1, len(batch), n, err, func(keep bool) {
 		if keep {
@@ -369,7 +390,6 @@ func (m *Manager) syncFailed(ctx context.Context) bool {
 func (m *Manager) afterSync(ctx context.Context, kind string, idx, size, changed int, err error, retain func(keep bool)) bool {
 	if err != nil {
 		retain(true)
-		m.retainedCount[idx].Store(int64(size))
 		m.log.Warn(ctx, "write delivery results; will retry", slog.F("kind", kind), slog.F("count", size), slog.Error(err))
 		return false
 	}

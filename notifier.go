@@ -24,14 +24,21 @@ type notifier struct {
 }
 
 // run leases and starts deliveries until leaseCtx ends, then waits for the deliveries it
-// started (which end early only if runCtx ends).
-func (n *notifier) run(runCtx, leaseCtx context.Context) {
+// started (which end early only if runCtx ends). The first lease waits until the store's
+// listener is ready (or the first fetch tick).
+func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct{}) {
 	m := n.m
 	n.freed = make(chan struct{}, 1)
 	defer n.wg.Wait()
 
 	ticker := m.clock.NewTicker(m.cfg.FetchInterval, "Manager", "fetch")
 	defer ticker.Stop()
+	select {
+	case <-listening:
+	case <-ticker.C:
+	case <-leaseCtx.Done():
+		return
+	}
 
 	for leaseCtx.Err() == nil {
 		avail := n.available()
@@ -60,6 +67,9 @@ func (n *notifier) run(runCtx, leaseCtx context.Context) {
 		}
 		for _, msg := range msgs {
 			n.start(runCtx, msg)
+		}
+		if h := m.testHooks.leased; h != nil && err == nil {
+			h(len(msgs))
 		}
 		if err == nil && len(msgs) == avail {
 			// A full batch: there is probably more, so lease again as soon as a slot frees.
@@ -248,6 +258,9 @@ func push[T any](ctx context.Context, m *Manager, ch chan T, v T) {
 	m.metrics.PendingUpdates.Inc()
 	if len(ch) == cap(ch) {
 		m.requestFlush()
+	}
+	if h := m.testHooks.buffered; h != nil {
+		h()
 	}
 }
 

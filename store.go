@@ -60,10 +60,11 @@ type NotifierStore interface {
 	// purge running returns 0, nil.
 	PurgeMessages(ctx context.Context, olderThan time.Duration) (int, error)
 
-	// Listen calls wake whenever new work may be available (an enqueue committed) until ctx
-	// is done, then returns nil. Wake-ups may be coalesced or spurious. A store without
-	// notifications returns nil at once and the Manager relies on polling. Listen must
-	// recover from transient errors (e.g. a lost database connection) by itself.
+	// Listen calls wake once it is listening, and then whenever new work may be available
+	// (an enqueue committed), until ctx is done; then it returns nil. After recovering from
+	// a transient error (e.g. a lost database connection) it calls wake again, since
+	// notifications may have been missed. Wake-ups may be coalesced or spurious. A store
+	// without notifications returns nil at once and the Manager relies on polling.
 	Listen(ctx context.Context, wake func()) error
 }
 

@@ -259,6 +259,7 @@ func (s *Store) Listen(ctx context.Context, wake func()) error {
 		delete(s.subs, ch)
 		s.mu.Unlock()
 	}()
+	wake() // listening
 	for {
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,722 @@
+package notificationstest
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications"
+)
+
+// NewStoreFunc returns a new, empty store whose notion of "now" comes from clk.
+type NewStoreFunc func(t *testing.T, clk quartz.Clock) notifications.Store
+
+const (
+	suiteLease    = 2 * time.Minute
+	suiteAttempts = 3
+)
+
+// RunStoreTests runs the Store conformance suite: the semantics every Store must have
+// (DESIGN §4). Run it from your store's tests:
+//
+//	func TestConformance(t *testing.T) {
+//		notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
+//			return mystore.New(mystore.WithClock(clk))
+//		})
+//	}
+func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h *suite)
+	}{
+		{"LeaseOldestFirst", testLeaseOldestFirst},
+		{"ConcurrentLesseesNeverShare", testConcurrentLessees},
+		{"ExpiredLeaseIsReleased", testExpiredLease},
+		{"RetryNotLeasedBeforeItsTime", testRetryDelay},
+		{"AttemptsExhaustedAcrossCrashes", testAttemptsExhausted},
+		{"StaleFlushChangesNothing", testStaleFlush},
+		{"MarkFailedStatuses", testMarkFailedStatuses},
+		{"DedupeSameUTCDay", testDedupe},
+		{"IdempotencyKey", testIdempotencyKey},
+		{"DisabledPreference", testDisabledPreference},
+		{"OptInTemplate", testOptIn},
+		{"EnqueueIsAtomic", testEnqueueAtomic},
+		{"EnqueueRefusesBadInput", testEnqueueBadInput},
+		{"Purge", testPurge},
+		{"Pause", testPause},
+		{"ListenWakesOnEnqueue", testListen},
+		{"Templates", testTemplates},
+		{"AdminQueries", testAdminQueries},
+		{"Inbox", testInbox},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
+			// A fixed midday start keeps "same UTC day" tests away from midnight.
+			clk.Set(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)).MustWait(context.Background())
+			store := newStore(t, clk)
+			h := &suite{t: t, clk: clk, store: store, ctx: testContext(t)}
+			h.tmpl = h.template(true)
+			tc.fn(t, h)
+		})
+	}
+}
+
+type suite struct {
+	t     *testing.T
+	ctx   context.Context
+	clk   *quartz.Mock
+	store notifications.Store
+	tmpl  notifications.Template
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (h *suite) template(enabledByDefault bool) notifications.Template {
+	h.t.Helper()
+	tmpl := notifications.Template{
+		ID: uuid.New(), Name: "suite " + uuid.NewString(), Group: "Suite", Kind: "test",
+		TitleTemplate: "Hello {{.UserName}}", BodyTemplate: "Body {{.Labels.k}}",
+		Actions:          []notifications.TemplateAction{{Label: "Open", URL: "https://example.com/{{.Labels.k}}"}},
+		EnabledByDefault: enabledByDefault,
+	}
+	if err := h.store.UpsertTemplates(h.ctx, tmpl); err != nil {
+		h.t.Fatalf("upsert template: %v", err)
+	}
+	return tmpl
+}
+
+func (h *suite) enqueuer() *notifications.StoreEnqueuer {
+	h.t.Helper()
+	cfg := notifications.DefaultConfig()
+	cfg.Method = notifications.MethodWebhook
+	e, err := notifications.NewStoreEnqueuer(cfg, h.store, notifications.EnqueuerOptions{
+		Clock: h.clk,
+		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
+			return notifications.Recipient{UserID: id, Email: "u@example.com", Username: "user"}, nil
+		},
+	})
+	if err != nil {
+		h.t.Fatalf("new enqueuer: %v", err)
+	}
+	return e
+}
+
+// enqueue stores n messages for distinct users, one per clock step so that creation order
+// is unambiguous, and returns their IDs in order.
+func (h *suite) enqueue(n int) []uuid.UUID {
+	h.t.Helper()
+	ids := make([]uuid.UUID, 0, n)
+	for i := 0; i < n; i++ {
+		ids = append(ids, h.newMessage(h.tmpl.ID, uuid.New()))
+		h.clk.Advance(time.Millisecond).MustWait(h.ctx)
+	}
+	return ids
+}
+
+func (h *suite) newMessage(templateID, userID uuid.UUID) uuid.UUID {
+	h.t.Helper()
+	payload, _ := json.Marshal(notifications.MessagePayload{Version: notifications.PayloadVersion, UserID: userID.String()})
+	msg := notifications.NewMessage{
+		ID: uuid.New(), TemplateID: templateID, UserID: userID, Method: notifications.MethodWebhook,
+		Payload: payload, DedupeKey: uuid.NewString(),
+	}
+	if err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{msg}); err != nil {
+		h.t.Fatalf("enqueue: %v", err)
+	}
+	return msg.ID
+}
+
+func (h *suite) lease(notifier uuid.UUID, limit int) []notifications.LeasedMessage {
+	h.t.Helper()
+	msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
+		NotifierID: notifier, Limit: limit, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+	})
+	if err != nil {
+		h.t.Fatalf("lease: %v", err)
+	}
+	return msgs
+}
+
+func (h *suite) message(id uuid.UUID) notifications.Message {
+	h.t.Helper()
+	m, err := h.store.Message(h.ctx, id)
+	if err != nil {
+		h.t.Fatalf("get message %s: %v", id, err)
+	}
+	return m
+}
+
+func (h *suite) wantStatus(id uuid.UUID, want notifications.Status) notifications.Message {
+	h.t.Helper()
+	m := h.message(id)
+	if m.Status != want {
+		h.t.Fatalf("message %s: status %s (reason %q), want %s", id, m.Status, m.StatusReason, want)
+	}
+	return m
+}
+
+func (h *suite) markSent(notifier uuid.UUID, msgs ...notifications.LeasedMessage) int {
+	h.t.Helper()
+	rs := make([]notifications.SentResult, len(msgs))
+	for i, m := range msgs {
+		rs[i] = notifications.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
+	}
+	n, err := h.store.MarkSent(h.ctx, notifier, rs)
+	if err != nil {
+		h.t.Fatalf("mark sent: %v", err)
+	}
+	return n
+}
+
+func (h *suite) markFailed(notifier uuid.UUID, status notifications.Status, delay time.Duration, msgs ...notifications.LeasedMessage) int {
+	h.t.Helper()
+	rs := make([]notifications.FailedResult, len(msgs))
+	for i, m := range msgs {
+		rs[i] = notifications.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: status, Reason: "boom " + string(status), RetryDelay: delay}
+	}
+	n, err := h.store.MarkFailed(h.ctx, notifier, rs)
+	if err != nil {
+		h.t.Fatalf("mark failed: %v", err)
+	}
+	return n
+}
+
+func ids(msgs []notifications.LeasedMessage) []uuid.UUID {
+	out := make([]uuid.UUID, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+func testLeaseOldestFirst(t *testing.T, h *suite) {
+	want := h.enqueue(5)
+	a := uuid.New()
+	got := h.lease(a, 3)
+	if len(got) != 3 {
+		t.Fatalf("leased %d, want 3", len(got))
+	}
+	for i, m := range got {
+		if m.ID != want[i] {
+			t.Fatalf("lease %d: got %s, want %s (oldest first)", i, m.ID, want[i])
+		}
+		if m.AttemptCount != 1 || m.Method != notifications.MethodWebhook || m.TemplateID != h.tmpl.ID ||
+			m.TemplateName != h.tmpl.Name || m.TitleTemplate != h.tmpl.TitleTemplate || m.BodyTemplate != h.tmpl.BodyTemplate ||
+			m.Disabled || len(m.Payload) == 0 || m.CreatedAt.IsZero() || m.LeasedAt.Before(m.CreatedAt) {
+			t.Fatalf("leased message lacks what rendering needs: %+v", m)
+		}
+		stored := h.wantStatus(m.ID, notifications.StatusLeased)
+		if stored.LeasedBy != a || !stored.LeasedUntil.Equal(h.clk.Now().Add(suiteLease)) {
+			t.Fatalf("stored lease: by %s until %s, want %s until %s", stored.LeasedBy, stored.LeasedUntil, a, h.clk.Now().Add(suiteLease))
+		}
+	}
+	rest := h.lease(uuid.New(), 10)
+	if len(rest) != 2 || rest[0].ID != want[3] || rest[1].ID != want[4] {
+		t.Fatalf("second lease got %v, want the remaining two %v", ids(rest), want[3:])
+	}
+}
+
+func testConcurrentLessees(t *testing.T, h *suite) {
+	const total, workers = 300, 6
+	// Enqueue in batches: fast and still ordered enough.
+	var batch []notifications.NewMessage
+	for i := 0; i < total; i++ {
+		batch = append(batch, notifications.NewMessage{
+			ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook,
+			Payload: []byte(`{}`), DedupeKey: uuid.NewString(),
+		})
+	}
+	if err := h.store.EnqueueMessages(h.ctx, batch); err != nil {
+		t.Fatalf("enqueue: %v", err)
+	}
+	var (
+		mu   sync.Mutex
+		seen = make(map[uuid.UUID]uuid.UUID)
+		wg   sync.WaitGroup
+		errs = make(chan error, workers)
+	)
+	for w := 0; w < workers; w++ {
+		notifier := uuid.New()
+		wg.Go(func() {
+			for {
+				msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
+					NotifierID: notifier, Limit: 7, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(msgs) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, m := range msgs {
+					if other, dup := seen[m.ID]; dup {
+						mu.Unlock()
+						errs <- xerrors.Errorf("message %s leased by %s and %s", m.ID, other, notifier)
+						return
+					}
+					seen[m.ID] = notifier
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(seen) != total {
+		t.Fatalf("leased %d distinct messages, want %d", len(seen), total)
+	}
+}
+
+func testExpiredLease(t *testing.T, h *suite) {
+	id := h.enqueue(1)[0]
+	a, b := uuid.New(), uuid.New()
+	if got := h.lease(a, 10); len(got) != 1 {
+		t.Fatalf("first lease got %d", len(got))
+	}
+	h.clk.Advance(suiteLease - time.Millisecond).MustWait(h.ctx)
+	if got := h.lease(b, 10); len(got) != 0 {
+		t.Fatalf("a live lease was leased again: %v", ids(got))
+	}
+	h.clk.Advance(time.Millisecond).MustWait(h.ctx)
+	got := h.lease(b, 10)
+	if len(got) != 1 || got[0].ID != id || got[0].AttemptCount != 2 {
+		t.Fatalf("expired lease: got %+v, want %s at attempt 2", got, id)
+	}
+	if m := h.wantStatus(id, notifications.StatusLeased); m.LeasedBy != b {
+		t.Fatalf("leased by %s, want %s", m.LeasedBy, b)
+	}
+}
+
+func testRetryDelay(t *testing.T, h *suite) {
+	id := h.enqueue(1)[0]
+	a := uuid.New()
+	msgs := h.lease(a, 1)
+	const delay = 1500 * time.Millisecond // sub-second precision is kept
+	if n := h.markFailed(a, notifications.StatusTemporaryFailure, delay, msgs...); n != 1 {
+		t.Fatalf("mark failed changed %d rows, want 1", n)
+	}
+	m := h.wantStatus(id, notifications.StatusTemporaryFailure)
+	if !m.NextRetryAfter.Equal(h.clk.Now().Add(delay)) || m.StatusReason != "boom temporary_failure" {
+		t.Fatalf("retry after %s reason %q, want %s", m.NextRetryAfter, m.StatusReason, h.clk.Now().Add(delay))
+	}
+	h.clk.Advance(delay - time.Millisecond).MustWait(h.ctx)
+	if got := h.lease(a, 1); len(got) != 0 {
+		t.Fatalf("retry leased %s before its time", delay-time.Millisecond)
+	}
+	h.clk.Advance(time.Millisecond).MustWait(h.ctx)
+	if got := h.lease(a, 1); len(got) != 1 || got[0].ID != id || got[0].AttemptCount != 2 {
+		t.Fatalf("retry not leased at its time: %+v", got)
+	}
+}
+
+func testAttemptsExhausted(t *testing.T, h *suite) {
+	id := h.enqueue(1)[0]
+	for attempt := 1; attempt <= suiteAttempts; attempt++ {
+		got := h.lease(uuid.New(), 1)
+		if len(got) != 1 || got[0].AttemptCount != attempt {
+			t.Fatalf("lease %d: got %+v", attempt, got)
+		}
+		// The process "crashes": no result, the lease expires.
+		h.clk.Advance(suiteLease).MustWait(h.ctx)
+	}
+	if got := h.lease(uuid.New(), 1); len(got) != 0 {
+		t.Fatalf("leased after %d attempts: %+v", suiteAttempts, got)
+	}
+	m := h.wantStatus(id, notifications.StatusPermanentFailure)
+	if m.AttemptCount != suiteAttempts || m.StatusReason == "" {
+		t.Fatalf("attempts %d reason %q", m.AttemptCount, m.StatusReason)
+	}
+	h.clk.Advance(time.Hour).MustWait(h.ctx)
+	if got := h.lease(uuid.New(), 1); len(got) != 0 {
+		t.Fatalf("a permanently failed message was leased again")
+	}
+}
+
+func testStaleFlush(t *testing.T, h *suite) {
+	id := h.enqueue(1)[0]
+	a, b := uuid.New(), uuid.New()
+	stale := h.lease(a, 1)
+	h.clk.Advance(suiteLease).MustWait(h.ctx)
+	fresh := h.lease(b, 1)
+	if len(fresh) != 1 {
+		t.Fatalf("expired lease not re-leased")
+	}
+	if n := h.markSent(a, stale...); n != 0 {
+		t.Fatalf("stale MarkSent changed %d rows", n)
+	}
+	if n := h.markFailed(a, notifications.StatusPermanentFailure, 0, stale...); n != 0 {
+		t.Fatalf("stale MarkFailed changed %d rows", n)
+	}
+	if m := h.wantStatus(id, notifications.StatusLeased); m.LeasedBy != b {
+		t.Fatalf("stale flush changed the lessee to %s", m.LeasedBy)
+	}
+	// The same notifier with the old attempt number is fenced too.
+	if n := h.markSent(b, stale...); n != 0 {
+		t.Fatalf("MarkSent with an old attempt count changed %d rows", n)
+	}
+	if n := h.markSent(b, fresh...); n != 1 {
+		t.Fatalf("MarkSent by the lessee changed %d rows, want 1", n)
+	}
+	if m := h.wantStatus(id, notifications.StatusSent); m.SentAt.IsZero() {
+		t.Fatalf("sent without SentAt")
+	}
+	if n := h.markSent(b, fresh...); n != 0 {
+		t.Fatalf("second MarkSent changed %d rows", n)
+	}
+}
+
+func testMarkFailedStatuses(t *testing.T, h *suite) {
+	ids := h.enqueue(3)
+	a := uuid.New()
+	msgs := h.lease(a, 3)
+	if n := h.markFailed(a, notifications.StatusPermanentFailure, 0, msgs[0]); n != 1 {
+		t.Fatalf("permanent: %d", n)
+	}
+	if n := h.markFailed(a, notifications.StatusInhibited, 0, msgs[1]); n != 1 {
+		t.Fatalf("inhibited: %d", n)
+	}
+	_, err := h.store.MarkFailed(h.ctx, a, []notifications.FailedResult{{ID: msgs[2].ID, AttemptCount: 1, Status: notifications.StatusSent}})
+	if !xerrors.Is(err, notifications.ErrInvalidMessage) {
+		t.Fatalf("MarkFailed with status sent: err %v, want ErrInvalidMessage", err)
+	}
+	h.wantStatus(ids[0], notifications.StatusPermanentFailure)
+	h.wantStatus(ids[1], notifications.StatusInhibited)
+	h.wantStatus(ids[2], notifications.StatusLeased)
+}
+
+func testDedupe(t *testing.T, h *suite) {
+	e := h.enqueuer()
+	user := uuid.New()
+	labels := map[string]string{"k": "v"}
+	if _, err := e.Enqueue(h.ctx, user, h.tmpl.ID, labels, "test"); err != nil {
+		t.Fatalf("first enqueue: %v", err)
+	}
+	_, err := e.Enqueue(h.ctx, user, h.tmpl.ID, map[string]string{"k": "v"}, "test")
+	if !xerrors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("identical enqueue the same day: err %v, want ErrDuplicate", err)
+	}
+	if _, err := e.Enqueue(h.ctx, user, h.tmpl.ID, map[string]string{"k": "other"}, "test"); err != nil {
+		t.Fatalf("different labels: %v", err)
+	}
+	h.clk.Advance(24 * time.Hour).MustWait(h.ctx)
+	if _, err := e.Enqueue(h.ctx, user, h.tmpl.ID, labels, "test"); err != nil {
+		t.Fatalf("identical enqueue the next day: %v", err)
+	}
+	if n := countMessages(t, h); n != 3 {
+		t.Fatalf("stored %d messages, want 3", n)
+	}
+}
+
+func testIdempotencyKey(t *testing.T, h *suite) {
+	e := h.enqueuer()
+	rcpt := &notifications.Recipient{Email: "x@example.com"}
+	req := notifications.EnqueueRequest{TemplateID: h.tmpl.ID, UserID: uuid.New(), Recipient: rcpt, IdempotencyKey: "order-42", Labels: map[string]string{"k": "1"}}
+	if _, err := e.Send(h.ctx, req); err != nil {
+		t.Fatalf("first: %v", err)
+	}
+	req.Labels = map[string]string{"k": "2"}
+	h.clk.Advance(48 * time.Hour).MustWait(h.ctx)
+	if _, err := e.Send(h.ctx, req); !xerrors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("same idempotency key: err %v, want ErrDuplicate", err)
+	}
+}
+
+func testDisabledPreference(t *testing.T, h *suite) {
+	e := h.enqueuer()
+	user := uuid.New()
+	if err := h.store.SetPreference(h.ctx, user, h.tmpl.ID, true); err != nil {
+		t.Fatalf("set preference: %v", err)
+	}
+	_, err := e.Enqueue(h.ctx, user, h.tmpl.ID, nil, "test")
+	if !xerrors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
+		t.Fatalf("enqueue disabled: err %v, want ErrCannotEnqueueDisabledNotification", err)
+	}
+	if n := countMessages(t, h); n != 0 {
+		t.Fatalf("a refused enqueue stored %d messages", n)
+	}
+	if err := h.store.SetPreference(h.ctx, user, h.tmpl.ID, false); err != nil {
+		t.Fatalf("set preference: %v", err)
+	}
+	msgIDs, err := e.Enqueue(h.ctx, user, h.tmpl.ID, nil, "test")
+	if err != nil {
+		t.Fatalf("enqueue enabled: %v", err)
+	}
+	// Disabled after enqueue: leased with Disabled set, for the Manager to inhibit.
+	if err := h.store.SetPreference(h.ctx, user, h.tmpl.ID, true); err != nil {
+		t.Fatalf("set preference: %v", err)
+	}
+	got := h.lease(uuid.New(), 10)
+	if len(got) != 1 || got[0].ID != msgIDs[0] || !got[0].Disabled {
+		t.Fatalf("lease after disabling: %+v, want %s with Disabled", got, msgIDs[0])
+	}
+}
+
+func testOptIn(t *testing.T, h *suite) {
+	optIn := h.template(false)
+	e := h.enqueuer()
+	user := uuid.New()
+	if _, err := e.Enqueue(h.ctx, user, optIn.ID, nil, "test"); !xerrors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
+		t.Fatalf("opt-in template without opting in: err %v", err)
+	}
+	if err := h.store.SetPreference(h.ctx, user, optIn.ID, false); err != nil {
+		t.Fatalf("opt in: %v", err)
+	}
+	if _, err := e.Enqueue(h.ctx, user, optIn.ID, nil, "test"); err != nil {
+		t.Fatalf("opt-in template after opting in: %v", err)
+	}
+}
+
+func testEnqueueAtomic(t *testing.T, h *suite) {
+	good := notifications.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "a"}
+	unknownTemplate := notifications.NewMessage{ID: uuid.New(), TemplateID: uuid.New(), UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "b"}
+	err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, unknownTemplate})
+	if !xerrors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("unknown template: err %v, want ErrNotFound", err)
+	}
+	dupInBatch := good
+	dupInBatch.ID = uuid.New()
+	err = h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, dupInBatch})
+	if !xerrors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("duplicate key within one call: err %v, want ErrDuplicate", err)
+	}
+	if n := countMessages(t, h); n != 0 {
+		t.Fatalf("failed enqueues stored %d messages", n)
+	}
+}
+
+func testEnqueueBadInput(t *testing.T, h *suite) {
+	base := notifications.NewMessage{TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
+	cases := map[string]func(m *notifications.NewMessage){
+		"payload not JSON": func(m *notifications.NewMessage) { m.Payload = []byte(`{"a":`) },
+		"empty payload":    func(m *notifications.NewMessage) { m.Payload = nil },
+		"no method":        func(m *notifications.NewMessage) { m.Method = "" },
+		"nil user":         func(m *notifications.NewMessage) { m.UserID = uuid.Nil },
+		"nil ID":           func(m *notifications.NewMessage) { m.ID = uuid.Nil },
+	}
+	for name, mutate := range cases {
+		m := base
+		m.ID = uuid.New()
+		m.DedupeKey = name
+		mutate(&m)
+		err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{m})
+		if !xerrors.Is(err, notifications.ErrInvalidMessage) {
+			t.Errorf("%s: err %v, want ErrInvalidMessage", name, err)
+		}
+	}
+	if n := countMessages(t, h); n != 0 {
+		t.Fatalf("bad input stored %d messages", n)
+	}
+}
+
+func testPurge(t *testing.T, h *suite) {
+	const retention = 24 * time.Hour
+	ids := h.enqueue(4)
+	a := uuid.New()
+	msgs := h.lease(a, 3)
+	h.markSent(a, msgs[0])
+	h.markFailed(a, notifications.StatusPermanentFailure, 0, msgs[1])
+	h.markFailed(a, notifications.StatusInhibited, 0, msgs[2])
+	// ids[3] is never leased: pending and old, but unfinished, so it stays.
+	h.clk.Advance(retention - time.Second).MustWait(h.ctx)
+	if n, err := h.store.PurgeMessages(h.ctx, retention); err != nil || n != 0 {
+		t.Fatalf("purge before the retention: %d, %v", n, err)
+	}
+	h.clk.Advance(time.Second).MustWait(h.ctx)
+	n, err := h.store.PurgeMessages(h.ctx, retention)
+	if err != nil || n != 3 {
+		t.Fatalf("purge: %d, %v; want 3", n, err)
+	}
+	for _, id := range ids[:3] {
+		if _, err := h.store.Message(h.ctx, id); !xerrors.Is(err, notifications.ErrNotFound) {
+			t.Fatalf("purged message %s: err %v, want ErrNotFound", id, err)
+		}
+	}
+	h.wantStatus(ids[3], notifications.StatusPending)
+
+	// Messages that end permanent_failure inside the lease (attempts exhausted by crashes,
+	// never reaching a MarkFailed) are purged too: the old pending one and a new one.
+	crashed := h.enqueue(1)[0]
+	for i := 0; i <= suiteAttempts; i++ {
+		h.lease(uuid.New(), 10)
+		h.clk.Advance(suiteLease).MustWait(h.ctx)
+	}
+	h.wantStatus(crashed, notifications.StatusPermanentFailure)
+	h.wantStatus(ids[3], notifications.StatusPermanentFailure)
+	h.clk.Advance(retention).MustWait(h.ctx)
+	if n, err := h.store.PurgeMessages(h.ctx, retention); err != nil || n != 2 {
+		t.Fatalf("purge of a crash-exhausted message: %d, %v", n, err)
+	}
+}
+
+func testPause(t *testing.T, h *suite) {
+	h.enqueue(2)
+	if err := h.store.SetPaused(h.ctx, true); err != nil {
+		t.Fatalf("pause: %v", err)
+	}
+	if p, err := h.store.Paused(h.ctx); err != nil || !p {
+		t.Fatalf("paused: %v, %v", p, err)
+	}
+	if got := h.lease(uuid.New(), 10); len(got) != 0 {
+		t.Fatalf("leased %d while paused", len(got))
+	}
+	if err := h.store.SetPaused(h.ctx, false); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if got := h.lease(uuid.New(), 10); len(got) != 2 {
+		t.Fatalf("leased %d after resume, want 2", len(got))
+	}
+}
+
+func testListen(t *testing.T, h *suite) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	woken := make(chan struct{}, 100)
+	done := make(chan error, 1)
+	go func() { done <- h.store.Listen(ctx, func() { woken <- struct{}{} }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Listen returned %v after its context ended", err)
+		}
+	}()
+	// A listener may need a moment to subscribe; enqueue until one wake-up arrives. Each
+	// enqueue is a separate message, so this only bounds the number of attempts.
+	for i := 0; ; i++ {
+		h.newMessage(h.tmpl.ID, uuid.New())
+		select {
+		case <-woken:
+			return
+		case <-time.After(100 * time.Millisecond):
+			if i == 100 {
+				t.Fatal("no wake-up after 100 enqueues")
+			}
+		}
+	}
+}
+
+func testTemplates(t *testing.T, h *suite) {
+	got, err := h.store.Template(h.ctx, h.tmpl.ID)
+	if err != nil {
+		t.Fatalf("get template: %v", err)
+	}
+	if got.Name != h.tmpl.Name || got.TitleTemplate != h.tmpl.TitleTemplate || got.BodyTemplate != h.tmpl.BodyTemplate ||
+		len(got.Actions) != 1 || got.Actions[0] != h.tmpl.Actions[0] || got.EnabledByDefault != h.tmpl.EnabledByDefault ||
+		got.Group != h.tmpl.Group || got.Kind != h.tmpl.Kind {
+		t.Fatalf("template round trip: got %+v, want %+v", got, h.tmpl)
+	}
+	upd := h.tmpl
+	upd.TitleTemplate = "Changed {{.UserName}}"
+	upd.Method = notifications.MethodSMTP
+	if err := h.store.UpsertTemplates(h.ctx, upd); err != nil {
+		t.Fatalf("update template: %v", err)
+	}
+	if got, _ := h.store.Template(h.ctx, h.tmpl.ID); got.TitleTemplate != upd.TitleTemplate || got.Method != notifications.MethodSMTP {
+		t.Fatalf("update not stored: %+v", got)
+	}
+	if _, err := h.store.Template(h.ctx, uuid.New()); !xerrors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("unknown template: err %v, want ErrNotFound", err)
+	}
+	clash := notifications.Template{ID: uuid.New(), Name: h.tmpl.Name, TitleTemplate: "x"}
+	if err := h.store.UpsertTemplates(h.ctx, clash); !xerrors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("template name taken by another ID: err %v, want ErrDuplicate", err)
+	}
+	if _, err := h.store.Template(h.ctx, clash.ID); !xerrors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("refused upsert stored the template")
+	}
+}
+
+func testAdminQueries(t *testing.T, h *suite) {
+	ids := h.enqueue(3)
+	a := uuid.New()
+	h.markSent(a, h.lease(a, 1)...)
+	counts, err := h.store.CountByStatus(h.ctx)
+	if err != nil {
+		t.Fatalf("count: %v", err)
+	}
+	if counts[notifications.StatusSent] != 1 || counts[notifications.StatusPending] != 2 {
+		t.Fatalf("counts %v, want 1 sent and 2 pending", counts)
+	}
+	pending, err := h.store.Messages(h.ctx, notifications.MessageFilter{Status: notifications.StatusPending})
+	if err != nil || len(pending) != 2 || pending[0].ID != ids[1] || pending[1].ID != ids[2] {
+		t.Fatalf("pending messages: %v, %v", pending, err)
+	}
+	limited, err := h.store.Messages(h.ctx, notifications.MessageFilter{Limit: 1})
+	if err != nil || len(limited) != 1 || limited[0].ID != ids[0] {
+		t.Fatalf("limited list: %v, %v", limited, err)
+	}
+	if _, err := h.store.Message(h.ctx, uuid.New()); !xerrors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("unknown message: err %v, want ErrNotFound", err)
+	}
+}
+
+func testInbox(t *testing.T, h *suite) {
+	user, other := uuid.New(), uuid.New()
+	item := notifications.InboxItem{
+		ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T", Content: "**C**",
+		Actions: []notifications.Action{{Label: "Open", URL: "https://example.com"}}, Targets: []uuid.UUID{uuid.New()},
+	}
+	created, err := h.store.InsertInboxItem(h.ctx, item)
+	if err != nil || !created {
+		t.Fatalf("insert: %v, %v", created, err)
+	}
+	item2 := item
+	item2.Title = "changed"
+	if created, err := h.store.InsertInboxItem(h.ctx, item2); err != nil || created {
+		t.Fatalf("re-insert of the same ID: created %v, err %v; want false, nil", created, err)
+	}
+	h.clk.Advance(time.Second).MustWait(h.ctx)
+	second := notifications.InboxItem{ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T2"}
+	if _, err := h.store.InsertInboxItem(h.ctx, second); err != nil {
+		t.Fatalf("insert second: %v", err)
+	}
+	items, err := h.store.InboxItems(h.ctx, user, notifications.InboxFilter{})
+	if err != nil || len(items) != 2 || items[0].ID != second.ID || items[1].ID != item.ID {
+		t.Fatalf("list: %+v, %v; want newest first", items, err)
+	}
+	if items[1].Title != "T" || items[1].Content != "**C**" || len(items[1].Actions) != 1 || len(items[1].Targets) != 1 || items[1].CreatedAt.IsZero() {
+		t.Fatalf("item round trip: %+v", items[1])
+	}
+	if n, err := h.store.UnreadInboxCount(h.ctx, user); err != nil || n != 2 {
+		t.Fatalf("unread: %d, %v", n, err)
+	}
+	if err := h.store.MarkInboxRead(h.ctx, other, item.ID); !xerrors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("mark another user's item: err %v, want ErrNotFound", err)
+	}
+	if err := h.store.MarkInboxRead(h.ctx, user, item.ID); err != nil {
+		t.Fatalf("mark read: %v", err)
+	}
+	if n, _ := h.store.UnreadInboxCount(h.ctx, user); n != 1 {
+		t.Fatalf("unread after mark read: %d", n)
+	}
+	unread, err := h.store.InboxItems(h.ctx, user, notifications.InboxFilter{UnreadOnly: true})
+	if err != nil || len(unread) != 1 || unread[0].ID != second.ID {
+		t.Fatalf("unread list: %+v, %v", unread, err)
+	}
+	if n, _ := h.store.UnreadInboxCount(h.ctx, other); n != 0 {
+		t.Fatalf("other user's unread: %d", n)
+	}
+}
+
+func countMessages(t *testing.T, h *suite) int {
+	t.Helper()
+	all, err := h.store.Messages(h.ctx, notifications.MessageFilter{})
+	if err != nil {
+		t.Fatalf("list messages: %v", err)
+	}
+	return len(all)
+}

@@ -1,0 +1,139 @@
+// Package notificationstest helps test code that uses notifications: a fake Enqueuer that
+// records calls, a recording Handler with programmable outcomes, and the Store conformance
+// suite that every Store implementation runs.
+package notificationstest
+
+import (
+	"context"
+	"sync"
+	"text/template"
+
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications"
+)
+
+// Delivery is one call of a RecordingHandler's DeliveryFunc.
+type Delivery struct {
+	MsgID   uuid.UUID
+	Payload notifications.MessagePayload
+	Title   string
+	Body    string
+}
+
+// RecordingHandler is a notifications.Handler that records every delivery and answers with
+// Outcome (success when Outcome is nil). Safe for concurrent use.
+type RecordingHandler struct {
+	// Outcome decides each delivery's result. It runs inside the DeliveryFunc with its
+	// context, so it may block on ctx to simulate a slow receiver.
+	Outcome func(ctx context.Context, d Delivery) (retryable bool, err error)
+
+	mu         sync.Mutex
+	deliveries []Delivery
+	changed    chan struct{}
+}
+
+// NewRecordingHandler returns a handler whose deliveries succeed unless outcome says
+// otherwise (outcome may be nil).
+func NewRecordingHandler(outcome func(ctx context.Context, d Delivery) (retryable bool, err error)) *RecordingHandler {
+	return &RecordingHandler{Outcome: outcome, changed: make(chan struct{})}
+}
+
+var _ notifications.Handler = (*RecordingHandler)(nil)
+
+// Dispatcher implements notifications.Handler.
+func (h *RecordingHandler) Dispatcher(payload notifications.MessagePayload, title, body string, _ template.FuncMap) (notifications.DeliveryFunc, error) {
+	return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
+		d := Delivery{MsgID: msgID, Payload: payload, Title: title, Body: body}
+		h.mu.Lock()
+		h.deliveries = append(h.deliveries, d)
+		close(h.changed)
+		h.changed = make(chan struct{})
+		h.mu.Unlock()
+		if h.Outcome == nil {
+			return false, nil
+		}
+		return h.Outcome(ctx, d)
+	}, nil
+}
+
+// Deliveries returns every delivery so far, in call order.
+func (h *RecordingHandler) Deliveries() []Delivery {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Delivery(nil), h.deliveries...)
+}
+
+// Count returns how many deliveries were made for msgID.
+func (h *RecordingHandler) Count(msgID uuid.UUID) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, d := range h.deliveries {
+		if d.MsgID == msgID {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitForDeliveries blocks until at least n deliveries were made or ctx ends.
+func (h *RecordingHandler) WaitForDeliveries(ctx context.Context, n int) error {
+	for {
+		h.mu.Lock()
+		got, changed := len(h.deliveries), h.changed
+		h.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return xerrors.Errorf("wait for %d deliveries (have %d): %w", n, got, ctx.Err())
+		}
+	}
+}
+
+// Notification is one call recorded by FakeEnqueuer.
+type Notification struct {
+	UserID, TemplateID uuid.UUID
+	Labels             map[string]string
+	Data               map[string]any
+	CreatedBy          string
+	Targets            []uuid.UUID
+}
+
+// FakeEnqueuer is a notifications.Enqueuer that records calls instead of storing messages.
+// Set Err to make every call fail. Safe for concurrent use.
+type FakeEnqueuer struct {
+	Err error
+
+	mu   sync.Mutex
+	sent []Notification
+}
+
+var _ notifications.Enqueuer = (*FakeEnqueuer)(nil)
+
+// Enqueue implements notifications.Enqueuer.
+func (f *FakeEnqueuer) Enqueue(ctx context.Context, userID, templateID uuid.UUID, labels map[string]string, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error) {
+	return f.EnqueueWithData(ctx, userID, templateID, labels, nil, createdBy, targets...)
+}
+
+// EnqueueWithData implements notifications.Enqueuer.
+func (f *FakeEnqueuer) EnqueueWithData(_ context.Context, userID, templateID uuid.UUID, labels map[string]string, data map[string]any, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error) {
+	if f.Err != nil {
+		return nil, f.Err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, Notification{UserID: userID, TemplateID: templateID, Labels: labels, Data: data, CreatedBy: createdBy, Targets: targets})
+	return []uuid.UUID{uuid.New()}, nil
+}
+
+// Sent returns the recorded calls in order.
+func (f *FakeEnqueuer) Sent() []Notification {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Notification(nil), f.sent...)
+}
