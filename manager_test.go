@@ -2,6 +2,7 @@ package notifications_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -193,7 +194,7 @@ func TestNewManagerValidates(t *testing.T) {
 	cfg := notifications.DefaultConfig()
 	cfg.DispatchTimeout = cfg.LeasePeriod
 	_, err := notifications.NewManager(cfg, store, handlers)
-	if !xerrors.Is(err, notifications.ErrInvalidDispatchTimeout) || !xerrors.Is(err, notifications.ErrInvalidConfig) {
+	if !errors.Is(err, notifications.ErrInvalidDispatchTimeout) || !errors.Is(err, notifications.ErrInvalidConfig) {
 		t.Fatalf("DispatchTimeout == LeasePeriod: err %v, want ErrInvalidDispatchTimeout", err)
 	}
 
@@ -219,7 +220,7 @@ func TestNewManagerValidates(t *testing.T) {
 			cfg := notifications.DefaultConfig()
 			tc.mutate(&cfg)
 			_, err := notifications.NewManager(cfg, store, handlers)
-			if !xerrors.Is(err, notifications.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+			if !errors.Is(err, notifications.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want ErrInvalidConfig containing %q", err, tc.want)
 			}
 		})
@@ -657,7 +658,7 @@ func TestStopBoundedByContext(t *testing.T) {
 	<-started
 	ctx, cancel := context.WithCancel(h.ctx)
 	cancel()
-	if err := m.Stop(ctx); !xerrors.Is(err, context.Canceled) {
+	if err := m.Stop(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("stop with a done context: err %v, want context.Canceled", err)
 	}
 	if st := h.status(id).Status; st != notifications.StatusLeased {

@@ -3,6 +3,7 @@ package notificationstest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -392,7 +393,7 @@ func testMarkFailedStatuses(t *testing.T, h *suite) {
 		t.Fatalf("inhibited: %d", n)
 	}
 	_, err := h.store.MarkFailed(h.ctx, a, []notifications.FailedResult{{ID: msgs[2].ID, AttemptCount: 1, Status: notifications.StatusSent}})
-	if !xerrors.Is(err, notifications.ErrInvalidMessage) {
+	if !errors.Is(err, notifications.ErrInvalidMessage) {
 		t.Fatalf("MarkFailed with status sent: err %v, want ErrInvalidMessage", err)
 	}
 	h.wantStatus(ids[0], notifications.StatusPermanentFailure)
@@ -408,7 +409,7 @@ func testDedupe(t *testing.T, h *suite) {
 		t.Fatalf("first enqueue: %v", err)
 	}
 	_, err := e.Enqueue(h.ctx, user, h.tmpl.ID, map[string]string{"k": "v"}, "test")
-	if !xerrors.Is(err, notifications.ErrDuplicate) {
+	if !errors.Is(err, notifications.ErrDuplicate) {
 		t.Fatalf("identical enqueue the same day: err %v, want ErrDuplicate", err)
 	}
 	if _, err := e.Enqueue(h.ctx, user, h.tmpl.ID, map[string]string{"k": "other"}, "test"); err != nil {
@@ -432,7 +433,7 @@ func testIdempotencyKey(t *testing.T, h *suite) {
 	}
 	req.Labels = map[string]string{"k": "2"}
 	h.clk.Advance(48 * time.Hour).MustWait(h.ctx)
-	if _, err := e.Send(h.ctx, req); !xerrors.Is(err, notifications.ErrDuplicate) {
+	if _, err := e.Send(h.ctx, req); !errors.Is(err, notifications.ErrDuplicate) {
 		t.Fatalf("same idempotency key: err %v, want ErrDuplicate", err)
 	}
 }
@@ -444,7 +445,7 @@ func testDisabledPreference(t *testing.T, h *suite) {
 		t.Fatalf("set preference: %v", err)
 	}
 	_, err := e.Enqueue(h.ctx, user, h.tmpl.ID, nil, "test")
-	if !xerrors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
+	if !errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
 		t.Fatalf("enqueue disabled: err %v, want ErrCannotEnqueueDisabledNotification", err)
 	}
 	if n := countMessages(t, h); n != 0 {
@@ -471,7 +472,7 @@ func testOptIn(t *testing.T, h *suite) {
 	optIn := h.template(false)
 	e := h.enqueuer()
 	user := uuid.New()
-	if _, err := e.Enqueue(h.ctx, user, optIn.ID, nil, "test"); !xerrors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
+	if _, err := e.Enqueue(h.ctx, user, optIn.ID, nil, "test"); !errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
 		t.Fatalf("opt-in template without opting in: err %v", err)
 	}
 	if err := h.store.SetPreference(h.ctx, user, optIn.ID, false); err != nil {
@@ -486,13 +487,13 @@ func testEnqueueAtomic(t *testing.T, h *suite) {
 	good := notifications.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "a"}
 	unknownTemplate := notifications.NewMessage{ID: uuid.New(), TemplateID: uuid.New(), UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "b"}
 	err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, unknownTemplate})
-	if !xerrors.Is(err, notifications.ErrNotFound) {
+	if !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("unknown template: err %v, want ErrNotFound", err)
 	}
 	dupInBatch := good
 	dupInBatch.ID = uuid.New()
 	err = h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, dupInBatch})
-	if !xerrors.Is(err, notifications.ErrDuplicate) {
+	if !errors.Is(err, notifications.ErrDuplicate) {
 		t.Fatalf("duplicate key within one call: err %v, want ErrDuplicate", err)
 	}
 	if n := countMessages(t, h); n != 0 {
@@ -515,7 +516,7 @@ func testEnqueueBadInput(t *testing.T, h *suite) {
 		m.DedupeKey = name
 		mutate(&m)
 		err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{m})
-		if !xerrors.Is(err, notifications.ErrInvalidMessage) {
+		if !errors.Is(err, notifications.ErrInvalidMessage) {
 			t.Errorf("%s: err %v, want ErrInvalidMessage", name, err)
 		}
 	}
@@ -543,7 +544,7 @@ func testPurge(t *testing.T, h *suite) {
 		t.Fatalf("purge: %d, %v; want 3", n, err)
 	}
 	for _, id := range ids[:3] {
-		if _, err := h.store.Message(h.ctx, id); !xerrors.Is(err, notifications.ErrNotFound) {
+		if _, err := h.store.Message(h.ctx, id); !errors.Is(err, notifications.ErrNotFound) {
 			t.Fatalf("purged message %s: err %v, want ErrNotFound", id, err)
 		}
 	}
@@ -628,14 +629,14 @@ func testTemplates(t *testing.T, h *suite) {
 	if got, _ := h.store.Template(h.ctx, h.tmpl.ID); got.TitleTemplate != upd.TitleTemplate || got.Method != notifications.MethodSMTP {
 		t.Fatalf("update not stored: %+v", got)
 	}
-	if _, err := h.store.Template(h.ctx, uuid.New()); !xerrors.Is(err, notifications.ErrNotFound) {
+	if _, err := h.store.Template(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("unknown template: err %v, want ErrNotFound", err)
 	}
 	clash := notifications.Template{ID: uuid.New(), Name: h.tmpl.Name, TitleTemplate: "x"}
-	if err := h.store.UpsertTemplates(h.ctx, clash); !xerrors.Is(err, notifications.ErrDuplicate) {
+	if err := h.store.UpsertTemplates(h.ctx, clash); !errors.Is(err, notifications.ErrDuplicate) {
 		t.Fatalf("template name taken by another ID: err %v, want ErrDuplicate", err)
 	}
-	if _, err := h.store.Template(h.ctx, clash.ID); !xerrors.Is(err, notifications.ErrNotFound) {
+	if _, err := h.store.Template(h.ctx, clash.ID); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("refused upsert stored the template")
 	}
 }
@@ -659,7 +660,7 @@ func testAdminQueries(t *testing.T, h *suite) {
 	if err != nil || len(limited) != 1 || limited[0].ID != ids[0] {
 		t.Fatalf("limited list: %v, %v", limited, err)
 	}
-	if _, err := h.store.Message(h.ctx, uuid.New()); !xerrors.Is(err, notifications.ErrNotFound) {
+	if _, err := h.store.Message(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("unknown message: err %v, want ErrNotFound", err)
 	}
 }
@@ -694,7 +695,7 @@ func testInbox(t *testing.T, h *suite) {
 	if n, err := h.store.UnreadInboxCount(h.ctx, user); err != nil || n != 2 {
 		t.Fatalf("unread: %d, %v", n, err)
 	}
-	if err := h.store.MarkInboxRead(h.ctx, other, item.ID); !xerrors.Is(err, notifications.ErrNotFound) {
+	if err := h.store.MarkInboxRead(h.ctx, other, item.ID); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("mark another user's item: err %v, want ErrNotFound", err)
 	}
 	if err := h.store.MarkInboxRead(h.ctx, user, item.ID); err != nil {

@@ -1,0 +1,85 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications"
+)
+
+// InsertInboxItem implements notifications.InboxStore; idempotent on item.ID.
+func (s *Store) InsertInboxItem(ctx context.Context, item notifications.InboxItem) (bool, error) {
+	if item.ID == uuid.Nil || item.UserID == uuid.Nil {
+		return false, xerrors.Errorf("insert inbox item: ID and UserID must be set: %w", notifications.ErrInvalidMessage)
+	}
+	actions := item.Actions
+	if actions == nil {
+		actions = []notifications.Action{}
+	}
+	b, err := json.Marshal(actions)
+	if err != nil {
+		return false, xerrors.Errorf("insert inbox item: encode actions: %w", err)
+	}
+	tag, err := s.db.Exec(ctx, s.q.inboxInsert, s.now(), item.ID, item.UserID, item.TemplateID, item.Title, item.Content,
+		string(b), uuidArrayLiteral(item.Targets))
+	if err != nil {
+		return false, xerrors.Errorf("insert inbox item: %w", translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// InboxItems implements notifications.InboxStore.
+func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, f notifications.InboxFilter) ([]notifications.InboxItem, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	rows, err := s.db.Query(ctx, s.q.inboxList, userID, f.UnreadOnly, limit)
+	if err != nil {
+		return nil, xerrors.Errorf("list inbox: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []notifications.InboxItem
+	for rows.Next() {
+		var it notifications.InboxItem
+		var actions string
+		var readAt *time.Time
+		if err := rows.Scan(&it.ID, &it.UserID, &it.TemplateID, &it.Title, &it.Content, &actions, &it.Targets, &it.CreatedAt, &readAt); err != nil {
+			return nil, xerrors.Errorf("list inbox: scan: %w", err)
+		}
+		if err := json.Unmarshal([]byte(actions), &it.Actions); err != nil {
+			return nil, xerrors.Errorf("list inbox: decode actions: %w", err)
+		}
+		it.ReadAt = deref(readAt)
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, xerrors.Errorf("list inbox: %w", translate(err))
+	}
+	return out, nil
+}
+
+// UnreadInboxCount implements notifications.InboxStore.
+func (s *Store) UnreadInboxCount(ctx context.Context, userID uuid.UUID) (int, error) {
+	var n int
+	if err := s.db.QueryRow(ctx, s.q.inboxUnread, userID).Scan(&n); err != nil {
+		return 0, xerrors.Errorf("count unread inbox: %w", translate(err))
+	}
+	return n, nil
+}
+
+// MarkInboxRead implements notifications.InboxStore.
+func (s *Store) MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) error {
+	tag, err := s.db.Exec(ctx, s.q.inboxMarkRead, s.now(), userID, itemID)
+	if err != nil {
+		return xerrors.Errorf("mark inbox read: %w", translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return xerrors.Errorf("mark inbox read: item %s of user %s: %w", itemID, userID, notifications.ErrNotFound)
+	}
+	return nil
+}

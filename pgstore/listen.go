@@ -1,0 +1,64 @@
+package pgstore
+
+import (
+	"context"
+	"time"
+
+	"cdr.dev/slog"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/xerrors"
+)
+
+// Listen implements notifications.NotifierStore. It holds a dedicated connection (outside
+// the pool, so it never starves the host's queries) that LISTENs on the schema's channel,
+// calls wake for every notification, and reconnects with backoff after losing the
+// connection, calling wake again once it listens (notifications sent while it was away are
+// lost, so the notifier should look). With PollOnly it returns nil at once.
+func (s *Store) Listen(ctx context.Context, wake func()) error {
+	if s.o.pollOnly || s.pool == nil {
+		return nil
+	}
+	backoff := listenMinBackoff
+	for {
+		err := s.listenOnce(ctx, wake, func() { backoff = listenMinBackoff })
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.o.log.Warn(ctx, "notification listener lost its connection; reconnecting", slog.F("backoff", backoff), slog.Error(err))
+		t := s.o.clock.NewTimer(backoff, "pgstore", "listenBackoff")
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(backoff*2, listenMaxBackoff)
+	}
+}
+
+const (
+	listenMinBackoff = 50 * time.Millisecond
+	listenMaxBackoff = 5 * time.Second
+)
+
+func (s *Store) listenOnce(ctx context.Context, wake func(), connected func()) error {
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return xerrors.Errorf("listen: connect: %w", err)
+	}
+	defer func() {
+		_ = conn.Close(context.WithoutCancel(ctx))
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel()}.Sanitize()); err != nil {
+		return xerrors.Errorf("listen: %w", err)
+	}
+	connected()
+	wake()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return xerrors.Errorf("listen: wait for notification: %w", err)
+		}
+		wake()
+	}
+}

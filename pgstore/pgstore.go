@@ -1,0 +1,454 @@
+// Package pgstore is the PostgreSQL notifications.Store on pgx/v5. The host passes its
+// existing *pgxpool.Pool; the store keeps its tables in a schema of their own (default
+// "notifications"), created by Migrate.
+//
+// Leasing is one statement (FOR UPDATE SKIP LOCKED, oldest first); results are written in
+// bulk with unnest and fenced on the lessee and attempt; an enqueue is one statement that
+// also checks templates and preferences and sends pg_notify, so a notifier listening on
+// another connection wakes when the enqueuing transaction commits. Enqueue inside your own
+// transaction with WithTx.
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"cdr.dev/slog"
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications"
+)
+
+// DefaultSchema is the schema the store uses unless WithSchema says otherwise.
+const DefaultSchema = "notifications"
+
+// dbtx is what both a pool and a transaction offer.
+type dbtx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Store is the PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	db   dbtx // the pool, or a transaction (WithTx)
+	o    options
+	q    queries
+}
+
+var _ notifications.Store = (*Store)(nil)
+
+type options struct {
+	schema   string
+	clock    quartz.Clock
+	pollOnly bool
+	fixedNow bool // clock injected: pass its time instead of the database's now()
+	log      slog.Logger
+}
+
+// Option configures New and Migrate.
+type Option func(*options)
+
+// WithSchema keeps the tables in schema instead of "notifications".
+func WithSchema(schema string) Option {
+	return func(o *options) { o.schema = schema }
+}
+
+// WithClock makes the store read "now" from c instead of the database (for tests with a
+// mock clock). In production leave it unset: the database's clock is the one every
+// replica shares.
+func WithClock(c quartz.Clock) Option {
+	return func(o *options) { o.clock, o.fixedNow = c, true }
+}
+
+// WithLogger sets the logger for the listener's reconnects. Default: discard.
+func WithLogger(l slog.Logger) Option {
+	return func(o *options) { o.log = l.Named("pgstore") }
+}
+
+// PollOnly disables LISTEN/NOTIFY wake-ups (for PgBouncer in transaction mode, which
+// cannot hold a LISTEN): notifiers then find new work at their FetchInterval.
+func PollOnly() Option {
+	return func(o *options) { o.pollOnly = true }
+}
+
+func newOptions(opts []Option) options {
+	o := options{schema: DefaultSchema, clock: quartz.NewReal()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// New returns a store on pool. Run Migrate first (once per deployment is enough; it is
+// idempotent).
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	o := newOptions(opts)
+	return &Store{pool: pool, db: pool, o: o, q: buildQueries(o.schema)}
+}
+
+// WithTx returns a store whose reads and writes run in tx: enqueue inside the host's own
+// transaction, so a rollback leaves no message and the notifier is woken at commit. Use it
+// with StoreEnqueuer.WithStore. The returned store must not be used after tx ends, and is
+// not for a Manager.
+func (s *Store) WithTx(tx pgx.Tx) *Store {
+	c := *s
+	c.db = tx
+	return &c
+}
+
+// now is the explicit time to use, or nil for the database's now().
+func (s *Store) now() any {
+	if s.o.fixedNow {
+		return s.o.clock.Now("pgstore")
+	}
+	return nil
+}
+
+// translate turns pgx errors into the package's sentinels where one applies.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505": // unique_violation
+			return fmt.Errorf("%s (%s): %w", pgErr.Message, pgErr.ConstraintName, notifications.ErrDuplicate)
+		case "23503": // foreign_key_violation
+			return fmt.Errorf("%s: %w", pgErr.Message, notifications.ErrNotFound)
+		case "22P02", "22032", "22023", "23514": // invalid text / json, check violation
+			return fmt.Errorf("%s: %w", pgErr.Message, notifications.ErrInvalidMessage)
+		case "3F000", "42P01": // invalid_schema_name, undefined_table
+			return fmt.Errorf("%s (did you run pgstore.Migrate?): %w", pgErr.Message, err)
+		}
+	}
+	if strings.Contains(err.Error(), "closed pool") {
+		return fmt.Errorf("the pgxpool.Pool passed to pgstore is closed: %w", err)
+	}
+	return err
+}
+
+// LeaseMessages implements notifications.NotifierStore.
+func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+	if p.Limit <= 0 || p.MaxAttempts <= 0 || p.LeasePeriod <= 0 || p.NotifierID == uuid.Nil {
+		return nil, xerrors.Errorf("lease messages: Limit, MaxAttempts, LeasePeriod and NotifierID must be set (got %+v): %w", p, notifications.ErrInvalidMessage)
+	}
+	rows, err := s.db.Query(ctx, s.q.lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts)
+	if err != nil {
+		return nil, xerrors.Errorf("lease messages: %w", translate(err))
+	}
+	out := make([]notifications.LeasedMessage, 0, p.Limit)
+	for rows.Next() {
+		var m notifications.LeasedMessage
+		var method string
+		if err := rows.Scan(&m.ID, &method, &m.TemplateID, &m.TemplateName, &m.TitleTemplate, &m.BodyTemplate,
+			&m.Payload, &m.Disabled, &m.AttemptCount, &m.CreatedAt, &m.LeasedAt); err != nil {
+			rows.Close()
+			return nil, xerrors.Errorf("lease messages: scan: %w", err)
+		}
+		m.Method = notifications.Method(method)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, xerrors.Errorf("lease messages: %w", translate(err))
+	}
+	return out, nil
+}
+
+// MarkSent implements notifications.NotifierStore.
+func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []notifications.SentResult) (int, error) {
+	if len(results) == 0 {
+		return 0, nil
+	}
+	ids := make([]uuid.UUID, len(results))
+	attempts := make([]int32, len(results))
+	for i, r := range results {
+		ids[i], attempts[i] = r.ID, int32(r.AttemptCount)
+	}
+	tag, err := s.db.Exec(ctx, s.q.markSent, s.now(), notifierID, ids, attempts)
+	if err != nil {
+		return 0, xerrors.Errorf("mark sent: %w", translate(err))
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// MarkFailed implements notifications.NotifierStore.
+func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []notifications.FailedResult) (int, error) {
+	if len(results) == 0 {
+		return 0, nil
+	}
+	ids := make([]uuid.UUID, len(results))
+	attempts := make([]int32, len(results))
+	statuses := make([]string, len(results))
+	reasons := make([]string, len(results))
+	delays := make([]int64, len(results))
+	for i, r := range results {
+		switch r.Status {
+		case notifications.StatusTemporaryFailure, notifications.StatusPermanentFailure, notifications.StatusInhibited:
+		default:
+			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
+		}
+		ids[i], attempts[i], statuses[i] = r.ID, int32(r.AttemptCount), string(r.Status)
+		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
+		delays[i] = r.RetryDelay.Microseconds()
+	}
+	tag, err := s.db.Exec(ctx, s.q.markFailed, s.now(), notifierID, ids, attempts, statuses, reasons, delays)
+	if err != nil {
+		return 0, xerrors.Errorf("mark failed: %w", translate(err))
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// PurgeMessages implements notifications.NotifierStore. One replica purges at a time: a
+// call that cannot take the transaction-scoped advisory lock deletes nothing.
+func (s *Store) PurgeMessages(ctx context.Context, olderThan time.Duration) (int, error) {
+	tag, err := s.db.Exec(ctx, s.q.purge, s.now(), olderThan.Microseconds(), "notifications.purge."+s.o.schema)
+	if err != nil {
+		return 0, xerrors.Errorf("purge messages: %w", translate(err))
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// EnqueueMessages implements notifications.EnqueueStore: one statement inserts every row,
+// checks templates and preferences, and sends the wake-up notification (delivered at
+// commit).
+func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	n := len(msgs)
+	ids, tmpls, users := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+	for i, m := range msgs {
+		if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
+			return xerrors.Errorf("enqueue message %d: ID, UserID and TemplateID must be set: %w", i, notifications.ErrInvalidMessage)
+		}
+		if m.Method == "" {
+			return xerrors.Errorf("enqueue message %s: Method must be set: %w", m.ID, notifications.ErrInvalidMessage)
+		}
+		if !json.Valid(m.Payload) {
+			return xerrors.Errorf("enqueue message %s: payload is not valid JSON: %w", m.ID, notifications.ErrInvalidMessage)
+		}
+		ids[i], tmpls[i], users[i], methods[i] = m.ID, m.TemplateID, m.UserID, string(m.Method)
+		payloads[i], targets[i], createdBy[i] = string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy
+		if m.DedupeKey != "" {
+			k := m.DedupeKey
+			keys[i] = &k
+		}
+	}
+	var (
+		badTemplate, badUser *uuid.UUID
+		missing              *bool
+		inserted             int
+	)
+	err := s.db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys, s.channel()).
+		Scan(&badTemplate, &badUser, &missing, &inserted)
+	if err != nil {
+		return xerrors.Errorf("enqueue messages: %w", translate(err))
+	}
+	if badTemplate != nil {
+		if missing != nil && *missing {
+			return xerrors.Errorf("enqueue messages: template %s: %w", *badTemplate, notifications.ErrNotFound)
+		}
+		return xerrors.Errorf("enqueue messages: template %s for user %s: %w", *badTemplate, *badUser, notifications.ErrCannotEnqueueDisabledNotification)
+	}
+	if inserted != n {
+		return xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
+	}
+	return nil
+}
+
+func uuidArrayLiteral(ids []uuid.UUID) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(id.String())
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// channel is the LISTEN/NOTIFY channel of this schema.
+func (s *Store) channel() string { return s.o.schema + ".wake" }
+
+// Template implements notifications.EnqueueStore.
+func (s *Store) Template(ctx context.Context, id uuid.UUID) (notifications.Template, error) {
+	var t notifications.Template
+	var actions []byte
+	var method string
+	err := s.db.QueryRow(ctx, s.q.template, id).Scan(&t.ID, &t.Name, &t.Group, &t.Kind, &t.TitleTemplate, &t.BodyTemplate,
+		&actions, &method, &t.EnabledByDefault)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, xerrors.Errorf("get template %s: %w", id, notifications.ErrNotFound)
+	}
+	if err != nil {
+		return t, xerrors.Errorf("get template %s: %w", id, translate(err))
+	}
+	t.Method = notifications.Method(method)
+	if err := json.Unmarshal(actions, &t.Actions); err != nil {
+		return t, xerrors.Errorf("get template %s: decode actions: %w", id, err)
+	}
+	return t, nil
+}
+
+type storedAction struct {
+	Label string `json:"label"`
+	URL   string `json:"url"`
+}
+
+// UpsertTemplates implements notifications.TemplateStore: all templates or none.
+func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.Template) error {
+	if len(templates) == 0 {
+		return nil
+	}
+	n := len(templates)
+	ids := make([]uuid.UUID, n)
+	names, groups, kinds, titles, bodies, actions, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	enabled := make([]bool, n)
+	for i, t := range templates {
+		acts := make([]storedAction, len(t.Actions))
+		for j, a := range t.Actions {
+			acts[j] = storedAction(a)
+		}
+		b, err := json.Marshal(acts)
+		if err != nil {
+			return xerrors.Errorf("upsert templates: encode actions of %q: %w", t.Name, err)
+		}
+		ids[i], names[i], groups[i], kinds[i] = t.ID, t.Name, t.Group, t.Kind
+		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), string(t.Method), t.EnabledByDefault
+	}
+	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled); err != nil {
+		return xerrors.Errorf("upsert templates: %w", translate(err))
+	}
+	return nil
+}
+
+const messageColumns = `id, template_id, user_id, method, status, status_reason, attempt_count, payload::text, targets,
+	created_by, created_at, updated_at, leased_by, leased_until, next_retry_after, sent_at`
+
+func scanMessage(row pgx.Row) (notifications.Message, error) {
+	var m notifications.Message
+	var method, status, payload string
+	var leasedBy *uuid.UUID
+	var leasedUntil, retry, sent *time.Time
+	err := row.Scan(&m.ID, &m.TemplateID, &m.UserID, &method, &status, &m.StatusReason, &m.AttemptCount, &payload, &m.Targets,
+		&m.CreatedBy, &m.CreatedAt, &m.UpdatedAt, &leasedBy, &leasedUntil, &retry, &sent)
+	if err != nil {
+		return m, err
+	}
+	m.Method, m.Status, m.Payload = notifications.Method(method), notifications.Status(status), []byte(payload)
+	if leasedBy != nil {
+		m.LeasedBy = *leasedBy
+	}
+	m.LeasedUntil, m.NextRetryAfter, m.SentAt = deref(leasedUntil), deref(retry), deref(sent)
+	return m, nil
+}
+
+func deref(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}
+
+// Message implements notifications.AdminStore.
+func (s *Store) Message(ctx context.Context, id uuid.UUID) (notifications.Message, error) {
+	m, err := scanMessage(s.db.QueryRow(ctx, s.q.message, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return m, xerrors.Errorf("get message %s: %w", id, notifications.ErrNotFound)
+	}
+	if err != nil {
+		return m, xerrors.Errorf("get message %s: %w", id, translate(err))
+	}
+	return m, nil
+}
+
+// Messages implements notifications.AdminStore.
+func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]notifications.Message, error) {
+	var user *uuid.UUID
+	if f.UserID != uuid.Nil {
+		user = &f.UserID
+	}
+	var limit *int
+	if f.Limit > 0 {
+		limit = &f.Limit
+	}
+	rows, err := s.db.Query(ctx, s.q.messages, string(f.Status), user, string(f.Method), limit)
+	if err != nil {
+		return nil, xerrors.Errorf("list messages: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []notifications.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, xerrors.Errorf("list messages: scan: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, xerrors.Errorf("list messages: %w", translate(err))
+	}
+	return out, nil
+}
+
+// CountByStatus implements notifications.AdminStore.
+func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int, error) {
+	rows, err := s.db.Query(ctx, s.q.countByStatus)
+	if err != nil {
+		return nil, xerrors.Errorf("count messages: %w", translate(err))
+	}
+	defer rows.Close()
+	out := make(map[notifications.Status]int)
+	for rows.Next() {
+		var status string
+		var n int
+		if err := rows.Scan(&status, &n); err != nil {
+			return nil, xerrors.Errorf("count messages: scan: %w", err)
+		}
+		out[notifications.Status(status)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, xerrors.Errorf("count messages: %w", translate(err))
+	}
+	return out, nil
+}
+
+// SetPreference implements notifications.AdminStore.
+func (s *Store) SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
+	if _, err := s.db.Exec(ctx, s.q.setPreference, s.now(), userID, templateID, disabled); err != nil {
+		return xerrors.Errorf("set preference: %w", translate(err))
+	}
+	return nil
+}
+
+// SetPaused implements notifications.AdminStore.
+func (s *Store) SetPaused(ctx context.Context, paused bool) error {
+	if _, err := s.db.Exec(ctx, s.q.setPaused, paused); err != nil {
+		return xerrors.Errorf("set paused: %w", translate(err))
+	}
+	return nil
+}
+
+// Paused implements notifications.AdminStore.
+func (s *Store) Paused(ctx context.Context) (bool, error) {
+	var p bool
+	if err := s.db.QueryRow(ctx, s.q.paused).Scan(&p); err != nil {
+		return false, xerrors.Errorf("get paused: %w", translate(err))
+	}
+	return p, nil
+}

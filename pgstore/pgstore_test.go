@@ -1,0 +1,120 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/notificationstest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func newStore(t *testing.T, opts ...pgstore.Option) (*pgstore.Store, *pgxpool.Pool, string) {
+	t.Helper()
+	pool, schema := pgtest.Schema(t)
+	ctx := context.Background()
+	opts = append([]pgstore.Option{pgstore.WithSchema(schema)}, opts...)
+	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return pgstore.New(pool, opts...), pool, schema
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
+		s, _, _ := newStore(t, pgstore.WithClock(clk))
+		return s
+	})
+}
+
+func TestMigrateTwiceAndConcurrently(t *testing.T) {
+	t.Parallel()
+	pool, schema := pgtest.Schema(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent migrate %d: %v", i, err)
+		}
+	}
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+		t.Fatalf("migrate again: %v", err)
+	}
+	var rows, version int
+	if err := pool.QueryRow(ctx, "SELECT count(*), max(version) FROM "+pgx.Identifier{schema}.Sanitize()+".schema_version").Scan(&rows, &version); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 || version != pgstore.SchemaVersion() {
+		t.Fatalf("schema_version has %d rows, version %d; want 1 row at %d", rows, version, pgstore.SchemaVersion())
+	}
+}
+
+func TestBadInputLeavesTableAsItWas(t *testing.T) {
+	t.Parallel()
+	store, _, _ := newStore(t)
+	ctx := context.Background()
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	msg := func() notifications.NewMessage {
+		return notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
+	}
+	good := msg()
+	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{good}); err != nil {
+		t.Fatal(err)
+	}
+
+	notJSON := msg()
+	notJSON.Payload = []byte(`{"labels":`)
+	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), notJSON}); !errors.Is(err, notifications.ErrInvalidMessage) {
+		t.Errorf("payload not JSON: err %v, want ErrInvalidMessage", err)
+	}
+	unknown := msg()
+	unknown.TemplateID = uuid.New()
+	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), unknown}); !errors.Is(err, notifications.ErrNotFound) {
+		t.Errorf("unknown template: err %v, want ErrNotFound", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := store.EnqueueMessages(cancelled, []notifications.NewMessage{msg()}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: err %v, want context.Canceled", err)
+	}
+	if _, err := store.LeaseMessages(cancelled, notifications.LeaseParams{NotifierID: uuid.New(), Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); !errors.Is(err, context.Canceled) {
+		t.Errorf("lease with a cancelled context: err %v", err)
+	}
+
+	all, err := store.Messages(ctx, notifications.MessageFilter{})
+	if err != nil || len(all) != 1 || all[0].ID != good.ID || all[0].Status != notifications.StatusPending {
+		t.Fatalf("table changed by bad input: %+v, %v", all, err)
+	}
+
+	// A closed pool gives an error that says so.
+	pool := pgtest.Pool(t)
+	closed := pgstore.New(pool)
+	pool.Close()
+	if err := closed.EnqueueMessages(ctx, []notifications.NewMessage{msg()}); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("closed pool: err %v", err)
+	}
+}
