@@ -26,8 +26,8 @@ demo: ## Run the demo on the embedded in-memory store.
 golden: ## Regenerate the golden files in testdata/.
 	$(GO) test ./... -run Golden -update
 
-bench: ## Benchmarks against River and the raw Postgres limit.
-	@echo "bench: not built yet (issue 6)"
+bench: ## Drain and enqueue benchmarks on memstore and PostgreSQL (the River comparison is issue 6).
+	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/
 
 bench-quick: ## A small version of bench.
-	@echo "bench-quick: not built yet (issue 6)"
+	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 10000x -count 1 . ./pgstore/
