@@ -1,0 +1,256 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/markdown"
+)
+
+// WebhookVersion is the "_version" of the webhook body.
+const WebhookVersion = "1.1"
+
+// WebhookConfig configures the webhook handler.
+type WebhookConfig struct {
+	// URL receives every notification as a JSON POST. Required; http or https.
+	URL string
+	// Headers are added to every request (e.g. an API key).
+	Headers map[string]string
+	// Secrets sign requests with Standard Webhooks (webhook-id, webhook-timestamp,
+	// webhook-signature). Each is "whsec_" followed by base64, or any other string used as
+	// raw key bytes. With several secrets (rotation) every one signs, space-separated.
+	// Default: unsigned.
+	Secrets []string
+	// AllowedNetworks lists address ranges the handler may connect to although they are
+	// private, loopback, link-local or otherwise internal (refused by default, at dial
+	// time, so DNS tricks cannot reach them).
+	AllowedNetworks []netip.Prefix
+	// MaxResponseBytes bounds how much of a response body is read. Default: 64 KiB.
+	MaxResponseBytes int64
+	// ResponseHeaderTimeout bounds the wait for response headers. Default: 30s. The
+	// Manager's DispatchTimeout bounds the whole request in any case.
+	ResponseHeaderTimeout time.Duration
+	// Clock stamps webhook-timestamp and reads Retry-After dates. Default: real.
+	Clock quartz.Clock
+	// Transport replaces the HTTP transport (its dialer then bypasses AllowedNetworks:
+	// the caller owns that policy). Default: a transport with the address guard.
+	Transport http.RoundTripper
+}
+
+// WebhookBody is the JSON the webhook handler POSTs.
+type WebhookBody struct {
+	Version       string                       `json:"_version"`
+	MsgID         uuid.UUID                    `json:"msg_id"`
+	Payload       notifications.MessagePayload `json:"payload"`
+	Title         string                       `json:"title"`
+	TitleMarkdown string                       `json:"title_markdown"`
+	Body          string                       `json:"body"`
+	BodyMarkdown  string                       `json:"body_markdown"`
+}
+
+// Webhook is the webhook notifications.Handler.
+type Webhook struct {
+	cfg     WebhookConfig
+	url     *url.URL
+	secrets [][]byte
+	client  *http.Client
+}
+
+var _ notifications.Handler = (*Webhook)(nil)
+
+// ErrBlockedAddress is returned when a webhook URL resolves to an address that is not
+// allowed (private, loopback, link-local, ...).
+var ErrBlockedAddress = xerrors.New("webhook address is not allowed")
+
+// NewWebhook validates cfg and returns the handler.
+func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, xerrors.Errorf("new webhook handler: WebhookConfig.URL %q must be an absolute http or https URL", cfg.URL)
+	}
+	for k, v := range cfg.Headers {
+		if strings.ContainsAny(k+v, "\r\n") || k == "" {
+			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Headers[%q] is not a valid header", k)
+		}
+	}
+	secrets := make([][]byte, 0, len(cfg.Secrets))
+	for i, s := range cfg.Secrets {
+		key, err := decodeSecret(s)
+		if err != nil {
+			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Secrets[%d]: %w", i, err)
+		}
+		secrets = append(secrets, key)
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = 64 << 10
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 30 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = quartz.NewReal()
+	}
+	transport := cfg.Transport
+	if transport == nil {
+		dialer := &net.Dialer{Control: addressGuard(cfg.AllowedNetworks)}
+		transport = &http.Transport{
+			Proxy:                 nil, // a proxy would bypass the address guard
+			DialContext:           dialer.DialContext,
+			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
+			TLSHandshakeTimeout:   10 * time.Second,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+		}
+	}
+	return &Webhook{
+		cfg: cfg, url: u, secrets: secrets,
+		client: &http.Client{
+			Transport: transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse // never follow: a redirect could lead anywhere
+			},
+		},
+	}, nil
+}
+
+func decodeSecret(s string) ([]byte, error) {
+	if s == "" {
+		return nil, xerrors.New("secret is empty")
+	}
+	if rest, ok := strings.CutPrefix(s, "whsec_"); ok {
+		key, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return nil, xerrors.Errorf("secret after whsec_ is not base64: %w", err)
+		}
+		return key, nil
+	}
+	return []byte(s), nil
+}
+
+// addressGuard refuses connections to internal addresses unless allowed.
+func addressGuard(allowed []netip.Prefix) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return xerrors.Errorf("%w: cannot parse %q", ErrBlockedAddress, address)
+		}
+		ip := ap.Addr().Unmap()
+		for _, p := range allowed {
+			if p.Contains(ip) {
+				return nil
+			}
+		}
+		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+			ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip) {
+			return xerrors.Errorf("%w: %s", ErrBlockedAddress, ip)
+		}
+		return nil
+	}
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// Sign returns the Standard Webhooks signature header value for one request.
+func Sign(secrets [][]byte, msgID string, timestamp int64, body []byte) string {
+	sigs := make([]string, 0, len(secrets))
+	for _, key := range secrets {
+		mac := hmac.New(sha256.New, key)
+		fmt.Fprintf(mac, "%s.%d.", msgID, timestamp)
+		mac.Write(body)
+		sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return strings.Join(sigs, " ")
+}
+
+// Dispatcher implements notifications.Handler.
+func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body string, _ template.FuncMap) (notifications.DeliveryFunc, error) {
+	return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
+		b, err := json.Marshal(WebhookBody{
+			Version: WebhookVersion, MsgID: msgID, Payload: payload,
+			Title: markdown.ToPlain(title), TitleMarkdown: title,
+			Body: markdown.ToPlain(body), BodyMarkdown: body,
+		})
+		if err != nil {
+			return false, xerrors.Errorf("encode webhook body: %w", err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url.String(), bytes.NewReader(b))
+		if err != nil {
+			return false, xerrors.Errorf("build webhook request: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "notifykit-notifications")
+		for k, v := range w.cfg.Headers {
+			req.Header.Set(k, v)
+		}
+		id := msgID.String()
+		req.Header.Set("X-Message-Id", id)
+		if len(w.secrets) > 0 {
+			ts := w.cfg.Clock.Now("webhook", "timestamp").Unix()
+			req.Header.Set("webhook-id", id)
+			req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
+			req.Header.Set("webhook-signature", Sign(w.secrets, id, ts, b))
+		}
+		resp, err := w.client.Do(req)
+		if err != nil {
+			if errors.Is(err, ErrBlockedAddress) {
+				return false, xerrors.Errorf("post webhook: %w", err)
+			}
+			return true, xerrors.Errorf("post webhook: %w", err)
+		}
+		defer resp.Body.Close()
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, min(w.cfg.MaxResponseBytes, 512)))
+		// Drain a bounded remainder so the connection can be reused; never more.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, w.cfg.MaxResponseBytes))
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			return false, nil
+		}
+		failure := xerrors.Errorf("webhook returned %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
+		switch {
+		case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+			if d, ok := retryAfter(resp.Header.Get("Retry-After"), w.cfg.Clock); ok {
+				return true, notifications.RetryAfter(d, failure)
+			}
+			return true, failure
+		default:
+			return false, failure
+		}
+	}, nil
+}
+
+// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(v string, clk quartz.Clock) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(clk.Now("webhook", "retryAfter")); d > 0 {
+			return d, true
+		}
+	}
+	return 0, false
+}
