@@ -1,0 +1,114 @@
+package dispatch
+
+import (
+	"context"
+	"sync"
+	"text/template"
+
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/markdown"
+)
+
+// Broker carries new inbox items to live subscribers (a server-sent-events endpoint, say).
+type Broker interface {
+	// Publish delivers item to the current subscribers of item.UserID. It must not block
+	// on slow subscribers.
+	Publish(ctx context.Context, item notifications.InboxItem) error
+}
+
+// Inbox is the in-app inbox notifications.Handler: it stores each message as an inbox item
+// under the message's ID and publishes new items to a Broker.
+type Inbox struct {
+	store  notifications.InboxStore
+	broker Broker
+}
+
+var _ notifications.Handler = (*Inbox)(nil)
+
+// NewInbox returns the inbox handler. broker may be nil (no live updates).
+func NewInbox(store notifications.InboxStore, broker Broker) (*Inbox, error) {
+	if store == nil {
+		return nil, xerrors.New("new inbox handler: store must not be nil")
+	}
+	return &Inbox{store: store, broker: broker}, nil
+}
+
+// Dispatcher implements notifications.Handler. A redelivered message (same ID) is a
+// success that stores and publishes nothing new.
+func (h *Inbox) Dispatcher(payload notifications.MessagePayload, title, body string, _ template.FuncMap) (notifications.DeliveryFunc, error) {
+	userID, err := uuid.Parse(payload.UserID)
+	if err != nil {
+		return nil, xerrors.Errorf("inbox: payload user_id %q is not a UUID: %w", payload.UserID, notifications.ErrInvalidMessage)
+	}
+	templateID, err := uuid.Parse(payload.NotificationTemplateID)
+	if err != nil {
+		return nil, xerrors.Errorf("inbox: payload notification_template_id %q is not a UUID: %w", payload.NotificationTemplateID, notifications.ErrInvalidMessage)
+	}
+	return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
+		item := notifications.InboxItem{
+			ID: msgID, UserID: userID, TemplateID: templateID,
+			Title: markdown.ToPlain(title), Content: body,
+			Actions: payload.Actions, Targets: payload.Targets,
+		}
+		created, err := h.store.InsertInboxItem(ctx, item)
+		if err != nil {
+			return true, xerrors.Errorf("store inbox item: %w", err)
+		}
+		if created && h.broker != nil {
+			// The item is stored; a failed publish only costs live viewers an update they
+			// get on their next list, so it does not fail the delivery.
+			_ = h.broker.Publish(ctx, item)
+		}
+		return false, nil
+	}, nil
+}
+
+// MemoryBroker is an in-process Broker. Subscribers get a buffered channel; an item for a
+// subscriber whose buffer is full is dropped for that subscriber (it can re-list).
+type MemoryBroker struct {
+	mu   sync.Mutex
+	subs map[uuid.UUID]map[chan notifications.InboxItem]struct{}
+}
+
+// NewMemoryBroker returns an empty broker.
+func NewMemoryBroker() *MemoryBroker {
+	return &MemoryBroker{subs: make(map[uuid.UUID]map[chan notifications.InboxItem]struct{})}
+}
+
+// Subscribe returns a channel of the user's new items until ctx ends; the channel is closed
+// then.
+func (b *MemoryBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan notifications.InboxItem {
+	ch := make(chan notifications.InboxItem, 64)
+	b.mu.Lock()
+	if b.subs[userID] == nil {
+		b.subs[userID] = make(map[chan notifications.InboxItem]struct{})
+	}
+	b.subs[userID][ch] = struct{}{}
+	b.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		delete(b.subs[userID], ch)
+		if len(b.subs[userID]) == 0 {
+			delete(b.subs, userID)
+		}
+		close(ch)
+		b.mu.Unlock()
+	})
+	return ch
+}
+
+// Publish implements Broker.
+func (b *MemoryBroker) Publish(_ context.Context, item notifications.InboxItem) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs[item.UserID] {
+		select {
+		case ch <- item:
+		default:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package dispatch_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/dispatch"
+	"github.com/notifykit/notifications/memstore"
+)
+
+func TestInboxIdempotentAndPublishesOncePerItem(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store := memstore.New()
+	broker := dispatch.NewMemoryBroker()
+	h, err := dispatch.NewInbox(store, broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := samplePayload()
+	user := uuid.MustParse(p.UserID)
+	p.Actions = []notifications.Action{{Label: "Open", URL: "https://ci.example.com/42"}}
+	subCtx, unsubscribe := context.WithCancel(ctx)
+	events := broker.Subscribe(subCtx, user)
+
+	fn, err := h.Dispatcher(p, "Build **42** failed", "See the *logs*.", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	for i := 0; i < 3; i++ { // the first delivery and two redeliveries
+		if retryable, err := fn(ctx, id); err != nil {
+			t.Fatalf("delivery %d: %v (retryable %v)", i, err, retryable)
+		}
+	}
+	items, err := store.InboxItems(ctx, user, notifications.InboxFilter{})
+	if err != nil || len(items) != 1 {
+		t.Fatalf("items %+v, %v; want exactly one", items, err)
+	}
+	if it := items[0]; it.ID != id || it.Title != "Build 42 failed" || it.Content != "See the *logs*." || len(it.Actions) != 1 {
+		t.Fatalf("item %+v", it)
+	}
+	unsubscribe()
+	var got []notifications.InboxItem
+	for it := range events { // closed after unsubscribe
+		got = append(got, it)
+	}
+	if len(got) != 1 || got[0].ID != id {
+		t.Fatalf("subscriber received %d events, want exactly 1", len(got))
+	}
+}
+
+func TestInboxRefusesBadPayload(t *testing.T) {
+	t.Parallel()
+	h, err := dispatch.NewInbox(memstore.New(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := samplePayload()
+	p.UserID = "not-a-uuid"
+	if _, err := h.Dispatcher(p, "t", "b", nil); err == nil {
+		t.Fatal("a payload without a valid user_id was accepted")
+	}
+	if _, err := dispatch.NewInbox(nil, nil); err == nil {
+		t.Fatal("nil store accepted")
+	}
+}
