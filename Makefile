@@ -20,8 +20,8 @@ lint: ## gofmt, go vet and staticcheck.
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-demo: ## Run the demo on the embedded in-memory store.
-	@echo "demo: not built yet (issue 5)"
+demo: ## Run the demo on the embedded in-memory store (webhook + inbox deliveries).
+	$(GO) run ./cmd/demo
 
 golden: ## Regenerate the golden files in testdata/.
 	$(GO) test ./... -run Golden -update
