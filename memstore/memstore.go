@@ -4,6 +4,7 @@
 package memstore
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"encoding/json"
@@ -410,7 +411,7 @@ func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]
 			matched = append(matched, msg)
 		}
 	}
-	slices.SortFunc(matched, func(a, b *message) int { return int(a.seq - b.seq) })
+	slices.SortFunc(matched, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
 	if f.Limit > 0 && len(matched) > f.Limit {
 		matched = matched[:f.Limit]
 	}
@@ -510,7 +511,7 @@ func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, f notification
 			items = append(items, it)
 		}
 	}
-	slices.SortFunc(items, func(a, b *inboxItem) int { return int(b.seq - a.seq) })
+	slices.SortFunc(items, func(a, b *inboxItem) int { return cmp.Compare(b.seq, a.seq) })
 	if len(items) > limit {
 		items = items[:limit]
 	}
