@@ -269,14 +269,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 	m.mu.Unlock()
 	switch prev {
 	case stateIdle:
-		m.mu.Lock()
-		select {
-		case <-m.done:
-		default:
-			close(m.deliveriesDone)
-			close(m.done)
-		}
-		m.mu.Unlock()
+		// Never ran (and now never will): nothing to wait for.
+		close(m.deliveriesDone)
+		close(m.done)
 		return nil
 	case stateStopped:
 		select {
