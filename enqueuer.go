@@ -124,10 +124,11 @@ func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]uui
 	if len(reqs) == 0 {
 		return nil, nil
 	}
-	day := e.opts.Clock.Now("Enqueuer", "dedupe").UTC().Format(time.DateOnly)
+	now := e.opts.Clock.Now("Enqueuer")
+	day := now.UTC().Format(time.DateOnly)
 	msgs := make([]NewMessage, 0, len(reqs)*2)
 	for i, req := range reqs {
-		built, err := e.build(ctx, req, day)
+		built, err := e.build(ctx, req, now, day)
 		if err != nil {
 			if len(reqs) > 1 {
 				return nil, xerrors.Errorf("enqueue request %d: %w", i, err)
@@ -146,14 +147,14 @@ func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]uui
 	return ids, nil
 }
 
-func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, day string) ([]NewMessage, error) {
+func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.Time, day string) ([]NewMessage, error) {
 	if req.TemplateID == uuid.Nil {
 		return nil, xerrors.Errorf("TemplateID must be set: %w", ErrInvalidMessage)
 	}
 	if req.UserID == uuid.Nil {
 		return nil, xerrors.Errorf("UserID must be set: %w", ErrInvalidMessage)
 	}
-	tmpl, err := e.template(ctx, req.TemplateID)
+	tmpl, err := e.template(ctx, req.TemplateID, now)
 	if err != nil {
 		return nil, err
 	}
@@ -258,8 +259,7 @@ type templateCache struct {
 	m  map[uuid.UUID]cachedTemplate
 }
 
-func (e *StoreEnqueuer) template(ctx context.Context, id uuid.UUID) (Template, error) {
-	now := e.opts.Clock.Now("Enqueuer", "templateCache")
+func (e *StoreEnqueuer) template(ctx context.Context, id uuid.UUID, now time.Time) (Template, error) {
 	e.cache.mu.Lock()
 	c, ok := e.cache.m[id]
 	e.cache.mu.Unlock()

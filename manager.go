@@ -28,20 +28,16 @@ type Manager struct {
 	render   *renderer
 	id       uuid.UUID
 
-	// success and failure buffer results until the store-sync loop writes them.
-	success chan SentResult
-	failure chan FailedResult
+	// sent and failed buffer results until the store-sync loop writes them.
+	sent   *resultBuffer[SentResult]
+	failed *resultBuffer[FailedResult]
 	// flushNow asks the store-sync loop to flush before its next tick (a buffer filled).
 	flushNow chan struct{}
 	// wake asks the notifier to lease now (new work).
 	wake chan struct{}
 
-	// syncMu serialises flushes; retainedSent/retainedFailed hold a batch whose write
-	// failed, to be written again before anything newer.
-	syncMu         sync.Mutex
-	retainedSent   []SentResult
-	retainedFailed []FailedResult
-	retainedCount  [2]atomic.Int64
+	// syncMu serialises flushes (and so guards each buffer's pending batch).
+	syncMu sync.Mutex
 
 	mu          sync.Mutex
 	state       managerState
@@ -155,8 +151,8 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 		helpers:        o.helpers,
 		render:         newRenderer(o.helpers),
 		id:             o.id,
-		success:        make(chan SentResult, cfg.StoreSyncBufferSize),
-		failure:        make(chan FailedResult, cfg.StoreSyncBufferSize),
+		sent:           newResultBuffer("sent", cfg.StoreSyncBufferSize, store.MarkSent),
+		failed:         newResultBuffer("failed", cfg.StoreSyncBufferSize, store.MarkFailed),
 		flushNow:       make(chan struct{}, 1),
 		wake:           make(chan struct{}, 1),
 		deliveriesDone: make(chan struct{}),
@@ -331,7 +327,7 @@ const stopFlushRetry = 100 * time.Millisecond
 // BufferedUpdatesCount reports how many success and failure results are buffered and not
 // yet written to the store.
 func (m *Manager) BufferedUpdatesCount() (success, failure int) {
-	return len(m.success) + int(m.retainedCount[0].Load()), len(m.failure) + int(m.retainedCount[1].Load())
+	return m.sent.buffered(), m.failed.buffered()
 }
 
 // syncUpdates writes at most one batch of each kind (StoreSyncBufferSize rows) and reports
@@ -339,62 +335,53 @@ func (m *Manager) BufferedUpdatesCount() (success, failure int) {
 func (m *Manager) syncUpdates(ctx context.Context) bool {
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
-	okSent := m.syncSent(ctx)
-	okFailed := m.syncFailed(ctx)
+	okSent := flush(ctx, m, m.sent)
+	okFailed := flush(ctx, m, m.failed)
 	return okSent && okFailed
 }
 
-func (m *Manager) syncSent(ctx context.Context) bool {
-	batch := m.retainedSent
-	if len(batch) == 0 {
-		batch = drain(m.success, make([]SentResult, 0, m.cfg.StoreSyncBufferSize))
-	}
-	if len(batch) == 0 {
-		return true
-	}
-	m.retainedCount[0].Store(int64(len(batch))) // counted as buffered until written
-	n, err := m.store.MarkSent(ctx, m.id, batch)
-	return m.afterSync(ctx, "sent", 0, len(batch), n, err, func(keep bool) {
-		if keep {
-			m.retainedSent = batch
-		} else {
-			m.retainedSent = nil
-		}
-	})
+// resultBuffer is one of the Manager's two result buffers: a bounded channel that
+// deliveries push into, and the batch taken from it that is being written, or whose write
+// failed and is written again before anything newer.
+type resultBuffer[T any] struct {
+	kind  string
+	ch    chan T
+	write func(ctx context.Context, notifierID uuid.UUID, batch []T) (int, error)
+	// pending is guarded by Manager.syncMu; count mirrors len(pending) for
+	// BufferedUpdatesCount, which does not take the lock.
+	pending []T
+	count   atomic.Int64
 }
 
-func (m *Manager) syncFailed(ctx context.Context) bool {
-	batch := m.retainedFailed
-	if len(batch) == 0 {
-		batch = drain(m.failure, make([]FailedResult, 0, m.cfg.StoreSyncBufferSize))
-	}
-	if len(batch) == 0 {
-		return true
-	}
-	m.retainedCount[1].Store(int64(len(batch)))
-	n, err := m.store.MarkFailed(ctx, m.id, batch)
-	return m.afterSync(ctx, "failed", 1, len(batch), n, err, func(keep bool) {
-		if keep {
-			m.retainedFailed = batch
-		} else {
-			m.retainedFailed = nil
-		}
-	})
+func newResultBuffer[T any](kind string, size int, write func(context.Context, uuid.UUID, []T) (int, error)) *resultBuffer[T] {
+	return &resultBuffer[T]{kind: kind, ch: make(chan T, size), write: write}
 }
 
-func (m *Manager) afterSync(ctx context.Context, kind string, idx, size, changed int, err error, retain func(keep bool)) bool {
+func (b *resultBuffer[T]) buffered() int { return len(b.ch) + int(b.count.Load()) }
+
+// flush writes b's pending batch, or a new one of at most cap(b.ch) results, and reports
+// whether it succeeded (true when there was nothing to write). Callers hold m.syncMu.
+func flush[T any](ctx context.Context, m *Manager, b *resultBuffer[T]) bool {
+	if len(b.pending) == 0 {
+		b.pending = drain(b.ch, make([]T, 0, cap(b.ch)))
+		b.count.Store(int64(len(b.pending)))
+	}
+	size := len(b.pending)
+	if size == 0 {
+		return true
+	}
+	changed, err := b.write(ctx, m.id, b.pending)
 	if err != nil {
-		retain(true)
-		m.log.Warn(ctx, "write delivery results; will retry", slog.F("kind", kind), slog.F("count", size), slog.Error(err))
+		m.log.Warn(ctx, "write delivery results; will retry", slog.F("kind", b.kind), slog.F("count", size), slog.Error(err))
 		return false
 	}
-	retain(false)
-	m.retainedCount[idx].Store(0)
+	b.pending = nil
+	b.count.Store(0)
 	m.metrics.PendingUpdates.Sub(float64(size))
 	m.metrics.SyncedUpdates.Add(float64(size))
 	if changed < size {
 		m.log.Debug(ctx, "some results were stale (lease expired and the message was leased again) and changed nothing",
-			slog.F("kind", kind), slog.F("stale", size-changed))
+			slog.F("kind", b.kind), slog.F("stale", size-changed))
 	}
 	return true
 }

@@ -170,6 +170,19 @@ func (h *harness) tick() {
 	h.clk.Advance(tick).MustWait(h.ctx)
 }
 
+// deliverOneAndSync runs a Manager with testConfig, enqueues one message, waits for its
+// delivery and buffered result, and ticks once so the result is written. It returns the
+// message ID.
+func (h *harness) deliverOneAndSync() uuid.UUID {
+	h.t.Helper()
+	h.run(h.manager(testConfig(), nil))
+	id := h.enqueue(1)[0]
+	h.waitDeliveries(1)
+	h.waitBuffered(1)
+	h.tick()
+	return id
+}
+
 func (h *harness) status(id uuid.UUID) notifications.Message {
 	h.t.Helper()
 	m, err := h.store.Message(h.ctx, id)
@@ -418,12 +431,7 @@ func TestNonRetryableFailureIsPermanentAtOnce(t *testing.T) {
 	h.handler.Outcome = func(context.Context, notificationstest.Delivery) (bool, error) {
 		return false, xerrors.New("550 mailbox unavailable")
 	}
-	m := h.manager(testConfig(), nil)
-	h.run(m)
-	id := h.enqueue(1)[0]
-	h.waitDeliveries(1)
-	h.waitBuffered(1)
-	h.tick()
+	id := h.deliverOneAndSync()
 	if msg := h.status(id); msg.Status != notifications.StatusPermanentFailure || msg.StatusReason != "550 mailbox unavailable" || msg.AttemptCount != 1 {
 		t.Fatalf("got %s %q after %d attempts", msg.Status, msg.StatusReason, msg.AttemptCount)
 	}
@@ -435,12 +443,7 @@ func TestRetryAfterFromHandler(t *testing.T) {
 	h.handler.Outcome = func(context.Context, notificationstest.Delivery) (bool, error) {
 		return true, notifications.RetryAfter(1500*time.Millisecond, xerrors.New("429 too many requests"))
 	}
-	m := h.manager(testConfig(), nil)
-	h.run(m)
-	id := h.enqueue(1)[0]
-	h.waitDeliveries(1)
-	h.waitBuffered(1)
-	h.tick()
+	id := h.deliverOneAndSync()
 	msg := h.status(id)
 	if want := h.clk.Now().Add(1500 * time.Millisecond); !msg.NextRetryAfter.Equal(want) {
 		t.Fatalf("retry at %s, want %s (the handler's Retry-After)", msg.NextRetryAfter, want)

@@ -225,7 +225,7 @@ func (n *notifier) retryDelay(attempt int) time.Duration {
 func (n *notifier) succeed(ctx context.Context, msg LeasedMessage) {
 	m := n.m
 	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), ResultSent).Inc()
-	push(ctx, m, m.success, SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount})
+	push(ctx, m, m.sent.ch, SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount})
 }
 
 func (n *notifier) fail(ctx context.Context, msg LeasedMessage, status Status, reason string, delay time.Duration) {
@@ -235,7 +235,7 @@ func (n *notifier) fail(ctx context.Context, msg LeasedMessage, status Status, r
 		m.log.Debug(ctx, "delivery failed", slog.F("msg_id", msg.ID), slog.F("status", status),
 			slog.F("attempt", msg.AttemptCount), slog.F("reason", reason))
 	}
-	push(ctx, m, m.failure, FailedResult{
+	push(ctx, m, m.failed.ch, FailedResult{
 		ID: msg.ID, AttemptCount: msg.AttemptCount, Status: status, Reason: reason, RetryDelay: delay,
 	})
 }
