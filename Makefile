@@ -23,8 +23,9 @@ lint: ## gofmt, go vet and staticcheck.
 demo: ## Run the demo on the embedded in-memory store (webhook + inbox deliveries).
 	$(GO) run ./cmd/demo
 
-golden: ## Regenerate the golden files in testdata/ (none yet: they come with the SMTP email rendering, issue 4).
-	@echo "golden: no golden-file tests yet (issue 4 adds the rendered email and webhook bodies)"
+golden: ## Regenerate the golden files (dispatch/testdata/golden: rendered emails and webhook bodies); review the diff.
+	$(GO) test -count=1 -run '^TestGolden$$' ./dispatch/ -update
+	git status --short -- dispatch/testdata/golden
 
 bench: ## Drain and enqueue benchmarks on memstore and PostgreSQL (the River comparison is issue 6).
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"strings"
 	"sync"
 	"text/template"
 	"time"
@@ -192,17 +191,11 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 		Data:                   req.Data,
 		Targets:                req.Targets,
 	}
-	for i, a := range tmpl.Actions {
-		label, err := e.render.execute(a.Label, payload)
-		if err != nil {
-			return nil, xerrors.Errorf("template %q: render Actions[%d].Label: %v: %w", tmpl.Name, i, err, ErrInvalidTemplate)
-		}
-		url, err := e.render.execute(a.URL, payload)
-		if err != nil {
-			return nil, xerrors.Errorf("template %q: render Actions[%d].URL: %v: %w", tmpl.Name, i, err, ErrInvalidTemplate)
-		}
-		payload.Actions = append(payload.Actions, Action{Label: strings.TrimSpace(label), URL: strings.TrimSpace(url)})
+	actions, err := e.render.actions(tmpl, payload)
+	if err != nil {
+		return nil, err
 	}
+	payload.Actions = actions
 	raw, err := json.Marshal(payload)
 	if err != nil {
 		return nil, xerrors.Errorf("encode payload: %v: %w", err, ErrInvalidMessage)

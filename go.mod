@@ -5,6 +5,8 @@ go 1.26.0
 require (
 	cdr.dev/slog v1.6.2-0.20251120224544-40ff19937ff2
 	github.com/coder/quartz v0.3.1
+	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
+	github.com/emersion/go-smtp v0.25.1
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0

@@ -177,6 +177,28 @@ func RenderTitleBody(t Template, payload MessagePayload, helpers template.FuncMa
 	return r.titleBody(t.TitleTemplate, t.BodyTemplate, payload)
 }
 
+// RenderActions renders a template's actions over payload the way enqueueing does (the
+// result is what MessagePayload.Actions holds).
+func RenderActions(t Template, payload MessagePayload, helpers template.FuncMap) ([]Action, error) {
+	return newRenderer(helpers).actions(t, payload)
+}
+
+func (r *renderer) actions(tmpl Template, payload MessagePayload) ([]Action, error) {
+	var out []Action
+	for i, a := range tmpl.Actions {
+		label, err := r.execute(a.Label, payload)
+		if err != nil {
+			return nil, xerrors.Errorf("template %q: render Actions[%d].Label: %v: %w", tmpl.Name, i, err, ErrInvalidTemplate)
+		}
+		url, err := r.execute(a.URL, payload)
+		if err != nil {
+			return nil, xerrors.Errorf("template %q: render Actions[%d].URL: %v: %w", tmpl.Name, i, err, ErrInvalidTemplate)
+		}
+		out = append(out, Action{Label: strings.TrimSpace(label), URL: strings.TrimSpace(url)})
+	}
+	return out, nil
+}
+
 func (r *renderer) titleBody(titleSrc, bodySrc string, payload MessagePayload) (title, body string, err error) {
 	data := escapedPayload(payload)
 	title, err = r.execute(titleSrc, data)

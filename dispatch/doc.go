@@ -1,4 +1,15 @@
-// Package dispatch holds the built-in notifications.Handler implementations: Webhook
-// (signed JSON POST), Inbox (in-app notifications with live subscribers) and, in
-// progress, SMTP email.
+// Package dispatch holds the built-in notifications.Handler implementations:
+//
+//   - SMTP: a multipart/alternative email (plain text, then HTML from the embedded or your
+//     own layouts) over implicit TLS, STARTTLS or plain SMTP, with PLAIN or LOGIN auth.
+//     4xx replies, network and TLS errors are retryable; 5xx replies and configuration
+//     problems are permanent.
+//   - Webhook: a JSON POST signed with Standard Webhooks. 408, 429, 5xx and network errors
+//     are retryable (Retry-After is honoured); other 4xx are permanent. Internal addresses
+//     are refused at dial time unless allowed.
+//   - Inbox: an in-app notification stored under the message ID (a redelivery is a no-op
+//     success) and published to live subscribers through a Broker: MemoryBroker in one
+//     process, pgstore.InboxBroker across replicas.
+//
+// DefaultHandlers wires the three in one call.
 package dispatch

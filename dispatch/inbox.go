@@ -2,13 +2,13 @@ package dispatch
 
 import (
 	"context"
-	"sync"
 	"text/template"
 
 	"github.com/google/uuid"
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/fanout"
 	"github.com/notifykit/notifications/internal/markdown"
 )
 
@@ -66,49 +66,26 @@ func (h *Inbox) Dispatcher(payload notifications.MessagePayload, title, body str
 	}, nil
 }
 
-// MemoryBroker is an in-process Broker. Subscribers get a buffered channel; an item for a
-// subscriber whose buffer is full is dropped for that subscriber (it can re-list).
+// MemoryBroker is an in-process Broker for a single replica (pgstore.InboxBroker carries
+// items across replicas). Subscribers get a buffered channel; an item for a subscriber
+// whose buffer is full is dropped for that subscriber (it can re-list).
 type MemoryBroker struct {
-	mu   sync.Mutex
-	subs map[uuid.UUID]map[chan notifications.InboxItem]struct{}
+	hub *fanout.Hub[uuid.UUID, notifications.InboxItem]
 }
 
 // NewMemoryBroker returns an empty broker.
 func NewMemoryBroker() *MemoryBroker {
-	return &MemoryBroker{subs: make(map[uuid.UUID]map[chan notifications.InboxItem]struct{})}
+	return &MemoryBroker{hub: fanout.New[uuid.UUID, notifications.InboxItem](64)}
 }
 
 // Subscribe returns a channel of the user's new items until ctx ends; the channel is closed
 // then.
 func (b *MemoryBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan notifications.InboxItem {
-	ch := make(chan notifications.InboxItem, 64)
-	b.mu.Lock()
-	if b.subs[userID] == nil {
-		b.subs[userID] = make(map[chan notifications.InboxItem]struct{})
-	}
-	b.subs[userID][ch] = struct{}{}
-	b.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		b.mu.Lock()
-		delete(b.subs[userID], ch)
-		if len(b.subs[userID]) == 0 {
-			delete(b.subs, userID)
-		}
-		close(ch)
-		b.mu.Unlock()
-	})
-	return ch
+	return b.hub.Subscribe(ctx, userID)
 }
 
 // Publish implements Broker.
 func (b *MemoryBroker) Publish(_ context.Context, item notifications.InboxItem) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for ch := range b.subs[item.UserID] {
-		select {
-		case ch <- item:
-		default:
-		}
-	}
+	b.hub.Publish(item.UserID, item)
 	return nil
 }

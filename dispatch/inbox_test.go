@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +69,33 @@ func TestInboxRefusesBadPayload(t *testing.T) {
 	}
 	if _, err := dispatch.NewInbox(nil, nil); err == nil {
 		t.Fatal("nil store accepted")
+	}
+}
+
+func TestDefaultHandlers(t *testing.T) {
+	t.Parallel()
+	store := memstore.New()
+	hs, err := dispatch.DefaultHandlers(dispatch.HandlersConfig{
+		SMTP:    &dispatch.SMTPConfig{Smarthost: "localhost:25", From: "a@example.com"},
+		Webhook: &dispatch.WebhookConfig{URL: "https://hooks.example.com/n"},
+		Inbox:   store,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []notifications.Method{notifications.MethodSMTP, notifications.MethodWebhook, notifications.MethodInbox} {
+		if hs[m] == nil {
+			t.Errorf("no handler for %s", m)
+		}
+	}
+	_, err = dispatch.DefaultHandlers(dispatch.HandlersConfig{
+		SMTP:    &dispatch.SMTPConfig{From: "a@example.com"},
+		Webhook: &dispatch.WebhookConfig{URL: "ftp://x"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "SMTPConfig.Smarthost") || !strings.Contains(err.Error(), "WebhookConfig.URL") {
+		t.Fatalf("err = %v, want both problems named", err)
+	}
+	if _, err := dispatch.DefaultHandlers(dispatch.HandlersConfig{}); err == nil {
+		t.Fatal("an empty config was accepted")
 	}
 }

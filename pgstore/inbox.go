@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
@@ -45,16 +46,10 @@ func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, f notification
 	defer rows.Close()
 	var out []notifications.InboxItem
 	for rows.Next() {
-		var it notifications.InboxItem
-		var actions string
-		var readAt *time.Time
-		if err := rows.Scan(&it.ID, &it.UserID, &it.TemplateID, &it.Title, &it.Content, &actions, &it.Targets, &it.CreatedAt, &readAt); err != nil {
-			return nil, xerrors.Errorf("list inbox: scan: %w", err)
+		it, err := scanInboxItem(rows)
+		if err != nil {
+			return nil, xerrors.Errorf("list inbox: %w", err)
 		}
-		if err := json.Unmarshal([]byte(actions), &it.Actions); err != nil {
-			return nil, xerrors.Errorf("list inbox: decode actions: %w", err)
-		}
-		it.ReadAt = deref(readAt)
 		out = append(out, it)
 	}
 	if err := rows.Err(); err != nil {
@@ -82,4 +77,26 @@ func (s *Store) MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) err
 		return xerrors.Errorf("mark inbox read: item %s of user %s: %w", itemID, userID, notifications.ErrNotFound)
 	}
 	return nil
+}
+
+func (s *Store) inboxItem(ctx context.Context, id uuid.UUID) (notifications.InboxItem, error) {
+	it, err := scanInboxItem(s.db.QueryRow(ctx, s.q.inboxGet, id))
+	if err != nil {
+		return it, xerrors.Errorf("get inbox item %s: %w", id, translate(err))
+	}
+	return it, nil
+}
+
+func scanInboxItem(row pgx.Row) (notifications.InboxItem, error) {
+	var it notifications.InboxItem
+	var actions string
+	var readAt *time.Time
+	if err := row.Scan(&it.ID, &it.UserID, &it.TemplateID, &it.Title, &it.Content, &actions, &it.Targets, &it.CreatedAt, &readAt); err != nil {
+		return it, xerrors.Errorf("scan: %w", err)
+	}
+	if err := json.Unmarshal([]byte(actions), &it.Actions); err != nil {
+		return it, xerrors.Errorf("decode actions: %w", err)
+	}
+	it.ReadAt = deref(readAt)
+	return it, nil
 }

@@ -19,18 +19,29 @@ func (s *Store) Listen(ctx context.Context, wake func()) error {
 	if s.o.pollOnly || s.pool == nil {
 		return nil
 	}
+	s.listen(ctx, s.channel(), wake, func(string) { wake() })
+	return nil
+}
+
+// listen LISTENs on channel until ctx ends, calling connected each time it (re)starts
+// listening and notify for every notification; it reconnects with backoff.
+func (s *Store) listen(ctx context.Context, channel string, connected func(), notify func(payload string)) {
 	backoff := listenMinBackoff
 	for {
-		err := s.listenOnce(ctx, wake, func() { backoff = listenMinBackoff })
+		err := s.listenOnce(ctx, channel, func() {
+			backoff = listenMinBackoff
+			connected()
+		}, notify)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
-		s.o.log.Warn(ctx, "notification listener lost its connection; reconnecting", slog.F("backoff", backoff), slog.Error(err))
+		s.o.log.Warn(ctx, "notification listener lost its connection; reconnecting",
+			slog.F("channel", channel), slog.F("backoff", backoff), slog.Error(err))
 		t := s.o.clock.NewTimer(backoff, "pgstore", "listenBackoff")
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return
 		case <-t.C:
 		}
 		backoff = min(backoff*2, listenMaxBackoff)
@@ -42,7 +53,7 @@ const (
 	listenMaxBackoff = 5 * time.Second
 )
 
-func (s *Store) listenOnce(ctx context.Context, wake func(), connected func()) error {
+func (s *Store) listenOnce(ctx context.Context, channel string, connected func(), notify func(string)) error {
 	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return xerrors.Errorf("listen: connect: %w", err)
@@ -50,15 +61,15 @@ func (s *Store) listenOnce(ctx context.Context, wake func(), connected func()) e
 	defer func() {
 		_ = conn.Close(context.WithoutCancel(ctx))
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel()}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return xerrors.Errorf("listen: %w", err)
 	}
 	connected()
-	wake()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return xerrors.Errorf("listen: wait for notification: %w", err)
 		}
-		wake()
+		notify(n.Payload)
 	}
 }

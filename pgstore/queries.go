@@ -12,7 +12,7 @@ type queries struct {
 	lease, markSent, markFailed, purge, enqueue                        string
 	template, upsertTemplates                                          string
 	message, messages, countByStatus, setPreference, setPaused, paused string
-	inboxInsert, inboxList, inboxUnread, inboxMarkRead                 string
+	inboxInsert, inboxList, inboxUnread, inboxMarkRead, inboxGet       string
 }
 
 func buildQueries(schema string) queries {
@@ -134,6 +134,8 @@ VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8::uuid[], coalesce($1::timestamptz, now
 ON CONFLICT (id) DO NOTHING`),
 		inboxList: q(`SELECT id, user_id, template_id, title, content, actions::text, targets, created_at, read_at
 FROM {{s}}.inbox WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) ORDER BY seq DESC LIMIT $3`),
+		inboxGet: q(`SELECT id, user_id, template_id, title, content, actions::text, targets, created_at, read_at
+FROM {{s}}.inbox WHERE id = $1`),
 		inboxUnread: q(`SELECT count(*) FROM {{s}}.inbox WHERE user_id = $1 AND read_at IS NULL`),
 		inboxMarkRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce(read_at, coalesce($1::timestamptz, now()))
 WHERE id = $3 AND user_id = $2`),

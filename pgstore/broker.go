@@ -1,0 +1,80 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+
+	"cdr.dev/slog"
+	"github.com/google/uuid"
+	"golang.org/x/xerrors"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/fanout"
+)
+
+// InboxBroker carries new inbox items to live subscribers on every replica: Publish sends
+// a NOTIFY with the item's ID and user on the schema's "<schema>.inbox" channel, and each
+// replica's Run loads the item for the users it has subscribers for. It satisfies
+// dispatch.Broker.
+//
+// Live delivery is best effort, like any push channel: a subscriber whose buffer (64) is
+// full, or a replica whose listener is reconnecting, misses the event and sees the item
+// on its next list. The item itself is stored before it is published.
+type InboxBroker struct {
+	store *Store
+	hub   *fanout.Hub[uuid.UUID, notifications.InboxItem]
+}
+
+// NewInboxBroker returns a broker on s's schema. Call Run to receive items.
+func (s *Store) NewInboxBroker() *InboxBroker {
+	return &InboxBroker{store: s, hub: fanout.New[uuid.UUID, notifications.InboxItem](64)}
+}
+
+type inboxEvent struct {
+	ID     uuid.UUID `json:"id"`
+	UserID uuid.UUID `json:"user_id"`
+}
+
+func (s *Store) inboxChannel() string { return s.o.schema + ".inbox" }
+
+// Publish implements dispatch.Broker.
+func (b *InboxBroker) Publish(ctx context.Context, item notifications.InboxItem) error {
+	payload, err := json.Marshal(inboxEvent{ID: item.ID, UserID: item.UserID})
+	if err != nil {
+		return xerrors.Errorf("publish inbox item: %w", err)
+	}
+	if _, err := b.store.db.Exec(ctx, "SELECT pg_notify($1, $2)", b.store.inboxChannel(), string(payload)); err != nil {
+		return xerrors.Errorf("publish inbox item: %w", translate(err))
+	}
+	return nil
+}
+
+// Subscribe returns a channel of userID's new items until ctx ends; the channel is closed
+// then. Items arrive only while Run runs.
+func (b *InboxBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan notifications.InboxItem {
+	return b.hub.Subscribe(ctx, userID)
+}
+
+// Run listens for published items until ctx ends, on a dedicated connection that it
+// re-establishes after losing it. ready, if not nil, is called each time it listens.
+func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
+	if b.store.pool == nil {
+		return xerrors.New("run inbox broker: the store has no pool (made with WithTx?)")
+	}
+	if ready == nil {
+		ready = func() {}
+	}
+	b.store.listen(ctx, b.store.inboxChannel(), ready, func(payload string) {
+		var ev inboxEvent
+		if err := json.Unmarshal([]byte(payload), &ev); err != nil || !b.hub.Has(ev.UserID) {
+			return
+		}
+		item, err := b.store.inboxItem(ctx, ev.ID)
+		if err != nil {
+			b.store.o.log.Warn(ctx, "load published inbox item", slog.F("id", ev.ID), slog.Error(err))
+			return
+		}
+		b.hub.Publish(item.UserID, item)
+	})
+	return nil
+}
