@@ -1,13 +1,18 @@
-// Command demo runs the library's main job on the embedded in-memory store: it registers
-// a few templates, creates a few hundred recipients (some with a template disabled, one
-// template opt-in), enqueues a few thousand notifications, and delivers them for real to a
-// local webhook receiver (which verifies signatures and fails a share of requests with 500
-// so retries show) and to the in-app inbox, with a live progress line. It ends with a table
-// of final statuses per method, throughput and enqueue→delivery latency, and writes one
-// webhook body to the output folder.
+// Command demo runs the library's main job: it registers the sample templates, creates a
+// few hundred recipients (some with a template disabled, one template opt-in), enqueues a
+// few thousand notifications and delivers them for real: email to an in-process SMTP server
+// (which defers a share with 451 and bounces a few addresses with 550), webhooks to a local
+// receiver (which verifies every signature and fails a share with 500) and in-app inbox
+// items. It shows a live progress bar, then a table of final statuses per method,
+// throughput and enqueue→delivery latency, and writes one email (.eml and .html) and one
+// webhook body into the output folder. It exits non-zero if any message is unaccounted for.
+//
+// By default it runs on the embedded in-memory store; with -database-url (or DATABASE_URL)
+// it runs the same on PostgreSQL through pgstore, in a schema of its own that it recreates.
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -18,8 +23,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"net/mail"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,125 +39,154 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/dispatch"
+	"github.com/notifykit/notifications/internal/sample"
+	"github.com/notifykit/notifications/internal/smtpcapture"
 	"github.com/notifykit/notifications/memstore"
+	"github.com/notifykit/notifications/pgstore"
 )
 
 func main() {
-	users := flag.Int("users", 300, "recipients")
-	perUser := flag.Int("per-user", 10, "notifications per recipient")
-	failRate := flag.Float64("fail-rate", 0.1, "share of webhook requests answered with 500")
-	out := flag.String("out", "out/demo", "output folder")
+	o := options{}
+	flag.IntVar(&o.users, "users", 300, "recipients")
+	flag.IntVar(&o.perUser, "per-user", 10, "notifications per recipient")
+	flag.Float64Var(&o.failRate, "fail-rate", 0.1, "share of webhook requests answered 500 and of emails deferred with 451")
+	flag.StringVar(&o.out, "out", "out/demo", "output folder")
+	flag.StringVar(&o.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL: run on pgstore instead of memstore (default $DATABASE_URL)")
 	flag.Parse()
-	if err := run(*users, *perUser, *failRate, *out); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-var (
-	tmplWelcome = notifications.Template{
-		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a01"), Name: "Welcome", Group: "Account", Kind: "system",
-		TitleTemplate: "Welcome to {{app_name}}, {{.UserName}}",
-		BodyTemplate:  "Hi {{.UserName}},\n\nYour account **{{.UserUsername}}** is ready.",
-		Actions:       []notifications.TemplateAction{{Label: "Get started", URL: "{{base_url}}/start"}},
-		Method:        notifications.MethodWebhook, EnabledByDefault: true,
-	}
-	tmplReset = notifications.Template{
-		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a02"), Name: "Password reset", Group: "Account", Kind: "system",
-		TitleTemplate: "Reset your password",
-		BodyTemplate:  "Someone asked to reset the password of **{{.UserUsername}}**. Code: `{{.Labels.code}}`.",
-		Actions:       []notifications.TemplateAction{{Label: "Reset password", URL: "{{base_url}}/reset?code={{.Labels.code}}"}},
-		Method:        notifications.MethodWebhook, EnabledByDefault: true,
-	}
-	tmplBuild = notifications.Template{
-		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a03"), Name: "Build failed", Group: "CI", Kind: "event",
-		TitleTemplate: "Build {{.Labels.build}} of {{.Labels.repo}} failed",
-		BodyTemplate:  "The build **{{.Labels.build}}** of `{{.Labels.repo}}` failed at step {{.Labels.step}}.",
-		Actions:       []notifications.TemplateAction{{Label: "View logs", URL: "{{base_url}}/builds/{{.Labels.build}}"}},
-		Method:        notifications.MethodInbox, EnabledByDefault: true,
-	}
-	tmplDigest = notifications.Template{ // opt-in
-		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a04"), Name: "Weekly digest", Group: "Digest", Kind: "digest",
-		TitleTemplate: "Your week on {{app_name}}", BodyTemplate: "{{.Labels.count}} builds ran this week.",
-		Method: notifications.MethodInbox, EnabledByDefault: false,
-	}
+type options struct {
+	users, perUser int
+	failRate       float64
+	out            string
+	databaseURL    string
+}
+
+const (
+	secret     = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
+	demoSchema = "notifications_demo"
 )
 
-const secret = "whsec_ZGVtby1zaWduaW5nLXNlY3JldC0wMTIzNDU2Nzg5"
+// bounces reports whether recipient n has a mailbox that does not exist (550).
+func bounces(n int) bool { return n%50 == 7 }
 
-func run(nUsers, perUser int, failRate float64, outDir string) error {
+func openStore(ctx context.Context, databaseURL string) (notifications.Store, string, func(), error) {
+	if databaseURL == "" {
+		return memstore.New(), "memstore (in memory)", func() {}, nil
+	}
+	pool, err := pgxpool.New(ctx, databaseURL)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("connect: %w", err)
+	}
+	if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{demoSchema}.Sanitize()+" CASCADE"); err != nil {
+		pool.Close()
+		return nil, "", nil, fmt.Errorf("reset demo schema: %w", err)
+	}
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(demoSchema)); err != nil {
+		pool.Close()
+		return nil, "", nil, err
+	}
+	return pgstore.New(pool, pgstore.WithSchema(demoSchema)), "pgstore (PostgreSQL, schema " + demoSchema + ")", pool.Close, nil
+}
+
+func run(o options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
-	store := memstore.New()
-	helpers := template.FuncMap{
-		"app_name": func() string { return "Acme CI" },
-		"base_url": func() string { return "https://ci.acme.example" },
-	}
-	if err := notifications.RegisterTemplates(ctx, store, helpers, tmplWelcome, tmplReset, tmplBuild, tmplDigest); err != nil {
-		return err
-	}
-
-	// The webhook receiver: verifies every signature, fails a share with 500.
-	recv := newReceiver(failRate)
-	srv := httptest.NewServer(recv)
-	defer srv.Close()
-	webhook, err := dispatch.NewWebhook(dispatch.WebhookConfig{
-		URL: srv.URL + "/hook", Secrets: []string{secret},
-		AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-	})
+	store, storeName, closeStore, err := openStore(ctx, o.databaseURL)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
+	helpers := sample.Helpers()
+	if err := notifications.RegisterTemplates(ctx, store, helpers, sample.Templates()...); err != nil {
+		return err
+	}
+
+	// The SMTP server: captures mail, defers a share with 451, bounces some mailboxes.
+	mailSrv, err := smtpcapture.Start(smtpcapture.Options{Reject: func(m smtpcapture.Mail) error {
+		if strings.HasPrefix(m.To, "bounce") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "mailbox does not exist"}
+		}
+		if rand.Float64() < o.failRate {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+		}
+		return nil
+	}})
+	if err != nil {
+		return err
+	}
+	defer mailSrv.Close()
+	// The webhook receiver: verifies every signature, fails a share with 500.
+	recv := &receiver{failRate: o.failRate}
+	hookSrv := httptest.NewServer(recv)
+	defer hookSrv.Close()
 	broker := dispatch.NewMemoryBroker()
-	inbox, err := dispatch.NewInbox(store, broker)
+	handlers, err := dispatch.DefaultHandlers(dispatch.HandlersConfig{
+		SMTP: &dispatch.SMTPConfig{Smarthost: mailSrv.Addr, From: "Acme CI <notifications@acme.example>", Hello: "demo.acme.example"},
+		Webhook: &dispatch.WebhookConfig{URL: hookSrv.URL + "/hook", Secrets: []string{secret},
+			AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
+		Inbox:  store,
+		Broker: broker,
+	})
 	if err != nil {
 		return err
 	}
 
 	cfg := notifications.DefaultConfig()
-	cfg.Method = notifications.MethodWebhook
 	cfg.LeaseCount = 100
 	cfg.StoreSyncBufferSize = 200
 	cfg.StoreSyncInterval = 50 * time.Millisecond
 	cfg.FetchInterval = 100 * time.Millisecond
 	cfg.RetryInterval = 200 * time.Millisecond
 	cfg.MaxRetryInterval = time.Second
-	cfg.MaxSendAttempts = 3
+	cfg.MaxSendAttempts = 4
 
-	reg := prometheus.NewRegistry()
-	metrics := notifications.NewMetrics(reg)
 	lat := &latencies{}
-	timed := timing{handler: webhook, lat: lat}
-	timedInbox := timing{handler: inbox, lat: lat}
-	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{
-		notifications.MethodWebhook: timed, notifications.MethodInbox: timedInbox,
-	}, notifications.WithHelpers(helpers), notifications.WithMetrics(metrics))
+	timed := make(map[notifications.Method]notifications.Handler, len(handlers))
+	for m, h := range handlers {
+		timed[m] = timing{handler: h, lat: lat}
+	}
+	mgr, err := notifications.NewManager(cfg, store, timed,
+		notifications.WithHelpers(helpers), notifications.WithMetrics(notifications.NewMetrics(prometheus.NewRegistry())))
 	if err != nil {
 		return err
 	}
 
-	// Recipients: every 10th disabled the build template; every 3rd opted in to the digest.
-	users := make([]notifications.Recipient, nUsers)
+	// Recipients (the host's user table): every 10th disabled "Build failed", every 3rd
+	// opted in to the weekly digest, every 50th has a mailbox that bounces.
+	users := make([]notifications.Recipient, o.users)
+	byID := make(map[uuid.UUID]notifications.Recipient, len(users))
 	for i := range users {
-		users[i] = notifications.Recipient{UserID: uuid.New(), Email: fmt.Sprintf("user%d@example.com", i), Name: fmt.Sprintf("User %d", i), Username: fmt.Sprintf("user%d", i)}
+		users[i] = sample.Recipient(i)
+		if bounces(i) {
+			users[i].Email = "bounce-" + users[i].Email
+		}
+		byID[users[i].UserID] = users[i]
 		if i%10 == 0 {
-			_ = store.SetPreference(ctx, users[i].UserID, tmplBuild.ID, true)
+			if err := store.SetPreference(ctx, users[i].UserID, sample.BuildFailed.ID, true); err != nil {
+				return err
+			}
 		}
 		if i%3 == 0 {
-			_ = store.SetPreference(ctx, users[i].UserID, tmplDigest.ID, false)
+			if err := store.SetPreference(ctx, users[i].UserID, sample.WeeklyDigest.ID, false); err != nil {
+				return err
+			}
 		}
-	}
-	byID := make(map[uuid.UUID]notifications.Recipient, len(users))
-	for _, u := range users {
-		byID[u.UserID] = u
 	}
 	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{
 		Helpers: helpers,
@@ -165,41 +202,76 @@ func run(nUsers, perUser int, failRate float64, outDir string) error {
 		return err
 	}
 
-	fmt.Printf("demo: %d recipients × %d notifications, webhook at %s failing %.0f%% of requests\n", nUsers, perUser, srv.URL, failRate*100)
+	fmt.Printf("demo on %s: %d recipients × %d notifications\n", storeName, o.users, o.perUser)
+	fmt.Printf("  email → SMTP %s (defers %.0f%% with 451, bounces every 50th mailbox with 550)\n", mailSrv.Addr, o.failRate*100)
+	fmt.Printf("  webhook → %s (verifies signatures, answers %.0f%% with 500)\n", hookSrv.URL, o.failRate*100)
+	fmt.Printf("  inbox → the store, live to subscribers\n")
+
+	var refusedDup, refusedDisabled, enqueued int
+	enqueue := func(u notifications.Recipient, t notifications.Template, n int) error {
+		ids, err := enq.Enqueue(ctx, u.UserID, t.ID, sample.Labels(t, n), "demo")
+		switch {
+		case errors.Is(err, notifications.ErrDuplicate):
+			refusedDup++
+		case errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification):
+			refusedDisabled++
+		case err != nil:
+			return err
+		default:
+			enqueued += len(ids)
+			lat.enqueued(ids)
+		}
+		return nil
+	}
+	// Before the Manager starts: mentions for every 20th user, who then turns mentions off;
+	// those messages end inhibited (the preference is checked again at delivery).
+	inhibitedUsers := 0
+	for i := 3; i < len(users); i += 20 {
+		if err := enqueue(users[i], sample.Mention, i); err != nil {
+			return err
+		}
+		if err := store.SetPreference(ctx, users[i].UserID, sample.Mention.ID, true); err != nil {
+			return err
+		}
+		inhibitedUsers++
+	}
+
+	// A live subscriber, as an inbox page would hold open.
+	subCtx, unsubscribe := context.WithCancel(ctx)
+	defer unsubscribe()
+	var live atomic.Int64
+	liveDone := make(chan struct{})
+	go func() {
+		defer close(liveDone)
+		for range broker.Subscribe(subCtx, users[1].UserID) {
+			live.Add(1)
+		}
+	}()
+
 	mgr.Run(ctx)
 	start := time.Now()
-	var refusedDup, refusedDisabled, enqueued int
-	templates := []notifications.Template{tmplWelcome, tmplReset, tmplBuild, tmplDigest}
-	for i := 0; i < perUser; i++ {
+	templates := sample.Templates()
+	for i := 0; i < o.perUser; i++ {
 		for j, u := range users {
 			t := templates[(i+j)%len(templates)]
-			labels := map[string]string{"code": fmt.Sprint(100000 + (i*7+j)%900000), "build": fmt.Sprint(1000 + i), "repo": "acme/api", "step": "test", "count": fmt.Sprint(i + j)}
-			if t.ID == tmplWelcome.ID {
-				labels = nil // identical every time: the second one a day is a duplicate
+			labels := i*len(users) + j
+			if t.ID == sample.Welcome.ID {
+				labels = 0 // identical every time: the second one a day is a duplicate
 			}
-			ids, err := enq.Enqueue(ctx, u.UserID, t.ID, labels, "demo")
-			switch {
-			case errors.Is(err, notifications.ErrDuplicate):
-				refusedDup++
-			case errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification):
-				refusedDisabled++
-			case err != nil:
+			if err := enqueue(u, t, labels); err != nil {
 				return err
-			default:
-				enqueued += len(ids)
-				lat.enqueued(ids)
 			}
 		}
 	}
 
-	// Drain with a progress line.
+	// Drain with a progress bar.
 	for {
 		counts, err := store.CountByStatus(ctx)
 		if err != nil {
 			return err
 		}
 		done := counts[notifications.StatusSent] + counts[notifications.StatusPermanentFailure] + counts[notifications.StatusInhibited]
-		fmt.Printf("\r%s %d/%d done (%d retrying)", bar(done, enqueued, 30), done, enqueued, counts[notifications.StatusTemporaryFailure])
+		fmt.Printf("\r%s %d/%d done (%d waiting to retry)   ", bar(done, enqueued, 30), done, enqueued, counts[notifications.StatusTemporaryFailure])
 		if done == enqueued {
 			break
 		}
@@ -216,6 +288,8 @@ func run(nUsers, perUser int, failRate float64, outDir string) error {
 	if err := mgr.Stop(stopCtx); err != nil {
 		return err
 	}
+	unsubscribe()
+	<-liveDone
 
 	// The table: final status per method, from the store.
 	all, err := store.Messages(ctx, notifications.MessageFilter{})
@@ -252,35 +326,88 @@ func run(nUsers, perUser int, failRate float64, outDir string) error {
 		methods = append(methods, m)
 	}
 	slices.Sort(methods)
+	var sum row
 	for _, m := range methods {
 		r := rows[m]
 		n := r.sent + r.perm + r.inhibited + r.other
 		total += n
+		sum.sent, sum.retried, sum.perm, sum.inhibited, sum.other = sum.sent+r.sent, sum.retried+r.retried, sum.perm+r.perm, sum.inhibited+r.inhibited, sum.other+r.other
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", m, r.sent, r.retried, r.perm, r.inhibited, r.other, n)
 	}
+	fmt.Fprintf(tw, "all\t%d\t%d\t%d\t%d\t%d\t%d\t\n", sum.sent, sum.retried, sum.perm, sum.inhibited, sum.other, total)
 	tw.Flush()
-	fmt.Printf("refused at enqueue: %d duplicates, %d disabled or not opted in\n", refusedDup, refusedDisabled)
+	fmt.Printf("refused at enqueue (no row): %d duplicates, %d disabled or not opted in\n", refusedDup, refusedDisabled)
 	p50, p99 := lat.percentiles()
 	fmt.Printf("%d messages in %s: %.0f msgs/s; enqueue→delivery p50 %s, p99 %s\n", enqueued, elapsed.Round(time.Millisecond),
 		float64(enqueued)/elapsed.Seconds(), p50.Round(time.Microsecond), p99.Round(time.Microsecond))
-	fmt.Printf("webhook receiver: %d requests, %d answered 500, %d bad signatures\n", recv.requests.Load(), recv.failed.Load(), recv.badSig.Load())
+	fmt.Printf("SMTP server: %d emails accepted; webhook receiver: %d requests, %d answered 500, %d bad signatures; live inbox events for one user: %d\n",
+		mailSrv.Count(), recv.requests.Load(), recv.failed.Load(), recv.badSig.Load(), live.Load())
 
-	if b := recv.sample(); b != nil {
-		path := filepath.Join(outDir, "webhook.json")
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			return err
-		}
-		fmt.Println("wrote", path)
+	if err := writeSamples(o.out, mailSrv, recv); err != nil {
+		return err
 	}
 	if total != enqueued || recv.badSig.Load() != 0 {
 		return fmt.Errorf("accounting failed: %d messages stored, %d enqueued, %d bad signatures", total, enqueued, recv.badSig.Load())
 	}
-	for _, r := range rows {
-		if r.other != 0 {
-			return fmt.Errorf("%d messages did not reach a final status", r.other)
-		}
+	if sum.other != 0 {
+		return fmt.Errorf("%d messages did not reach a final status", sum.other)
+	}
+	if sum.inhibited != inhibitedUsers {
+		return fmt.Errorf("%d inhibited, want %d", sum.inhibited, inhibitedUsers)
 	}
 	return nil
+}
+
+// writeSamples writes the first captured email as .eml and its HTML part as .html, and the
+// first accepted webhook body as JSON.
+func writeSamples(dir string, mailSrv *smtpcapture.Server, recv *receiver) error {
+	var written []string
+	if mails := mailSrv.Mails(); len(mails) > 0 {
+		eml := filepath.Join(dir, "email.eml")
+		if err := os.WriteFile(eml, mails[0].Data, 0o644); err != nil {
+			return err
+		}
+		written = append(written, eml)
+		html, err := htmlPart(mails[0].Data)
+		if err != nil {
+			return fmt.Errorf("read captured email: %w", err)
+		}
+		path := filepath.Join(dir, "email.html")
+		if err := os.WriteFile(path, html, 0o644); err != nil {
+			return err
+		}
+		written = append(written, path)
+	}
+	if b := recv.sample(); b != nil {
+		path := filepath.Join(dir, "webhook.json")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return err
+		}
+		written = append(written, path)
+	}
+	fmt.Println("wrote", strings.Join(written, ", "))
+	return nil
+}
+
+func htmlPart(raw []byte) ([]byte, error) {
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, err
+	}
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err != nil {
+			return nil, fmt.Errorf("no text/html part: %w", err)
+		}
+		if strings.HasPrefix(part.Header.Get("Content-Type"), "text/html") {
+			return io.ReadAll(part)
+		}
+	}
 }
 
 func bar(done, total, width int) string {
@@ -298,8 +425,6 @@ type receiver struct {
 	mu                       sync.Mutex
 	first                    []byte
 }
-
-func newReceiver(failRate float64) *receiver { return &receiver{failRate: failRate} }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.requests.Add(1)
