@@ -4,6 +4,7 @@ package smtpcapture
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -50,8 +51,9 @@ type Server struct {
 	srv  *smtp.Server
 	opts Options
 
-	mu    sync.Mutex
-	mails []Mail
+	mu      sync.Mutex
+	mails   []Mail
+	changed chan struct{} // closed and replaced at every accepted message
 }
 
 // Start listens on 127.0.0.1 at a free port and serves until Close.
@@ -60,7 +62,7 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: l.Addr().String(), opts: opts}
+	s := &Server{Addr: l.Addr().String(), opts: opts, changed: make(chan struct{})}
 	srv := smtp.NewServer(s)
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
@@ -89,6 +91,23 @@ func (s *Server) Count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.mails)
+}
+
+// Wait returns once n messages have been accepted, or with ctx's error.
+func (s *Server) Wait(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		got, changed := len(s.mails), s.changed
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
 }
 
 // NewSession implements smtp.Backend.
@@ -153,6 +172,8 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.srv.mu.Lock()
 	s.srv.mails = append(s.srv.mails, m)
+	close(s.srv.changed)
+	s.srv.changed = make(chan struct{})
 	s.srv.mu.Unlock()
 	return nil
 }
