@@ -2,6 +2,7 @@ package notifications_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"text/template"
 	"time"
@@ -78,3 +79,78 @@ func Example() {
 	// Your workspace **dev\_1** is ready.
 	// sent: 1
 }
+
+// Enqueue several notifications atomically (all are stored or none), with an idempotency
+// key so that a retried request does not notify twice.
+func ExampleStoreEnqueuer_Send() {
+	ctx := context.Background()
+	store := memstore.New()
+	build := notifications.Template{
+		ID: uuid.MustParse("5d1c0f3a-0000-4000-8000-000000000001"), Name: "Build failed",
+		TitleTemplate: "Build {{.Labels.build}} failed", EnabledByDefault: true, Method: notifications.MethodWebhook,
+	}
+	if err := notifications.RegisterTemplates(ctx, store, nil, build); err != nil {
+		panic(err)
+	}
+	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{
+		Inbox: true, // every notification also lands in the in-app inbox
+	})
+	if err != nil {
+		panic(err)
+	}
+	ada := notifications.Recipient{UserID: uuid.New(), Email: "ada@example.com", Name: "Ada"}
+	grace := notifications.Recipient{UserID: uuid.New(), Email: "grace@example.com", Name: "Grace"}
+	req := func(r notifications.Recipient) notifications.EnqueueRequest {
+		return notifications.EnqueueRequest{
+			TemplateID: build.ID, UserID: r.UserID, Recipient: &r, Labels: map[string]string{"build": "42"},
+			CreatedBy: "ci", IdempotencyKey: "build-42-failed:" + r.UserID.String(),
+		}
+	}
+	ids, err := enq.Send(ctx, req(ada), req(grace))
+	fmt.Println(len(ids), "messages, error:", err)
+
+	_, err = enq.Send(ctx, req(ada)) // the same request again, e.g. after a client retry
+	fmt.Println("again:", errors.Is(err, notifications.ErrDuplicate))
+	// Output:
+	// 4 messages, error: <nil>
+	// again: true
+}
+
+// A custom Handler for a chat API. Dispatcher runs once per message and may refuse
+// (a permanent failure); the DeliveryFunc classifies failures as retryable or not, and can
+// ask for a specific retry delay with RetryAfter.
+func ExampleHandlerFunc() {
+	chat := notifications.HandlerFunc(func(p notifications.MessagePayload, title, body string, _ template.FuncMap) (notifications.DeliveryFunc, error) {
+		channel := p.Labels["channel"]
+		if channel == "" {
+			return nil, fmt.Errorf("chat: label channel is required: %w", notifications.ErrInvalidMessage)
+		}
+		return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
+			status := postToChat(ctx, channel, title, msgID) // your API call; msgID makes it idempotent
+			switch {
+			case status == 429:
+				return true, notifications.RetryAfter(30*time.Second, errors.New("chat: rate limited"))
+			case status >= 500:
+				return true, fmt.Errorf("chat: server error %d", status)
+			case status >= 400:
+				return false, fmt.Errorf("chat: rejected with %d", status)
+			}
+			return false, nil
+		}, nil
+	})
+
+	deliver, err := chat.Dispatcher(notifications.MessagePayload{Labels: map[string]string{"channel": "#ops"}}, "Deploy done", "", nil)
+	if err != nil {
+		panic(err)
+	}
+	retryable, err := deliver(context.Background(), uuid.New())
+	fmt.Println(retryable, err)
+	_, err = chat.Dispatcher(notifications.MessagePayload{}, "Deploy done", "", nil)
+	fmt.Println(err)
+	// Output:
+	// true chat: rate limited (retry after 30s)
+	// chat: label channel is required: invalid message
+}
+
+// postToChat stands in for an HTTP call; it answers 429 so the example shows a retry.
+func postToChat(context.Context, string, string, uuid.UUID) int { return 429 }

@@ -1,0 +1,69 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// Enqueue inside your own transaction: the notification exists if and only if the
+// transaction commits. (This example runs against the test database that `make test`
+// starts.)
+func ExampleStore_WithTx() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv(pgtest.EnvURL)) // your application's pool
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+	schema := "example_" + uuid.NewString()[:8]                                       // usually the default, "notifications"
+	defer pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") //nolint:errcheck
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+		fmt.Println("migrate:", err)
+		return
+	}
+	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	invoice := notifications.Template{ID: uuid.New(), Name: "Invoice paid", TitleTemplate: "Invoice {{.Labels.number}} paid",
+		Method: notifications.MethodInbox, EnabledByDefault: true}
+	if err := notifications.RegisterTemplates(ctx, store, nil, invoice); err != nil {
+		panic(err)
+	}
+	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{})
+	if err != nil {
+		panic(err)
+	}
+	ada := notifications.Recipient{UserID: uuid.New(), Email: "ada@example.com", Name: "Ada"}
+
+	payInvoice := func(number string, fail bool) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			// ... your own writes in tx, e.g. UPDATE invoices SET paid = true ...
+			_, err := enq.WithStore(store.WithTx(tx)).Send(ctx, notifications.EnqueueRequest{
+				TemplateID: invoice.ID, UserID: ada.UserID, Recipient: &ada, Labels: map[string]string{"number": number},
+			})
+			if err == nil && fail {
+				err = errors.New("payment provider declined") // rolls back the notification too
+			}
+			return err
+		})
+	}
+	fmt.Println("INV-1:", payInvoice("INV-1", false))
+	fmt.Println("INV-2:", payInvoice("INV-2", true))
+	counts, err := store.CountByStatus(ctx)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("pending notifications:", counts[notifications.StatusPending])
+	// Output:
+	// INV-1: <nil>
+	// INV-2: payment provider declined
+	// pending notifications: 1
+}
