@@ -12,6 +12,8 @@
 //     each template's title and body (Markdown, with user-controlled values escaped), calls
 //     the Handler for the message's method, and writes results back in bulk.
 //   - A Store keeps it all; its contract is in store.go and notificationstest checks it.
+//   - Handlers deliver. Package dispatch has the built-in ones — SMTP email, signed
+//     webhooks, the in-app inbox — and dispatch.DefaultHandlers wires them in one call.
 //
 // # Lifecycle
 //

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	texttemplate "text/template"
 	"time"
 
 	"github.com/coder/quartz"
@@ -534,5 +535,44 @@ func TestSMTPBadRecipientIsPermanent(t *testing.T) {
 		if _, err := h.Dispatcher(p, "t", "b", nil); !errors.Is(err, notifications.ErrInvalidMessage) {
 			t.Errorf("user_email %q: err = %v, want ErrInvalidMessage", addr, err)
 		}
+	}
+}
+
+func TestSMTPLabelWithLineBreaksAndCustomLayout(t *testing.T) {
+	t.Parallel()
+	srv := startSMTP(t, smtpcapture.Options{})
+	layout := texttemplate.Must(texttemplate.New("t").Parse("CUSTOM {{.Title}} / {{.BodyText}}"))
+	h := newSMTP(t, dispatch.SMTPConfig{Smarthost: srv.Addr, TextLayout: layout})
+	tmpl := notifications.Template{ID: uuid.New(), Name: "Deploy", TitleTemplate: "Deployed to {{.Labels.env}}", BodyTemplate: "env: {{.Labels.env}}"}
+	p := samplePayload()
+	p.Labels = map[string]string{"env": "prod\r\nBcc: attacker@example.com\r\n\r\n<script>x</script>"}
+	title, body, err := notifications.RenderTitleBody(tmpl, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := h.Dispatcher(p, title, body, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fn(context.Background(), uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	raw := string(srv.Mails()[0].Data)
+	msg, err := mail.ReadMessage(strings.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msg.Header["Bcc"]) != 0 {
+		t.Fatalf("Bcc injected through a label:\n%s", raw)
+	}
+	if got := msg.Header.Get("Subject"); got != "Deployed to prod Bcc: attacker@example.com <script>x</script>" {
+		t.Fatalf("Subject = %q", got)
+	}
+	if !strings.Contains(raw, "CUSTOM Deployed to prod") {
+		t.Fatalf("custom text layout not used:\n%s", raw)
+	}
+	_, htmlPart, _ := strings.Cut(raw, "text/html")
+	if strings.Contains(htmlPart, "<script>") {
+		t.Fatalf("raw HTML from a label reached the HTML part:\n%s", htmlPart)
 	}
 }
