@@ -3,6 +3,7 @@ package notifications
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"text/template"
@@ -67,8 +68,16 @@ func (t Template) Validate(helpers template.FuncMap) error {
 			struct{ name, src string }{fmt.Sprintf("Actions[%d].URL", i), a.URL})
 	}
 	for _, f := range fields {
-		if _, err := parseTemplate(f.name, f.src, helpers); err != nil {
+		tpl, err := parseTemplate(f.name, f.src, helpers)
+		if err != nil {
 			return xerrors.Errorf("template %q: field %s does not parse: %v: %w", t.Name, f.name, err, ErrInvalidTemplate)
+		}
+		// A trial run over an empty payload finds references to fields a payload does not
+		// have ({{.Pasword}}), which parse but could never render. Other execution errors
+		// depend on the data and are left to delivery.
+		if err := tpl.Execute(io.Discard, MessagePayload{Labels: map[string]string{}, Data: map[string]any{}}); err != nil &&
+			strings.Contains(err.Error(), "can't evaluate field") {
+			return xerrors.Errorf("template %q: field %s: %v: %w", t.Name, f.name, err, ErrInvalidTemplate)
 		}
 	}
 	return nil
