@@ -1,0 +1,182 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"cdr.dev/slog"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/notificationstest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// eventSink counts log entries whose message starts with one of the watched prefixes and
+// signals each time one arrives.
+type eventSink struct {
+	mu      sync.Mutex
+	counts  map[string]int
+	changed chan struct{}
+}
+
+func newEventSink() *eventSink {
+	return &eventSink{counts: map[string]int{}, changed: make(chan struct{})}
+}
+
+func (s *eventSink) LogEntry(_ context.Context, e slog.SinkEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.counts[e.Message]++
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (*eventSink) Sync() {}
+
+// waitFor blocks until cond holds over the counts, or ctx ends.
+func (s *eventSink) waitFor(ctx context.Context, cond func(counts map[string]int) bool) error {
+	for {
+		s.mu.Lock()
+		ok, changed := cond(s.counts), s.changed
+		s.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+func countPrefix(counts map[string]int, prefix string) int {
+	n := 0
+	for msg, c := range counts {
+		if strings.HasPrefix(msg, prefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// TestDatabaseOutage takes the database away in the middle of a drain: connections are
+// refused and every backend is terminated, until the Manager has failed to write results
+// and to lease, logging each time. Then the database comes back. The Manager must keep
+// its buffered results, write them, resume leasing, and end with every message sent,
+// each delivered once (the outage is shorter than LeasePeriod).
+func TestDatabaseOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes a database offline")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	admin := pgtest.Pool(t)
+	// A database of its own, so that taking it offline affects no other test.
+	dbName := "outage_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{dbName}.Sanitize()); err != nil {
+		t.Skipf("cannot create a database for the outage (needs CREATEDB): %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{dbName}.Sanitize()+" WITH (FORCE)")
+	})
+	pcfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.ConnConfig.Database = dbName
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := pgstore.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool)
+	const n = 10000
+	notificationstest.EnqueueN(t, store, n)
+
+	sink := newEventSink()
+	var delivered atomic.Int64
+	quarter := make(chan struct{})
+	h := notificationstest.NewRecordingHandler(func(context.Context, notificationstest.Delivery) (bool, error) {
+		if delivered.Add(1) == n/4 {
+			close(quarter)
+		}
+		return false, nil
+	})
+	cfg := notificationstest.BenchConfig()
+	cfg.LeaseCount = 100
+	cfg.StoreSyncBufferSize = 100
+	cfg.StoreSyncInterval = 20 * time.Millisecond
+	cfg.FetchInterval = 50 * time.Millisecond
+	cfg.LeasePeriod = time.Minute
+	cfg.DispatchTimeout = 30 * time.Second
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{cfg.Method: h},
+		notifications.WithLogger(slog.Make(sink).Leveled(slog.LevelWarn)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Run(ctx)
+	<-quarter
+
+	// Outage: no new connections, every existing one terminated.
+	ident := pgx.Identifier{dbName}.Sanitize()
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+ident+" ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", dbName); err != nil {
+		t.Fatal(err)
+	}
+	var bufferedDuringOutage int
+	if err := sink.waitFor(ctx, func(c map[string]int) bool {
+		if countPrefix(c, "write delivery results") >= 2 && countPrefix(c, "lease messages") >= 2 {
+			s, f := m.BufferedUpdatesCount()
+			bufferedDuringOutage = s + f
+			return true
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("the Manager did not report failing writes and leases: %v", err)
+	}
+	if _, err := admin.Exec(ctx, "ALTER DATABASE "+ident+" ALLOW_CONNECTIONS true"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := h.WaitForDeliveries(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Stop(ctx); err != nil {
+		t.Fatalf("stop after the outage: %v", err)
+	}
+	counts, err := store.CountByStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[notifications.StatusSent] != n {
+		t.Fatalf("after the outage: %v, want all %d sent", counts, n)
+	}
+	seen := map[uuid.UUID]bool{}
+	for _, d := range h.Deliveries() {
+		if seen[d.MsgID] {
+			t.Fatalf("message %s delivered twice", d.MsgID)
+		}
+		seen[d.MsgID] = true
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	t.Logf("outage at %d deliveries: %d failed result writes, %d failed leases logged; %d results were buffered during the outage and none was lost; %s",
+		n/4, countPrefix(sink.counts, "write delivery results"), countPrefix(sink.counts, "lease messages"), bufferedDuringOutage,
+		fmt.Sprint(len(seen), " messages delivered once each"))
+}
