@@ -20,7 +20,7 @@ lint: ## gofmt, go vet and staticcheck.
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-demo: ## Run the demo on the embedded in-memory store (webhook + inbox deliveries).
+demo: ## The main job on the embedded in-memory store: email, webhook and inbox deliveries (DATABASE_URL=... for pgstore).
 	$(GO) run ./cmd/demo
 
 golden: ## Regenerate the golden files (dispatch/testdata/golden: rendered emails and webhook bodies); review the diff.
@@ -32,3 +32,17 @@ bench: ## Drain and enqueue benchmarks on memstore and PostgreSQL (the River com
 
 bench-quick: ## A small version of bench.
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 10000x -count 1 . ./pgstore/
+
+FUZZTIME ?= 60s
+FUZZ_TARGETS := .:FuzzRenderTitleBody .:FuzzDecodePayload ./internal/markdown:FuzzMarkdown \
+	./internal/email:FuzzEncodeHeaderText ./dispatch:FuzzVerifyWebhook
+
+fuzz: ## Run every fuzz target for FUZZTIME (default 60s) each; seeds live in testdata/fuzz.
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; done
+
+SOAK_MESSAGES ?= 200000
+
+soak: ## The chaos test with SOAK_MESSAGES (default 200,000) messages, under -race.
+	NOTIFICATIONS_SOAK_MESSAGES=$(SOAK_MESSAGES) ./scripts/with-postgres.sh $(GO) test -race -count=1 -timeout 60m -run '^TestChaos$$' -v ./pgstore/

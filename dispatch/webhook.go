@@ -143,6 +143,9 @@ func decodeSecret(s string) ([]byte, error) {
 		if err != nil {
 			return nil, xerrors.Errorf("secret after whsec_ is not base64: %w", err)
 		}
+		if len(key) == 0 {
+			return nil, xerrors.New("secret after whsec_ is empty")
+		}
 		return key, nil
 	}
 	return []byte(s), nil
@@ -181,6 +184,42 @@ func Sign(secrets [][]byte, msgID string, timestamp int64, body []byte) string {
 		sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
 	}
 	return strings.Join(sigs, " ")
+}
+
+// ErrBadSignature is returned by VerifyWebhook for a request that is not signed by any of
+// the secrets, is malformed, or is outside the timestamp tolerance.
+var ErrBadSignature = xerrors.New("webhook signature does not verify")
+
+// VerifyWebhook checks a received webhook the way a Standard Webhooks receiver does: the
+// webhook-timestamp is within tolerance of now (replays are refused), and one of the
+// space-separated "v1,<base64>" signatures in webhook-signature is the HMAC-SHA256 of
+// "id.timestamp.body" under one of secrets (same forms as WebhookConfig.Secrets). Use it
+// in your receiver, or in tests of one.
+func VerifyWebhook(secrets []string, header http.Header, body []byte, now time.Time, tolerance time.Duration) error {
+	id, ts, sigs := header.Get("webhook-id"), header.Get("webhook-timestamp"), header.Get("webhook-signature")
+	if id == "" || ts == "" || sigs == "" {
+		return xerrors.Errorf("%w: webhook-id, webhook-timestamp and webhook-signature are required", ErrBadSignature)
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return xerrors.Errorf("%w: webhook-timestamp %q is not Unix seconds", ErrBadSignature, ts)
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return xerrors.Errorf("%w: webhook-timestamp is %s away from now, over the tolerance of %s", ErrBadSignature, d.Round(time.Second), tolerance)
+	}
+	for i, secret := range secrets {
+		key, err := decodeSecret(secret)
+		if err != nil {
+			return xerrors.Errorf("verify webhook: secrets[%d]: %w", i, err)
+		}
+		want := Sign([][]byte{key}, id, sec, body)
+		for _, sig := range strings.Fields(sigs) {
+			if hmac.Equal([]byte(sig), []byte(want)) {
+				return nil
+			}
+		}
+	}
+	return xerrors.Errorf("%w: no signature matches", ErrBadSignature)
 }
 
 // Dispatcher implements notifications.Handler.

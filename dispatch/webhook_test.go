@@ -249,3 +249,33 @@ func TestNewWebhookRefusesBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestVerifyWebhook(t *testing.T) {
+	t.Parallel()
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	now := time.Unix(1764235800, 0)
+	body := []byte(`{"msg_id":"x"}`)
+	h := http.Header{}
+	h.Set("webhook-id", "msg_1")
+	h.Set("webhook-timestamp", "1764235800")
+	h.Set("webhook-signature", dispatch.Sign([][]byte{key}, "msg_1", now.Unix(), body))
+	if err := dispatch.VerifyWebhook([]string{"whsec_b2xk", secret}, h, body, now, time.Minute); err != nil {
+		t.Fatalf("valid request: %v", err)
+	}
+	if !verifyStandardWebhook(secret, h, body) {
+		t.Fatal("the independent verifier disagrees")
+	}
+	for name, check := range map[string]func() error{
+		"changed body": func() error { return dispatch.VerifyWebhook([]string{secret}, h, append(body, ' '), now, time.Minute) },
+		"wrong secret": func() error { return dispatch.VerifyWebhook([]string{"whsec_b2xk"}, h, body, now, time.Minute) },
+		"replayed late": func() error {
+			return dispatch.VerifyWebhook([]string{secret}, h, body, now.Add(10*time.Minute), 5*time.Minute)
+		},
+		"no headers": func() error { return dispatch.VerifyWebhook([]string{secret}, http.Header{}, body, now, time.Minute) },
+	} {
+		if err := check(); !errors.Is(err, dispatch.ErrBadSignature) {
+			t.Errorf("%s: err = %v, want ErrBadSignature", name, err)
+		}
+	}
+}

@@ -36,9 +36,23 @@ var escaper = strings.NewReplacer(
 )
 
 // Escape returns s with Markdown syntax neutralised, for interpolating a user-controlled
-// value into a Markdown template.
+// value into a Markdown template. Besides the characters above, what only has meaning at
+// the start of a line is neutralised at the start of the value (which a template may put
+// at the start of a line): leading blanks (an indented code block) are dropped, and an
+// ordered-list number ("1.") or a setext underline ("===") is escaped.
 func Escape(s string) string {
-	return escaper.Replace(s)
+	s = strings.TrimLeft(escaper.Replace(s), " \t")
+	digits := 0
+	for digits < len(s) && s[digits] >= '0' && s[digits] <= '9' {
+		digits++
+	}
+	switch {
+	case digits > 0 && digits < len(s) && s[digits] == '.' && (digits+1 == len(s) || s[digits+1] == ' ' || s[digits+1] == '\t'):
+		return s[:digits] + "\\" + s[digits:]
+	case strings.HasPrefix(s, "="):
+		return "\\" + s
+	}
+	return s
 }
 
 // EscapeAny escapes strings inside v (maps, slices, plain strings) and returns a copy;

@@ -94,11 +94,21 @@ func writePlain(b *strings.Builder, n ast.Node, src []byte) {
 }
 
 // unescape turns backslash escapes and entity references in source text into the
-// characters they stand for.
+// characters they stand for, in one pass: an escaped "\&" stays a literal "&" and never
+// starts an entity.
 func unescape(v []byte) []byte {
-	v = util.UnescapePunctuations(v)
-	v = util.ResolveNumericReferences(v)
-	return util.ResolveEntityNames(v)
+	resolve := func(b []byte) []byte { return util.ResolveEntityNames(util.ResolveNumericReferences(b)) }
+	out := make([]byte, 0, len(v))
+	start := 0
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) && util.IsPunct(v[i+1]) {
+			out = append(out, resolve(v[start:i])...)
+			out = append(out, v[i+1])
+			i++
+			start = i + 1
+		}
+	}
+	return append(out, resolve(v[start:])...)
 }
 
 func plainOf(n ast.Node, src []byte) string {
