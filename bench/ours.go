@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/memstore"
+	"github.com/notifykit/notifications/notificationstest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// oursConfig is the Manager configuration used for every drain.
+func oursConfig() notifications.Config {
+	cfg := notificationstest.BenchConfig()
+	return cfg
+}
+
+var benchTemplate = notifications.Template{
+	ID: uuid.MustParse("b0000000-0000-4000-8000-000000000001"), Name: "bench",
+	TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "Your build **{{.Labels.build}}** passed.", EnabledByDefault: true,
+}
+
+var successHandler = notifications.HandlerFunc(func(notifications.MessagePayload, string, string, template.FuncMap) (notifications.DeliveryFunc, error) {
+	return func(context.Context, uuid.UUID) (bool, error) { return false, nil }, nil
+})
+
+func (b *bench) schema(ctx context.Context, prefix string) (string, func(), error) {
+	name := prefix + "_" + uuid.NewString()[:8]
+	drop := func() {
+		_, _ = b.pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+	}
+	if _, err := b.pool.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", nil, err
+	}
+	return name, drop, nil
+}
+
+// oursStore migrates a fresh schema and registers the template.
+func (b *bench) oursStore(ctx context.Context) (*pgstore.Store, string, func(), error) {
+	schema, drop, err := b.schema(ctx, "ours")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if err := pgstore.Migrate(ctx, b.pool, pgstore.WithSchema(schema)); err != nil {
+		drop()
+		return nil, "", nil, err
+	}
+	store := pgstore.New(b.pool, pgstore.WithSchema(schema))
+	if err := notifications.RegisterTemplates(ctx, store, nil, benchTemplate); err != nil {
+		drop()
+		return nil, "", nil, err
+	}
+	return store, schema, drop, nil
+}
+
+func requests(n int) []notifications.EnqueueRequest {
+	reqs := make([]notifications.EnqueueRequest, n)
+	for i := range reqs {
+		id := uuid.New()
+		reqs[i] = notifications.EnqueueRequest{
+			TemplateID: benchTemplate.ID, UserID: id,
+			Recipient: &notifications.Recipient{UserID: id, Email: "u@example.com", Name: "U"},
+			Labels:    map[string]string{"build": fmt.Sprint(i)},
+		}
+	}
+	return reqs
+}
+
+// enqueueBatches enqueues n messages in batches of 1,000 and returns the time it took.
+func enqueueBatches(ctx context.Context, store notifications.Store, n int) (time.Duration, error) {
+	enq, err := notifications.NewStoreEnqueuer(oursConfig(), store, notifications.EnqueuerOptions{})
+	if err != nil {
+		return 0, err
+	}
+	reqs := requests(n)
+	start := time.Now()
+	for i := 0; i < n; i += 1000 {
+		if _, err := enq.Send(ctx, reqs[i:min(i+1000, n)]...); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+// drain runs managers Managers on store until n results are written; it returns the time
+// from Run to the last write.
+func drain(ctx context.Context, store notifications.Store, managers, n int) (time.Duration, error) {
+	watched := notificationstest.WatchStore(store)
+	cfg := oursConfig()
+	var ms []*notifications.Manager
+	for range managers {
+		m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{cfg.Method: successHandler})
+		if err != nil {
+			return 0, err
+		}
+		ms = append(ms, m)
+	}
+	start := time.Now()
+	for _, m := range ms {
+		m.Run(ctx)
+	}
+	if err := watched.WaitForResults(ctx, n); err != nil {
+		return 0, err
+	}
+	elapsed := time.Since(start)
+	for _, m := range ms {
+		if err := m.Stop(ctx); err != nil {
+			return 0, err
+		}
+	}
+	counts, err := store.CountByStatus(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if counts[notifications.StatusSent] != n {
+		return 0, fmt.Errorf("sent %d of %d", counts[notifications.StatusSent], n)
+	}
+	return elapsed, nil
+}
+
+func (b *bench) oursDrain(ctx context.Context, managers int) (float64, cpuCost, error) {
+	store, _, drop, err := b.oursStore(ctx)
+	if err != nil {
+		return 0, cpuCost{}, err
+	}
+	defer drop()
+	if _, err := enqueueBatches(ctx, store, b.o.n); err != nil {
+		return 0, cpuCost{}, err
+	}
+	before := sampleCPU()
+	elapsed, err := drain(ctx, store, managers, b.o.n)
+	if err != nil {
+		return 0, cpuCost{}, err
+	}
+	return float64(b.o.n) / elapsed.Seconds(), sampleCPU().since(before, b.o.n), nil
+}
+
+func (b *bench) memstoreDrain(ctx context.Context) error {
+	store := memstore.New()
+	if err := notifications.RegisterTemplates(ctx, store, nil, benchTemplate); err != nil {
+		return err
+	}
+	if _, err := enqueueBatches(ctx, store, b.o.n); err != nil {
+		return err
+	}
+	elapsed, err := drain(ctx, store, 1, b.o.n)
+	if err != nil {
+		return err
+	}
+	b.record("memstore drain msgs/s", float64(b.o.n)/elapsed.Seconds())
+	return nil
+}
+
+func (b *bench) scale(ctx context.Context) error {
+	for _, k := range []int{1, 2, 4} {
+		rate, _, err := b.oursDrain(ctx, k)
+		if err != nil {
+			return err
+		}
+		name := fmt.Sprintf("scale %d managers msgs/s", k)
+		if k == 1 {
+			name = "scale 1 manager msgs/s"
+		}
+		b.record(name, rate)
+	}
+	return nil
+}
+
+// oursEnqueue: single enqueues (per-call latency) and batch enqueue throughput.
+func (b *bench) oursEnqueue(ctx context.Context) error {
+	store, _, drop, err := b.oursStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	enq, err := notifications.NewStoreEnqueuer(oursConfig(), store, notifications.EnqueuerOptions{})
+	if err != nil {
+		return err
+	}
+	reqs := requests(b.o.singleN)
+	took := make([]time.Duration, 0, len(reqs))
+	start := time.Now()
+	for _, r := range reqs {
+		t0 := time.Now()
+		if _, err := enq.Send(ctx, r); err != nil {
+			return err
+		}
+		took = append(took, time.Since(t0))
+	}
+	total := time.Since(start)
+	slices.Sort(took)
+	b.record("enqueue single ours p50 µs", float64(took[len(took)/2].Microseconds()))
+	b.record("enqueue single ours msgs/s", float64(len(reqs))/total.Seconds())
+
+	elapsed, err := enqueueBatches(ctx, store, b.o.n)
+	if err != nil {
+		return err
+	}
+	b.record("enqueue batch ours msgs/s", float64(b.o.n)/elapsed.Seconds())
+	return nil
+}
+
+// oursLatency: an idle Manager; single enqueues spaced apart; time from the start of the
+// enqueue call (INSERT and commit included) to the handler being called.
+func (b *bench) oursLatency(ctx context.Context) ([]time.Duration, error) {
+	store, _, drop, err := b.oursStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	called := make(chan uuid.UUID, 16)
+	var mu sync.Mutex
+	at := map[uuid.UUID]time.Time{}
+	h := notifications.HandlerFunc(func(notifications.MessagePayload, string, string, template.FuncMap) (notifications.DeliveryFunc, error) {
+		return func(_ context.Context, id uuid.UUID) (bool, error) {
+			now := time.Now()
+			mu.Lock()
+			at[id] = now
+			mu.Unlock()
+			called <- id
+			return false, nil
+		}, nil
+	})
+	cfg := oursConfig()
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{cfg.Method: h})
+	if err != nil {
+		return nil, err
+	}
+	m.Run(ctx)
+	defer func() { _ = m.Stop(ctx) }()
+	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{})
+	if err != nil {
+		return nil, err
+	}
+	reqs := requests(b.o.latencyN)
+	out := make([]time.Duration, 0, len(reqs))
+	time.Sleep(200 * time.Millisecond) // let the listener settle before the first sample
+	for _, r := range reqs {
+		t0 := time.Now()
+		ids, err := enq.Send(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-called:
+		case <-time.After(10 * time.Second):
+			return nil, fmt.Errorf("message %s not delivered within 10s", ids[0])
+		}
+		mu.Lock()
+		out = append(out, at[ids[0]].Sub(t0))
+		mu.Unlock()
+		time.Sleep(b.o.latencyGap)
+	}
+	return out, nil
+}
