@@ -21,19 +21,31 @@ func buildQueries(schema string) queries {
 	return queries{
 		// One statement: pick eligible rows oldest first (skipping rows another notifier
 		// is leasing right now), fail those whose attempts are used up, lease the rest and
-		// return them with their template and the recipient's current preference.
+		// return them with their template and the recipient's current preference. Pending
+		// messages, due retries and expired leases are each read from their own partial
+		// index, so in-flight messages are never scanned.
 		lease: q(`
 WITH now AS (SELECT coalesce($1::timestamptz, now()) AS ts),
+paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
+pending AS (
+	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+	WHERE m.status = 'pending' AND NOT (SELECT paused FROM paused)
+	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+),
+due AS (
+	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+	WHERE m.status = 'temporary_failure' AND m.next_retry_after <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
+	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+),
+expired AS (
+	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+	WHERE m.status = 'leased' AND m.leased_until <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
+	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+),
 candidates AS (
-	SELECT m.id, m.attempt_count FROM {{s}}.messages m
-	WHERE m.status IN ('pending', 'leased', 'temporary_failure')
-	  AND (m.status = 'pending'
-	       OR (m.status = 'temporary_failure' AND m.next_retry_after <= (SELECT ts FROM now))
-	       OR (m.status = 'leased' AND m.leased_until <= (SELECT ts FROM now)))
-	  AND NOT (SELECT paused FROM {{s}}.settings WHERE id = 1)
-	ORDER BY m.seq
-	LIMIT $3
-	FOR UPDATE SKIP LOCKED
+	SELECT id, attempt_count FROM (
+		SELECT * FROM pending UNION ALL SELECT * FROM due UNION ALL SELECT * FROM expired
+	) c ORDER BY seq LIMIT $3
 ),
 exhausted AS (
 	UPDATE {{s}}.messages m SET status = 'permanent_failure',
