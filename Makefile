@@ -4,7 +4,7 @@ GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS := ./...
 
-.PHONY: help test test-short lint demo golden bench bench-quick fuzz soak
+.PHONY: help test test-short lint demo golden bench bench-quick bench-go fuzz soak
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,7 @@ lint: ## gofmt, go vet and staticcheck.
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
+	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 demo: ## The main job on the embedded in-memory store: email, webhook and inbox deliveries (DATABASE_URL=... for pgstore).
 	$(GO) run ./cmd/demo
@@ -27,11 +28,14 @@ golden: ## Regenerate the golden files (dispatch/testdata/golden: rendered email
 	$(GO) test -count=1 -run '^TestGolden$$' ./dispatch/ -update
 	git status --short -- dispatch/testdata/golden
 
-bench: ## Drain and enqueue benchmarks on memstore and PostgreSQL (the River comparison is issue 6).
-	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/
+bench: ## Side by side with River v0.51 and a raw pgx loop on a throw-away PostgreSQL, 3 rounds; see BENCHMARKS.md.
+	./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -rounds 3'
 
-bench-quick: ## A small version of bench.
-	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 10000x -count 1 . ./pgstore/
+bench-quick: ## A small version of bench (one round, 20,000 messages): under a minute.
+	./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -quick'
+
+bench-go: ## The Go benchmarks of the library itself (memstore and pgstore drain, enqueue).
+	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/
 
 FUZZTIME ?= 60s
 FUZZ_TARGETS := .:FuzzRenderTitleBody .:FuzzDecodePayload ./internal/markdown:FuzzMarkdown \

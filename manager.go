@@ -43,6 +43,7 @@ type Manager struct {
 	state       managerState
 	runCancel   context.CancelFunc // cancels deliveries, sync, listen: the hard stop
 	leaseCancel context.CancelFunc // stops leasing: the start of a graceful stop
+	leaseDone   <-chan struct{}    // closed by leaseCancel (tests observe the stop)
 	// deliveriesDone is closed when the notifier stopped leasing and every delivery it
 	// started has returned (or the run context ended).
 	deliveriesDone chan struct{}
@@ -177,6 +178,7 @@ func (m *Manager) Run(ctx context.Context) {
 	runCtx, runCancel := context.WithCancel(ctx)
 	leaseCtx, leaseCancel := context.WithCancel(runCtx)
 	m.runCancel, m.leaseCancel = runCancel, leaseCancel
+	m.leaseDone = leaseCtx.Done()
 	go m.run(runCtx, leaseCtx)
 }
 

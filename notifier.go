@@ -53,14 +53,17 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 				return
 			}
 		}
-		msgs, err := m.store.LeaseMessages(leaseCtx, LeaseParams{
+		// The lease runs on runCtx, not leaseCtx: a graceful Stop must not cancel a lease
+		// statement the store may already have committed, or its messages would sit
+		// leased, undelivered, until LeasePeriod expires. What it returns is delivered.
+		msgs, err := m.store.LeaseMessages(runCtx, LeaseParams{
 			NotifierID:  m.id,
 			Limit:       avail,
 			LeasePeriod: m.cfg.LeasePeriod,
 			MaxAttempts: m.cfg.MaxSendAttempts,
 		})
 		if err != nil {
-			if leaseCtx.Err() != nil {
+			if runCtx.Err() != nil {
 				return
 			}
 			m.log.Warn(leaseCtx, "lease messages; will retry at the next wake-up or fetch tick", slog.Error(err))

@@ -210,3 +210,53 @@ func TestSuccessAfterDeadline(t *testing.T) {
 		t.Fatalf("status %s after %d calls, want sent after 1", msg.Status, h.handler.Count(id))
 	}
 }
+
+// blockingLeaseStore holds the first LeaseMessages until released, then leases; if the
+// caller's context was cancelled meanwhile it returns the context's error anyway, like a
+// database driver whose statement committed while the caller gave up.
+type blockingLeaseStore struct {
+	notifications.Store
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *blockingLeaseStore) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+	block := false
+	s.once.Do(func() { block = true })
+	if block {
+		close(s.entered)
+		<-s.release
+	}
+	msgs, err := s.Store.LeaseMessages(context.WithoutCancel(ctx), p)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return msgs, err
+}
+
+// TestStopDuringLeaseDeliversWhatWasLeased: a Stop that arrives while a lease statement
+// runs waits for it and delivers what it leased, instead of abandoning leased messages
+// until their lease expires.
+func TestStopDuringLeaseDeliversWhatWasLeased(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	store := &blockingLeaseStore{Store: h.store, entered: make(chan struct{}), release: make(chan struct{})}
+	ids := h.enqueue(3)
+	m := h.manager(testConfig(), store)
+	m.Run(h.ctx)
+	<-store.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- m.Stop(h.ctx) }()
+	// Stop has begun once the Manager's lease context is done; release the lease then.
+	<-m.StopRequested()
+	close(store.release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	for _, id := range ids {
+		if st := h.status(id).Status; st != notifications.StatusSent {
+			t.Fatalf("message %s after Stop, want sent", st)
+		}
+	}
+}

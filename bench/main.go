@@ -38,6 +38,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per workload (medians are reported)")
 	flag.StringVar(&o.only, "only", "", "comma-separated workloads to run (e2e,raw,latency,enqueue,memstore,rss,scale)")
 	rssChild := flag.String("rss-child", "", "internal: drain a prepared schema and exit (RSS measurement)")
+	rssChildN := flag.Int("rss-child-n", 0, "internal: how many messages the RSS child drains")
 	flag.Parse()
 	o.n, o.latencyN, o.latencyGap, o.singleN = 100000, 200, 50*time.Millisecond, 2000
 	o.rssSmall, o.rssLarge, o.rssDrain = 100000, 1000000, 50000
@@ -60,7 +61,7 @@ func main() {
 	}
 	defer pool.Close()
 	if *rssChild != "" {
-		if err := rssChildMain(ctx, pool, *rssChild, o.rssDrain); err != nil {
+		if err := rssChildMain(ctx, pool, *rssChild, *rssChildN); err != nil {
 			fail(err)
 		}
 		return

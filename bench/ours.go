@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync"
 	"text/template"
 	"time"
@@ -20,6 +23,15 @@ import (
 // oursConfig is the Manager configuration used for every drain.
 func oursConfig() notifications.Config {
 	cfg := notificationstest.BenchConfig()
+	if v, err := strconv.Atoi(os.Getenv("BENCH_LEASE_COUNT")); err == nil {
+		cfg.LeaseCount = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("BENCH_SYNC_BUFFER")); err == nil {
+		cfg.StoreSyncBufferSize = v
+	}
+	if v, err := time.ParseDuration(os.Getenv("BENCH_SYNC_INTERVAL")); err == nil {
+		cfg.StoreSyncInterval = v
+	}
 	return cfg
 }
 
@@ -134,6 +146,17 @@ func (b *bench) oursDrain(ctx context.Context, managers int) (float64, cpuCost, 
 	defer drop()
 	if _, err := enqueueBatches(ctx, store, b.o.n); err != nil {
 		return 0, cpuCost{}, err
+	}
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return 0, cpuCost{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, cpuCost{}, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	before := sampleCPU()
 	elapsed, err := drain(ctx, store, managers, b.o.n)

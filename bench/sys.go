@@ -104,7 +104,7 @@ SELECT gen_random_uuid(), $1, gen_random_uuid(), $2, $3::json, now(), now() FROM
 	if _, err := b.pool.Exec(ctx, "ANALYZE "+s+".messages"); err != nil {
 		return 0, err
 	}
-	cmd := exec.CommandContext(ctx, os.Args[0], "-rss-child", schema)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-rss-child", schema, "-rss-child-n", strconv.Itoa(b.o.rssDrain))
 	cmd.Env = append(os.Environ(), "NOTIFICATIONS_TEST_DATABASE_URL="+b.url)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {

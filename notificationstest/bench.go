@@ -15,9 +15,9 @@ import (
 func BenchConfig() notifications.Config {
 	cfg := notifications.DefaultConfig()
 	cfg.Method = notifications.MethodWebhook
-	cfg.LeaseCount = 500
-	cfg.StoreSyncBufferSize = 500
-	cfg.StoreSyncInterval = 100 * time.Millisecond
+	cfg.LeaseCount = 1000
+	cfg.StoreSyncBufferSize = 1000
+	cfg.StoreSyncInterval = 50 * time.Millisecond
 	return cfg
 }
 

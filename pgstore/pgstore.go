@@ -237,9 +237,11 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		if m.Method == "" {
 			return xerrors.Errorf("enqueue message %s: Method must be set: %w", m.ID, notifications.ErrInvalidMessage)
 		}
-		if !json.Valid(m.Payload) {
-			return xerrors.Errorf("enqueue message %s: payload is not valid JSON: %w", m.ID, notifications.ErrInvalidMessage)
+		if len(m.Payload) == 0 {
+			return xerrors.Errorf("enqueue message %s: payload is empty: %w", m.ID, notifications.ErrInvalidMessage)
 		}
+		// PostgreSQL validates the JSON (the column is json); invalid JSON is translated to
+		// ErrInvalidMessage and the whole batch is refused.
 		ids[i], tmpls[i], users[i], methods[i] = m.ID, m.TemplateID, m.UserID, string(m.Method)
 		payloads[i], targets[i], createdBy[i] = string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy
 		if m.DedupeKey != "" {
