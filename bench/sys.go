@@ -107,11 +107,31 @@ SELECT gen_random_uuid(), $1, gen_random_uuid(), $2, $3::json, now(), now() FROM
 	cmd := exec.CommandContext(ctx, os.Args[0], "-rss-child", schema, "-rss-child-n", strconv.Itoa(b.o.rssDrain))
 	cmd.Env = append(os.Environ(), "NOTIFICATIONS_TEST_DATABASE_URL="+b.url)
 	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
+	out, err := cmd.Output()
+	if err != nil {
 		return 0, fmt.Errorf("rss child: %w", err)
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return float64(ru.Maxrss) / 1024, nil
+	// The child reports its own VmHWM: wait4's ru_maxrss would include the pages it
+	// shared with this process between fork and exec.
+	kb, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		return 0, fmt.Errorf("rss child said %q: %w", out, err)
+	}
+	return kb / 1024, nil
+}
+
+// peakRSSKB reads this process's peak resident set size (VmHWM) in KiB.
+func peakRSSKB() (int, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/self/status")
 }
 
 // rssChildMain drains n messages of schema with one Manager and returns.
@@ -121,5 +141,10 @@ func rssChildMain(ctx context.Context, pool *pgxpool.Pool, schema string, n int)
 	if err != nil && !strings.HasPrefix(err.Error(), "sent ") { // the rest of the backlog stays
 		return err
 	}
+	kb, err := peakRSSKB()
+	if err != nil {
+		return err
+	}
+	fmt.Println(kb)
 	return nil
 }
