@@ -131,7 +131,7 @@ func TestCrashSIGKILL(t *testing.T) {
 }
 
 func crashChild(ctx context.Context, t *testing.T, schema, logPath string, killAfter int) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(), "CRASH_CHILD=1", "CRASH_SCHEMA="+schema, "CRASH_LOG="+logPath,
 		"CRASH_KILL_AFTER="+strconv.Itoa(killAfter), pgtest.EnvURL+"="+pgtest.URL(t))
 	return cmd
@@ -154,31 +154,37 @@ func readLog(t *testing.T, path string) []uuid.UUID {
 	return ids
 }
 
-// TestCrashChild is the child process of TestCrashSIGKILL; it does nothing in a normal
-// run. With CRASH_KILL_AFTER > 0 it prints KILL-ME after that many deliveries and keeps
-// going until killed; with 0 it delivers every unfinished message and stops gracefully.
-func TestCrashChild(t *testing.T) {
-	if os.Getenv("CRASH_CHILD") != "1" {
-		t.Skip("child process of TestCrashSIGKILL")
+// crashChildMain is the child process of TestCrashSIGKILL (TestMain runs it instead of
+// the tests when CRASH_CHILD=1). With CRASH_KILL_AFTER > 0 it prints KILL-ME after that
+// many deliveries and keeps going until killed; with 0 it delivers every unfinished
+// message, stops gracefully and exits 0.
+func crashChildMain() int {
+	if err := runCrashChild(); err != nil {
+		fmt.Fprintln(os.Stderr, "crash child:", err)
+		return 1
 	}
+	return 0
+}
+
+func runCrashChild() error {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.URL(t))
+	pool, err := pgxpool.New(ctx, os.Getenv(pgtest.EnvURL))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer pool.Close()
 	store := pgstore.New(pool, pgstore.WithSchema(os.Getenv("CRASH_SCHEMA")))
 	watched := notificationstest.WatchStore(store)
 	log, err := os.OpenFile(os.Getenv("CRASH_LOG"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer log.Close()
 	killAfter, _ := strconv.Atoi(os.Getenv("CRASH_KILL_AFTER"))
 
 	counts, err := store.CountByStatus(ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	unfinished := counts[notifications.StatusPending] + counts[notifications.StatusLeased] + counts[notifications.StatusTemporaryFailure]
 
@@ -197,7 +203,7 @@ func TestCrashChild(t *testing.T) {
 	cfg := crashConfig()
 	m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{cfg.Method: h})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	m.Run(ctx)
 	if killAfter > 0 {
@@ -206,9 +212,7 @@ func TestCrashChild(t *testing.T) {
 	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	if err := watched.WaitForResults(waitCtx, unfinished); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := m.Stop(waitCtx); err != nil {
-		t.Fatal(err)
-	}
+	return m.Stop(waitCtx)
 }

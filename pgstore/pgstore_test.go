@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv("CRASH_CHILD") == "1" {
+		os.Exit(crashChildMain())
+	}
 	goleak.VerifyTestMain(m)
 }
 
