@@ -429,15 +429,7 @@ func classifySMTP(ctx context.Context, step string, err error) (bool, error) {
 			class = int(f[0][0] - '0')
 		}
 	}
-	switch class {
-	case 5:
-		return false, wrapped
-	case 4:
-		return true, wrapped
-	case 2, 3:
-		// A success code where a different one was expected: a confused server.
-		return true, wrapped
-	}
-	// Network errors, TLS errors, malformed replies, EOF: the next attempt may succeed.
-	return true, wrapped
+	// 4xx, a success code where another was expected (a confused server), network and
+	// TLS errors, malformed replies, EOF: the next attempt may succeed. 5xx will not.
+	return class != 5, wrapped
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/signal"
 )
 
 // Delivery is one call of a RecordingHandler's DeliveryFunc.
@@ -31,13 +32,13 @@ type RecordingHandler struct {
 
 	mu         sync.Mutex
 	deliveries []Delivery
-	changed    chan struct{}
+	changed    signal.Signal
 }
 
 // NewRecordingHandler returns a handler whose deliveries succeed unless outcome says
 // otherwise (outcome may be nil).
 func NewRecordingHandler(outcome func(ctx context.Context, d Delivery) (retryable bool, err error)) *RecordingHandler {
-	return &RecordingHandler{Outcome: outcome, changed: make(chan struct{})}
+	return &RecordingHandler{Outcome: outcome}
 }
 
 var _ notifications.Handler = (*RecordingHandler)(nil)
@@ -48,9 +49,8 @@ func (h *RecordingHandler) Dispatcher(payload notifications.MessagePayload, titl
 		d := Delivery{MsgID: msgID, Payload: payload, Title: title, Body: body}
 		h.mu.Lock()
 		h.deliveries = append(h.deliveries, d)
-		close(h.changed)
-		h.changed = make(chan struct{})
 		h.mu.Unlock()
+		h.changed.Broadcast()
 		if h.Outcome == nil {
 			return false, nil
 		}
@@ -80,19 +80,10 @@ func (h *RecordingHandler) Count(msgID uuid.UUID) int {
 
 // WaitForDeliveries blocks until at least n deliveries were made or ctx ends.
 func (h *RecordingHandler) WaitForDeliveries(ctx context.Context, n int) error {
-	for {
-		h.mu.Lock()
-		got, changed := len(h.deliveries), h.changed
-		h.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return xerrors.Errorf("wait for %d deliveries (have %d): %w", n, got, ctx.Err())
-		}
+	if err := h.changed.Wait(ctx, func() bool { return len(h.Deliveries()) >= n }); err != nil {
+		return xerrors.Errorf("wait for %d deliveries (have %d): %w", n, len(h.Deliveries()), err)
 	}
+	return nil
 }
 
 // Notification is one call recorded by FakeEnqueuer.

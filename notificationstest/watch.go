@@ -8,6 +8,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/signal"
 )
 
 // WatchedStore wraps a Store and counts the delivery results the Manager writes to it, so
@@ -18,12 +19,12 @@ type WatchedStore struct {
 
 	mu      sync.Mutex
 	results int
-	changed chan struct{}
+	changed signal.Signal
 }
 
 // WatchStore returns s wrapped.
 func WatchStore(s notifications.Store) *WatchedStore {
-	return &WatchedStore{Store: s, changed: make(chan struct{})}
+	return &WatchedStore{Store: s}
 }
 
 // MarkSent implements notifications.NotifierStore and counts the results it wrote.
@@ -46,10 +47,9 @@ func (w *WatchedStore) MarkFailed(ctx context.Context, notifierID uuid.UUID, res
 
 func (w *WatchedStore) add(n int) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.results += n
-	close(w.changed)
-	w.changed = make(chan struct{})
+	w.mu.Unlock()
+	w.changed.Broadcast()
 }
 
 // Results returns how many results (sent or failed) were written so far.
@@ -61,17 +61,8 @@ func (w *WatchedStore) Results() int {
 
 // WaitForResults blocks until at least n results were written or ctx ends.
 func (w *WatchedStore) WaitForResults(ctx context.Context, n int) error {
-	for {
-		w.mu.Lock()
-		got, changed := w.results, w.changed
-		w.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return xerrors.Errorf("wait for %d results (have %d): %w", n, got, ctx.Err())
-		}
+	if err := w.changed.Wait(ctx, func() bool { return w.Results() >= n }); err != nil {
+		return xerrors.Errorf("wait for %d results (have %d): %w", n, w.Results(), err)
 	}
+	return nil
 }

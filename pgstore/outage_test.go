@@ -16,6 +16,7 @@ import (
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/internal/signal"
 	"github.com/notifykit/notifications/notificationstest"
 	"github.com/notifykit/notifications/pgstore"
 )
@@ -25,38 +26,29 @@ import (
 type eventSink struct {
 	mu      sync.Mutex
 	counts  map[string]int
-	changed chan struct{}
+	changed signal.Signal
 }
 
 func newEventSink() *eventSink {
-	return &eventSink{counts: map[string]int{}, changed: make(chan struct{})}
+	return &eventSink{counts: map[string]int{}}
 }
 
 func (s *eventSink) LogEntry(_ context.Context, e slog.SinkEntry) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.counts[e.Message]++
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	s.changed.Broadcast()
 }
 
 func (*eventSink) Sync() {}
 
 // waitFor blocks until cond holds over the counts, or ctx ends.
 func (s *eventSink) waitFor(ctx context.Context, cond func(counts map[string]int) bool) error {
-	for {
+	return s.changed.Wait(ctx, func() bool {
 		s.mu.Lock()
-		ok, changed := cond(s.counts), s.changed
-		s.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		}
-	}
+		defer s.mu.Unlock()
+		return cond(s.counts)
+	})
 }
 
 func countPrefix(counts map[string]int, prefix string) int {

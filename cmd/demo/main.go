@@ -14,9 +14,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -464,11 +461,7 @@ func (r *receiver) sample() []byte {
 }
 
 func verify(h http.Header, body []byte) bool {
-	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(h.Get("webhook-id") + "." + h.Get("webhook-timestamp") + "." + string(body)))
-	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
-	return slices.Contains(strings.Fields(h.Get("webhook-signature")), want)
+	return dispatch.VerifyWebhook([]string{secret}, h, body, time.Now(), 5*time.Minute) == nil
 }
 
 // latencies records enqueue and first successful delivery times per message.

@@ -15,6 +15,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/notifykit/notifications/internal/signal"
 )
 
 // Mail is one accepted message.
@@ -53,7 +55,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	mails   []Mail
-	changed chan struct{} // closed and replaced at every accepted message
+	changed signal.Signal // broadcast at every accepted message
 }
 
 // Start listens on 127.0.0.1 at a free port and serves until Close.
@@ -62,7 +64,7 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: l.Addr().String(), opts: opts, changed: make(chan struct{})}
+	s := &Server{Addr: l.Addr().String(), opts: opts}
 	srv := smtp.NewServer(s)
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = true
@@ -95,19 +97,7 @@ func (s *Server) Count() int {
 
 // Wait returns once n messages have been accepted, or with ctx's error.
 func (s *Server) Wait(ctx context.Context, n int) error {
-	for {
-		s.mu.Lock()
-		got, changed := len(s.mails), s.changed
-		s.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		}
-	}
+	return s.changed.Wait(ctx, func() bool { return s.Count() >= n })
 }
 
 // NewSession implements smtp.Backend.
@@ -172,9 +162,8 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.srv.mu.Lock()
 	s.srv.mails = append(s.srv.mails, m)
-	close(s.srv.changed)
-	s.srv.changed = make(chan struct{})
 	s.srv.mu.Unlock()
+	s.srv.changed.Broadcast()
 	return nil
 }
 
