@@ -57,6 +57,8 @@ type SMTPConfig struct {
 
 // SMTPAuth holds SMTP credentials. The mechanism is chosen among those the server offers:
 // PLAIN, else LOGIN; mechanisms this handler does not speak (CRAM-MD5, ...) are skipped.
+// Both send the password as is: use them over implicit TLS or STARTTLS unless the
+// smarthost is on a trusted network.
 type SMTPAuth struct {
 	// Identity is the PLAIN authorization identity. Default: empty (same as Username).
 	Identity string
