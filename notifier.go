@@ -20,7 +20,13 @@ type notifier struct {
 	mu       sync.Mutex
 	inflight int
 	freed    chan struct{} // a delivery slot was freed (coalesced)
-	wg       sync.WaitGroup
+
+	// Deliveries run on workers that stay for the next message instead of one goroutine
+	// per message: rendering grows a goroutine's stack, and copying fresh stacks was a
+	// quarter of the Go CPU of a drain. There are at most LeaseCount workers (the slots
+	// bound them); idle ones wait on tasks, which run closes when it returns.
+	tasks chan LeasedMessage
+	wg    sync.WaitGroup
 }
 
 // run leases and starts deliveries until leaseCtx ends, then waits for the deliveries it
@@ -29,7 +35,11 @@ type notifier struct {
 func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct{}) {
 	m := n.m
 	n.freed = make(chan struct{}, 1)
-	defer n.wg.Wait()
+	n.tasks = make(chan LeasedMessage)
+	defer func() {
+		close(n.tasks) // idle workers exit; busy ones exit after their delivery
+		n.wg.Wait()
+	}()
 
 	ticker := m.clock.NewTicker(m.cfg.FetchInterval, "Manager", "fetch")
 	defer ticker.Stop()
@@ -93,14 +103,29 @@ func (n *notifier) available() int {
 	return n.m.cfg.LeaseCount - n.inflight
 }
 
+// start hands msg to an idle worker, or starts a worker for it.
 func (n *notifier) start(runCtx context.Context, msg LeasedMessage) {
 	n.mu.Lock()
 	n.inflight++
 	n.mu.Unlock()
-	n.wg.Go(func() {
-		defer n.release()
+	select {
+	case n.tasks <- msg:
+	default:
+		n.wg.Go(func() { n.work(runCtx, msg) })
+	}
+}
+
+// work delivers msg, then every message handed to it, until tasks is closed.
+func (n *notifier) work(runCtx context.Context, msg LeasedMessage) {
+	for {
 		n.deliver(runCtx, msg)
-	})
+		n.release()
+		next, ok := <-n.tasks
+		if !ok {
+			return
+		}
+		msg = next
+	}
 }
 
 func (n *notifier) release() {

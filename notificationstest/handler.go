@@ -80,10 +80,16 @@ func (h *RecordingHandler) Count(msgID uuid.UUID) int {
 
 // WaitForDeliveries blocks until at least n deliveries were made or ctx ends.
 func (h *RecordingHandler) WaitForDeliveries(ctx context.Context, n int) error {
-	if err := h.changed.Wait(ctx, func() bool { return len(h.Deliveries()) >= n }); err != nil {
-		return xerrors.Errorf("wait for %d deliveries (have %d): %w", n, len(h.Deliveries()), err)
+	if err := h.changed.Wait(ctx, func() bool { return h.count() >= n }); err != nil {
+		return xerrors.Errorf("wait for %d deliveries (have %d): %w", n, h.count(), err)
 	}
 	return nil
+}
+
+func (h *RecordingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.deliveries)
 }
 
 // Notification is one call recorded by FakeEnqueuer.
