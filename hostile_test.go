@@ -133,3 +133,27 @@ func TestUserValuesCannotInjectMarkdown(t *testing.T) {
 		}
 	}
 }
+
+// TestNilMapsAndMissingKeys: requests without labels or data enqueue, and templates that
+// read absent keys render "<no value>" instead of failing.
+func TestNilMapsAndMissingKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := memstore.New()
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "Build {{.Labels.build}}", BodyTemplate: "{{.Data.reason}}", EnabledByDefault: true}
+	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpt := &notifications.Recipient{UserID: uuid.New()}
+	if _, err := enq.Send(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt}); err != nil {
+		t.Fatalf("nil labels and data: %v", err)
+	}
+	title, body, err := notifications.RenderTitleBody(tmpl, notifications.MessagePayload{}, nil)
+	if err != nil || title != "Build <no value>" || body != "<no value>" {
+		t.Fatalf("render with nil maps: %q %q %v", title, body, err)
+	}
+}
