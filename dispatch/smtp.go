@@ -264,10 +264,6 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 		tc, err := s.startTLS(ctx, conn)
 		if err != nil {
 			_ = conn.Close()
-			var perm permanentError
-			if errors.As(err, &perm) {
-				return false, err
-			}
 			return classifySMTP(ctx, "STARTTLS", err)
 		}
 		c = smtp.NewClient(tc)
@@ -279,10 +275,6 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 		return classifySMTP(ctx, "hello", err)
 	}
 	if err := s.auth(c); err != nil {
-		var perm permanentError
-		if errors.As(err, &perm) {
-			return false, err
-		}
 		return classifySMTP(ctx, "authenticate", err)
 	}
 	if err := c.Mail(s.from.Address, nil); err != nil {
@@ -330,7 +322,7 @@ func (s *SMTP) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error) {
 		}
 	}
 	if !offered {
-		return nil, retryableError{xerrors.Errorf("smtp server %s does not offer STARTTLS (SMTPConfig.TLS.StartTLS is set)", s.cfg.Smarthost)}
+		return nil, xerrors.Errorf("smtp server %s does not offer STARTTLS (SMTPConfig.TLS.StartTLS is set)", s.cfg.Smarthost)
 	}
 	if err := tp.PrintfLine("STARTTLS"); err != nil {
 		return nil, xerrors.Errorf("send STARTTLS: %w", err)
@@ -395,14 +387,11 @@ type permanentError struct{ error }
 
 func (e permanentError) Unwrap() error { return e.error }
 
-// retryableError marks a failure that may pass later.
-type retryableError struct{ error }
-
-func (e retryableError) Unwrap() error { return e.error }
-
-// classifySMTP decides whether an SMTP failure is retryable: replies by their enhanced
-// status class when there is one (4.x.x retryable, 5.x.x permanent), else by the basic
-// code (4xx retryable, 5xx permanent); network, TLS, timeouts and cancellation retryable.
+// classifySMTP decides whether an SMTP failure is retryable: a permanentError
+// (configuration) is not; replies go by their enhanced status class when there is one
+// (4.x.x retryable, 5.x.x permanent), else by the basic code (4xx retryable, 5xx
+// permanent); anything else — network, TLS, timeouts, cancellation, a missing STARTTLS —
+// is retryable.
 func classifySMTP(ctx context.Context, step string, err error) (bool, error) {
 	wrapped := xerrors.Errorf("smtp %s: %w", step, err)
 	if ctx.Err() != nil {
@@ -411,10 +400,6 @@ func classifySMTP(ctx context.Context, step string, err error) (bool, error) {
 	var perm permanentError
 	if errors.As(err, &perm) {
 		return false, wrapped
-	}
-	var re retryableError
-	if errors.As(err, &re) {
-		return true, wrapped
 	}
 	class := 0
 	var se *smtp.SMTPError
