@@ -4,7 +4,7 @@ GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS := ./...
 
-.PHONY: help test test-short lint demo golden bench bench-quick bench-go fuzz soak
+.PHONY: help test test-short lint check-size demo golden bench bench-quick bench-go fuzz soak
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,11 +15,15 @@ test: ## Run every test with -race, against a throw-away PostgreSQL unless NOTIF
 test-short: ## Run the tests that need no database.
 	$(GO) test -race -count=1 -short $(PKGS)
 
-lint: ## gofmt, go vet and staticcheck.
+lint: check-size ## gofmt, go vet, staticcheck, and no tracked file over 1 MB.
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+
+check-size: ## Fail on any tracked file over 1 MB (build outputs and binaries do not belong in git).
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print $$2}'); \
+	if [ -n "$$big" ]; then echo "tracked files over 1 MB (build outputs do not belong in git):"; echo "$$big"; exit 1; fi
 
 demo: ## The main job on the embedded in-memory store: email, webhook and inbox deliveries (DATABASE_URL=... for pgstore).
 	$(GO) run ./cmd/demo
