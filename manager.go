@@ -2,6 +2,8 @@ package notifications
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"text/template"
@@ -21,6 +23,7 @@ type Manager struct {
 	cfg      Config
 	store    NotifierStore
 	handlers map[Method]Handler
+	methods  []Method // the keys of handlers, sorted: what the notifier leases
 	clock    quartz.Clock
 	log      slog.Logger
 	metrics  *Metrics
@@ -146,6 +149,7 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 		cfg:            cfg,
 		store:          store,
 		handlers:       hs,
+		methods:        slices.Sorted(maps.Keys(hs)),
 		clock:          o.clock,
 		log:            o.log.Named("notifications").With(slog.F("notifier_id", o.id)),
 		metrics:        o.metrics,
@@ -221,7 +225,7 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 	})
 	if m.cfg.RetentionPeriod > 0 {
 		purgeTicker := m.clock.TickerFunc(runCtx, purgeInterval(m.cfg.RetentionPeriod), func() error {
-			n, err := m.store.PurgeMessages(runCtx, m.cfg.RetentionPeriod)
+			n, err := m.store.PurgeMessages(runCtx, PurgeParams{MessagesOlderThan: m.cfg.RetentionPeriod})
 			if err != nil && runCtx.Err() == nil {
 				m.log.Warn(runCtx, "purge finished messages", slog.Error(err))
 			} else if n > 0 {

@@ -68,6 +68,7 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 		// leased, undelivered, until LeasePeriod expires. What it returns is delivered.
 		msgs, err := m.store.LeaseMessages(runCtx, LeaseParams{
 			NotifierID:  m.id,
+			Methods:     m.methods,
 			Limit:       avail,
 			LeasePeriod: m.cfg.LeasePeriod,
 			MaxAttempts: m.cfg.MaxSendAttempts,

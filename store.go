@@ -36,14 +36,17 @@ type Store interface {
 
 // NotifierStore is what a Manager needs.
 type NotifierStore interface {
-	// LeaseMessages reserves up to params.Limit eligible messages for params.NotifierID,
-	// oldest first, in one atomic step, and returns them. Eligible: pending; temporary
-	// failures whose retry time has passed; leased messages whose lease expired. Each lease
-	// increments AttemptCount; a message that would be leased with AttemptCount already at
-	// params.MaxAttempts (its earlier leases expired, typically because the process
-	// crashed mid-delivery) is instead marked permanent_failure with a reason that says so,
-	// and is not returned. Two concurrent calls never return the same message. When the
-	// store is paused it returns no messages.
+	// LeaseMessages reserves up to params.Limit eligible messages of params.Methods for
+	// params.NotifierID, oldest first, in one atomic step, and returns them. Eligible:
+	// pending; temporary failures whose retry time has passed; leased messages whose lease
+	// expired. Messages of other methods are never touched, so Managers with different
+	// handler sets (a rolling deploy that adds a method) share one store safely; an empty
+	// params.Methods leases nothing. Each lease increments AttemptCount; a message that would
+	// be leased with AttemptCount already at params.MaxAttempts (its earlier leases expired,
+	// typically because the process crashed mid-delivery) is instead marked
+	// permanent_failure with a reason that says so, and is not returned. Two concurrent
+	// calls never return the same message. When the store is paused it returns no messages.
+	// The cost of a lease does not grow with the number of messages waiting for a retry.
 	LeaseMessages(ctx context.Context, params LeaseParams) ([]LeasedMessage, error)
 
 	// MarkSent records successful deliveries in bulk. It is fenced: a row changes only if
@@ -55,10 +58,13 @@ type NotifierStore interface {
 	MarkFailed(ctx context.Context, notifierID uuid.UUID, results []FailedResult) (int, error)
 
 	// PurgeMessages deletes finished messages (sent, permanent_failure, inhibited) last
-	// updated more than olderThan ago, including messages that were never leased. Stores
-	// shared by several processes let one purge run at a time; a call that finds another
-	// purge running returns 0, nil.
-	PurgeMessages(ctx context.Context, olderThan time.Duration) (int, error)
+	// updated more than params.MessagesOlderThan ago, including messages that were never
+	// leased, and, when params.ReadInboxOlderThan is positive, inbox items read more than
+	// that long ago. It deletes in batches of at most params.BatchSize rows so that no
+	// single statement holds locks for long, and returns how many rows it deleted in all.
+	// Stores shared by several processes let one purge run at a time; a call that finds
+	// another purge running returns 0, nil.
+	PurgeMessages(ctx context.Context, params PurgeParams) (int, error)
 
 	// Listen calls wake once it is listening, and then whenever new work may be available
 	// (an enqueue committed), until ctx is done; then it returns nil. After recovering from
@@ -70,10 +76,22 @@ type NotifierStore interface {
 
 // LeaseParams are the arguments of NotifierStore.LeaseMessages.
 type LeaseParams struct {
-	NotifierID  uuid.UUID
+	NotifierID uuid.UUID
+	// Methods are the methods the caller can deliver; only their messages are leased.
+	Methods     []Method
 	Limit       int
 	LeasePeriod time.Duration
 	MaxAttempts int
+}
+
+// PurgeParams are the arguments of NotifierStore.PurgeMessages.
+type PurgeParams struct {
+	// MessagesOlderThan: finished messages last updated longer ago than this are deleted.
+	MessagesOlderThan time.Duration
+	// ReadInboxOlderThan: inbox items read longer ago than this are deleted; 0 keeps them.
+	ReadInboxOlderThan time.Duration
+	// BatchSize bounds the rows one delete statement removes; 0 means 1,000.
+	BatchSize int
 }
 
 // LeasedMessage is a message reserved for delivery, with what rendering needs.

@@ -229,7 +229,8 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 }
 
 // PurgeMessages implements notifications.NotifierStore.
-func (s *Store) PurgeMessages(ctx context.Context, olderThan time.Duration) (int, error) {
+func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
+	olderThan := p.MessagesOlderThan
 	if err := ctx.Err(); err != nil {
 		return 0, xerrors.Errorf("purge messages: %w", err)
 	}

@@ -535,11 +535,11 @@ func testPurge(t *testing.T, h *suite) {
 	h.markFailed(a, notifications.StatusInhibited, 0, msgs[2])
 	// ids[3] is never leased: pending and old, but unfinished, so it stays.
 	h.clk.Advance(retention - time.Second).MustWait(h.ctx)
-	if n, err := h.store.PurgeMessages(h.ctx, retention); err != nil || n != 0 {
+	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 0 {
 		t.Fatalf("purge before the retention: %d, %v", n, err)
 	}
 	h.clk.Advance(time.Second).MustWait(h.ctx)
-	n, err := h.store.PurgeMessages(h.ctx, retention)
+	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention})
 	if err != nil || n != 3 {
 		t.Fatalf("purge: %d, %v; want 3", n, err)
 	}
@@ -560,7 +560,7 @@ func testPurge(t *testing.T, h *suite) {
 	h.wantStatus(crashed, notifications.StatusPermanentFailure)
 	h.wantStatus(ids[3], notifications.StatusPermanentFailure)
 	h.clk.Advance(retention).MustWait(h.ctx)
-	if n, err := h.store.PurgeMessages(h.ctx, retention); err != nil || n != 2 {
+	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 2 {
 		t.Fatalf("purge of a crash-exhausted message: %d, %v", n, err)
 	}
 }

@@ -212,8 +212,8 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 
 // PurgeMessages implements notifications.NotifierStore. One replica purges at a time: a
 // call that cannot take the transaction-scoped advisory lock deletes nothing.
-func (s *Store) PurgeMessages(ctx context.Context, olderThan time.Duration) (int, error) {
-	tag, err := s.db.Exec(ctx, s.q.purge, s.now(), olderThan.Microseconds(), "notifications.purge."+s.o.schema)
+func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
+	tag, err := s.db.Exec(ctx, s.q.purge, s.now(), p.MessagesOlderThan.Microseconds(), "notifications.purge."+s.o.schema)
 	if err != nil {
 		return 0, xerrors.Errorf("purge messages: %w", translate(err))
 	}
