@@ -79,10 +79,14 @@ type InboxItem struct {
 	ID         uuid.UUID // the message ID
 	UserID     uuid.UUID
 	TemplateID uuid.UUID
-	Title      string
-	Content    string // rendered Markdown
-	Actions    []Action
-	Targets    []uuid.UUID
-	CreatedAt  time.Time
-	ReadAt     time.Time // zero while unread
+	// Title is the rendered title as plain text, for UIs that show text.
+	Title string
+	// TitleMarkdown is the rendered title as Markdown (user values escaped), for UIs that
+	// render Markdown. Empty for items stored before it was kept; use Title then.
+	TitleMarkdown string
+	Content       string // rendered Markdown
+	Actions       []Action
+	Targets       []uuid.UUID
+	CreatedAt     time.Time
+	ReadAt        time.Time // zero while unread
 }
