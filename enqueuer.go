@@ -175,6 +175,9 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 		return nil, xerrors.Errorf("request for user %s has no Recipient and the enqueuer has no Lookup: %w", req.UserID, ErrInvalidMessage)
 	}
 
+	if err := checkUserValues(req, rcpt); err != nil {
+		return nil, err
+	}
 	name := rcpt.Name
 	if name == "" {
 		name = rcpt.Username

@@ -14,8 +14,11 @@ var (
 	// template, or when the template is opt-in and the recipient did not opt in.
 	ErrCannotEnqueueDisabledNotification = xerrors.New("notification is not enabled for this user")
 
-	// ErrManagerAlreadyClosed is returned by calls made on a Manager after Stop.
+	// ErrManagerAlreadyClosed is returned by Run on a Manager that was stopped.
 	ErrManagerAlreadyClosed = xerrors.New("manager already closed")
+
+	// ErrManagerAlreadyRunning is returned by a second Run on a running Manager.
+	ErrManagerAlreadyRunning = xerrors.New("manager already running")
 
 	// ErrNotFound is returned when a message, template or inbox item does not exist.
 	ErrNotFound = xerrors.New("not found")

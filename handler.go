@@ -61,3 +61,43 @@ func retryAfterDelay(err error) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// Retryable marks err as a transient failure: the Manager retries the message after the
+// retry delay (while attempts are left), wherever err comes from — a DeliveryFunc, a
+// Handler's Dispatcher, or a host helper called while rendering (a helper that reads the
+// database and hits a timeout, say). Errors before delivery are otherwise permanent.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classifiedError{err: err, retryable: true}
+}
+
+// Permanent marks err as a permanent failure: the message ends permanent_failure even
+// when the DeliveryFunc reports the failure as retryable. It pairs with RetryAfter for
+// handlers that classify errors in one place.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classifiedError{err: err, retryable: false}
+}
+
+// classifiedError carries Retryable's or Permanent's verdict.
+type classifiedError struct {
+	err       error
+	retryable bool
+}
+
+func (e *classifiedError) Error() string { return e.err.Error() }
+func (e *classifiedError) Unwrap() error { return e.err }
+
+// isRetryable classifies err: a Permanent or Retryable mark (the outermost one) wins over
+// reported, the DeliveryFunc's own answer.
+func isRetryable(err error, reported bool) bool {
+	var c *classifiedError
+	if errors.As(err, &c) {
+		return c.retryable
+	}
+	return reported
+}

@@ -43,6 +43,13 @@ func TestHostileInputAtEnqueue(t *testing.T) {
 		{"nil template ID", notifications.EnqueueRequest{UserID: rcpt.UserID, Recipient: rcpt}, notifications.ErrInvalidMessage, "TemplateID"},
 		{"nil user ID", notifications.EnqueueRequest{TemplateID: tmpl.ID}, notifications.ErrInvalidMessage, "UserID"},
 		{"no recipient and no lookup", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: uuid.New()}, notifications.ErrInvalidMessage, "no Lookup"},
+		{"NUL in a label value", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, Labels: map[string]string{"x": "evil\x00user"}}, notifications.ErrInvalidMessage, `Labels["x"] contains a NUL byte`},
+		{"NUL in a label key", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, Labels: map[string]string{"a\x00": "v"}}, notifications.ErrInvalidMessage, "Labels key"},
+		{"invalid UTF-8 in a label", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, Labels: map[string]string{"x": "caf\xe9"}}, notifications.ErrInvalidMessage, `Labels["x"] is not valid UTF-8`},
+		{"NUL in nested data", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, Data: map[string]any{"a": map[string]any{"b": []any{"ok", "x\x00"}}}}, notifications.ErrInvalidMessage, `Data["a"]["b"][1] contains a NUL byte`},
+		{"NUL in CreatedBy", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, CreatedBy: "job\x00"}, notifications.ErrInvalidMessage, "CreatedBy contains a NUL byte"},
+		{"NUL in the recipient's name", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: &notifications.Recipient{Email: "a@example.com", Name: "A\x00"}}, notifications.ErrInvalidMessage, "Recipient.Name contains a NUL byte"},
+		{"invalid UTF-8 in the idempotency key", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, IdempotencyKey: "\xff"}, notifications.ErrInvalidMessage, "IdempotencyKey is not valid UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := store.Messages(ctx, notifications.MessageFilter{})

@@ -38,6 +38,8 @@ type Manager struct {
 	flushNow chan struct{}
 	// wake asks the notifier to lease now (new work).
 	wake chan struct{}
+	// notifier is the lease loop and its deliveries.
+	notifier *notifier
 
 	// syncMu serialises flushes (and so guards each buffer's pending batch).
 	syncMu sync.Mutex
@@ -72,6 +74,11 @@ type testHooks struct {
 	leased func(n int)
 	// buffered is called after a result is buffered.
 	buffered func()
+	// drained is called when a flush has taken a batch from a buffer (under the flush
+	// lock, before the batch is counted as pending).
+	drained func()
+	// stopFlushing is called when Stop starts writing what is buffered.
+	stopFlushing func()
 }
 
 type managerOptions struct {
@@ -135,6 +142,9 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 		}
 		hs[method] = h
 	}
+	if _, ok := hs[cfg.Method]; !ok {
+		return nil, xerrors.Errorf("new manager: Config.Method %q has no Handler: templates that name no method are delivered by it, so register a Handler for %q or change Config.Method", cfg.Method, cfg.Method)
+	}
 	o := managerOptions{clock: quartz.NewReal(), log: slog.Make()}
 	for _, opt := range opts {
 		opt(&o)
@@ -145,7 +155,7 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 	if o.id == uuid.Nil {
 		o.id = uuid.New()
 	}
-	return &Manager{
+	m := &Manager{
 		cfg:            cfg,
 		store:          store,
 		handlers:       hs,
@@ -162,21 +172,32 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 		wake:           make(chan struct{}, 1),
 		deliveriesDone: make(chan struct{}),
 		done:           make(chan struct{}),
-	}, nil
+	}
+	m.notifier = &notifier{m: m}
+	return m, nil
 }
 
 // ID is the notifier ID this Manager leases under.
 func (m *Manager) ID() uuid.UUID { return m.id }
 
-// Run starts the Manager's goroutines and returns at once. Only the first call does
-// anything; a call after Stop does nothing. Cancelling ctx stops everything without
-// waiting: deliveries are cancelled and their messages stay leased until the lease expires
-// (at-least-once). Use Stop for a graceful stop.
-func (m *Manager) Run(ctx context.Context) {
+// Run starts the Manager's goroutines and returns at once; the first lease happens right
+// away (it does not wait for a FetchInterval). Only the first call starts anything: a
+// second call returns ErrManagerAlreadyRunning, and a call after Stop returns
+// ErrManagerAlreadyClosed.
+//
+// ctx bounds the Manager's whole life, so pass a context that lives as long as the
+// Manager should (not a request's, and not one that shutdown cancels before Stop).
+// Cancelling it is a hard stop: deliveries are cancelled and their messages stay leased
+// until the lease expires (at-least-once); results already buffered are kept, and a later
+// Stop writes them. Use Stop for a graceful stop.
+func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.state != stateIdle {
-		return
+	switch m.state {
+	case stateRunning:
+		return xerrors.Errorf("run manager: %w", ErrManagerAlreadyRunning)
+	case stateStopped:
+		return xerrors.Errorf("run manager: %w", ErrManagerAlreadyClosed)
 	}
 	m.state = stateRunning
 	runCtx, runCancel := context.WithCancel(ctx)
@@ -184,6 +205,7 @@ func (m *Manager) Run(ctx context.Context) {
 	m.runCancel, m.leaseCancel = runCancel, leaseCancel
 	m.leaseDone = leaseCtx.Done()
 	go m.run(runCtx, leaseCtx)
+	return nil
 }
 
 func (m *Manager) run(runCtx, leaseCtx context.Context) {
@@ -225,7 +247,10 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 	})
 	if m.cfg.RetentionPeriod > 0 {
 		purgeTicker := m.clock.TickerFunc(runCtx, purgeInterval(m.cfg.RetentionPeriod), func() error {
-			n, err := m.store.PurgeMessages(runCtx, PurgeParams{MessagesOlderThan: m.cfg.RetentionPeriod})
+			n, err := m.store.PurgeMessages(runCtx, PurgeParams{
+				MessagesOlderThan:  m.cfg.RetentionPeriod,
+				ReadInboxOlderThan: m.cfg.InboxRetentionPeriod,
+			})
 			if err != nil && runCtx.Err() == nil {
 				m.log.Warn(runCtx, "purge finished messages", slog.Error(err))
 			} else if n > 0 {
@@ -236,7 +261,7 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 		wg.Go(func() { _ = purgeTicker.Wait() })
 	}
 
-	n := &notifier{m: m}
+	n := m.notifier
 	n.run(runCtx, leaseCtx, listening)
 	close(m.deliveriesDone)
 
@@ -260,42 +285,47 @@ func (m *Manager) Wake() {
 }
 
 // Stop stops leasing, waits for in-flight deliveries, writes every buffered result to the
-// store and returns. It is safe to call before Run and more than once. ctx bounds the whole
-// stop: when it ends first, in-flight deliveries are cancelled, unwritten results are left
+// store and returns. It is safe to call before Run, after a hard stop (it then writes
+// what was buffered) and more than once.
+//
+// ctx bounds the whole stop. When it ends first, deliveries still running are cancelled
 // (their messages stay leased and are delivered again after the lease expires) and Stop
-// returns ctx.Err() (with how many results were left).
+// returns an error wrapping ctx.Err() that says how many deliveries it cancelled and how
+// many results are still buffered. Buffered results are kept: a later Stop writes them.
+// Stop returns nil only when nothing is left unwritten.
 func (m *Manager) Stop(ctx context.Context) error {
 	m.mu.Lock()
-	prev := m.state
+	prev, ran := m.state, m.leaseCancel != nil
 	m.state = stateStopped
 	m.mu.Unlock()
-	switch prev {
-	case stateIdle:
-		// Never ran (and now never will): nothing to wait for.
-		close(m.deliveriesDone)
-		close(m.done)
-		return nil
-	case stateStopped:
-		select {
-		case <-m.done:
-			return nil
-		case <-ctx.Done():
-			return xerrors.Errorf("stop manager: %w", ctx.Err())
+	if !ran {
+		if prev == stateIdle {
+			// Never ran (and now never will): nothing to wait for.
+			close(m.deliveriesDone)
+			close(m.done)
 		}
+		return nil
 	}
 
 	m.leaseCancel()
 	select {
 	case <-m.deliveriesDone:
-	case <-ctx.Done():
-		m.runCancel()
-		return xerrors.Errorf("stop manager: deliveries still running: %w", ctx.Err())
+	default:
+		select {
+		case <-m.deliveriesDone:
+		case <-ctx.Done():
+			running := m.notifier.running()
+			m.runCancel()
+			s, f := m.BufferedUpdatesCount()
+			return xerrors.Errorf("stop manager: %d deliveries were still running and are cancelled (their messages stay leased until the lease expires); %d sent and %d failed results are buffered (a later Stop writes them): %w",
+				running, s, f, ctx.Err())
+		}
 	}
-	err := m.flushAll(ctx)
-	m.runCancel()
-	if err != nil {
+	if err := m.flushAll(ctx); err != nil {
+		m.runCancel()
 		return err
 	}
+	m.runCancel()
 	select {
 	case <-m.done:
 		return nil
@@ -305,25 +335,34 @@ func (m *Manager) Stop(ctx context.Context) error {
 }
 
 // flushAll writes buffered results until none are left, retrying failed writes until ctx
-// ends.
+// ends. It decides that nothing is left under the flush lock, so a flush that the ticker
+// started (its batch taken from the buffer, not yet written) is waited for, never missed.
 func (m *Manager) flushAll(ctx context.Context) error {
+	if h := m.testHooks.stopFlushing; h != nil {
+		h()
+	}
 	for {
-		s, f := m.BufferedUpdatesCount()
-		if s+f == 0 {
+		m.syncMu.Lock()
+		ok := flush(ctx, m, m.sent)
+		ok = flush(ctx, m, m.failed) && ok
+		left := m.sent.bufferedLocked() + m.failed.bufferedLocked()
+		m.syncMu.Unlock()
+		if left == 0 {
 			return nil
 		}
-		if ok := m.syncUpdates(ctx); !ok {
-			// A write failed; the batch is retained. Retry after a short pause unless the
-			// context ends first.
-			t := m.clock.NewTimer(stopFlushRetry, "Manager", "stopFlushRetry")
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				s, f := m.BufferedUpdatesCount()
-				return xerrors.Errorf("stop manager: %d sent and %d failed results could not be written (their messages will be delivered again after the lease expires): %w",
-					s, f, ctx.Err())
-			case <-t.C:
-			}
+		if ok {
+			continue // more than one batch was buffered
+		}
+		// A write failed; the batch is retained. Retry after a short pause unless the
+		// context ends first.
+		t := m.clock.NewTimer(stopFlushRetry, "Manager", "stopFlushRetry")
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			s, f := m.BufferedUpdatesCount()
+			return xerrors.Errorf("stop manager: %d sent and %d failed results could not be written (they stay buffered for a later Stop; their messages are delivered again after the lease expires if none succeeds): %w",
+				s, f, ctx.Err())
+		case <-t.C:
 		}
 	}
 }
@@ -365,11 +404,18 @@ func newResultBuffer[T any](kind string, size int, write func(context.Context, u
 
 func (b *resultBuffer[T]) buffered() int { return len(b.ch) + int(b.count.Load()) }
 
+// bufferedLocked is buffered for callers that hold Manager.syncMu: exact, since no flush
+// is between taking a batch and recording it.
+func (b *resultBuffer[T]) bufferedLocked() int { return len(b.ch) + len(b.pending) }
+
 // flush writes b's pending batch, or a new one of at most cap(b.ch) results, and reports
 // whether it succeeded (true when there was nothing to write). Callers hold m.syncMu.
 func flush[T any](ctx context.Context, m *Manager, b *resultBuffer[T]) bool {
 	if len(b.pending) == 0 {
 		b.pending = drain(b.ch, make([]T, 0, cap(b.ch)))
+		if h := m.testHooks.drained; h != nil && len(b.pending) > 0 {
+			h()
+		}
 		b.count.Store(int64(len(b.pending)))
 	}
 	size := len(b.pending)

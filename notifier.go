@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"cdr.dev/slog"
-	"github.com/google/uuid"
 	"golang.org/x/xerrors"
 )
 
@@ -52,7 +51,7 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 
 	for leaseCtx.Err() == nil {
 		avail := n.available()
-		if avail == 0 {
+		if avail <= 0 {
 			if h := m.testHooks.waitingForSlot; h != nil {
 				h()
 			}
@@ -79,13 +78,17 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 			}
 			m.log.Warn(leaseCtx, "lease messages; will retry at the next wake-up or fetch tick", slog.Error(err))
 		}
+		if len(msgs) > avail {
+			m.log.Error(leaseCtx, "the store returned more messages than asked for, which breaks the Store contract; delivering them all",
+				slog.F("limit", avail), slog.F("returned", len(msgs)))
+		}
 		for _, msg := range msgs {
 			n.start(runCtx, msg)
 		}
 		if h := m.testHooks.leased; h != nil && err == nil {
 			h(len(msgs))
 		}
-		if err == nil && len(msgs) == avail {
+		if err == nil && len(msgs) >= avail {
 			// A full batch: there is probably more, so lease again as soon as a slot frees.
 			continue
 		}
@@ -116,17 +119,26 @@ func (n *notifier) start(runCtx context.Context, msg LeasedMessage) {
 	}
 }
 
-// work delivers msg, then every message handed to it, until tasks is closed.
+// work delivers msg, then every message handed to it, until tasks is closed. A handler
+// that ends its goroutine (runtime.Goexit) ends this worker too, after its slot is
+// released and its message recorded; start makes a new worker when no idle one takes a
+// message.
 func (n *notifier) work(runCtx context.Context, msg LeasedMessage) {
 	for {
-		n.deliver(runCtx, msg)
-		n.release()
+		n.deliverAndRelease(runCtx, msg)
 		next, ok := <-n.tasks
 		if !ok {
 			return
 		}
 		msg = next
 	}
+}
+
+// deliverAndRelease delivers msg and frees its slot, even if the handler ends the
+// goroutine.
+func (n *notifier) deliverAndRelease(runCtx context.Context, msg LeasedMessage) {
+	defer n.release()
+	n.deliver(runCtx, msg)
 }
 
 func (n *notifier) release() {
@@ -139,14 +151,23 @@ func (n *notifier) release() {
 	}
 }
 
+// running is how many deliveries are in flight.
+func (n *notifier) running() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.inflight
+}
+
 // deliver renders and delivers one message and buffers its result. The delivery slot is
 // released only once the result is buffered, so full buffers hold back leasing.
 func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 	m := n.m
 	tmplID := msg.TemplateID.String()
 	method := string(msg.Method)
-	m.metrics.QueuedSeconds.WithLabelValues(method).Observe(msg.LeasedAt.Sub(msg.CreatedAt).Seconds())
-	if msg.AttemptCount > 1 {
+	if msg.AttemptCount <= 1 {
+		// Enqueue to first lease only: later leases would count retry backoff as queueing.
+		m.metrics.QueuedSeconds.WithLabelValues(method).Observe(msg.LeasedAt.Sub(msg.CreatedAt).Seconds())
+	} else {
 		m.metrics.RetryCount.WithLabelValues(method, tmplID).Observe(float64(msg.AttemptCount))
 	}
 
@@ -154,19 +175,10 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 		n.fail(runCtx, msg, StatusInhibited, "disabled by user", 0)
 		return
 	}
-	deliver, err := n.prepare(msg)
-	if err != nil {
-		n.fail(runCtx, msg, StatusPermanentFailure, err.Error(), 0)
-		return
+	retryable, err, delivered := n.attempt(runCtx, msg)
+	if !delivered {
+		return // the handler ended the goroutine; attempt recorded the failure
 	}
-
-	inflight := m.metrics.InflightDispatches.WithLabelValues(method, tmplID)
-	inflight.Inc()
-	start := m.clock.Now()
-	retryable, err := n.call(runCtx, deliver, msg.ID)
-	m.metrics.DispatcherSendSeconds.WithLabelValues(method).Observe(m.clock.Since(start).Seconds())
-	inflight.Dec()
-
 	if runCtx.Err() != nil {
 		// Hard stop: the outcome may be a cancellation rather than the handler's answer.
 		// Leave the message leased; it is delivered again after the lease expires.
@@ -177,11 +189,7 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 	case err == nil:
 		n.succeed(runCtx, msg)
 	case retryable && msg.AttemptCount < m.cfg.MaxSendAttempts:
-		delay, ok := retryAfterDelay(err)
-		if !ok {
-			delay = n.retryDelay(msg.AttemptCount)
-		}
-		n.fail(runCtx, msg, StatusTemporaryFailure, err.Error(), delay)
+		n.fail(runCtx, msg, StatusTemporaryFailure, err.Error(), n.retryDelay(msg.AttemptCount, err))
 	case retryable:
 		n.fail(runCtx, msg, StatusPermanentFailure,
 			fmt.Sprintf("giving up after %d attempts: %s", msg.AttemptCount, err), 0)
@@ -190,13 +198,55 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 	}
 }
 
+// attempt prepares and runs one delivery. A panic anywhere in it (rendering, the
+// handler's Dispatcher, a host helper, the DeliveryFunc) becomes a permanent failure that
+// carries the panic text. If the handler ends the goroutine (runtime.Goexit, which
+// t.FailNow calls), attempt records a permanent failure on the way out and reports
+// delivered=false; the goroutine then ends.
+func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable bool, err error, delivered bool) {
+	m := n.m
+	returned := false
+	defer func() {
+		if r := recover(); r != nil {
+			m.log.Error(runCtx, "handler panicked", slog.F("msg_id", msg.ID), slog.F("panic", fmt.Sprint(r)),
+				slog.F("stack", string(debug.Stack())))
+			retryable, err, delivered = false, xerrors.Errorf("handler panicked: %v", r), true
+			return
+		}
+		if !returned {
+			m.log.Error(runCtx, "handler called runtime.Goexit", slog.F("msg_id", msg.ID))
+			n.fail(runCtx, msg, StatusPermanentFailure, "handler called runtime.Goexit (t.FailNow?) instead of returning", 0)
+		}
+	}()
+
+	deliver, err := n.prepare(msg)
+	if err != nil {
+		returned = true
+		return isRetryable(err, false), err, true
+	}
+	inflight := m.metrics.InflightDispatches.WithLabelValues(string(msg.Method), msg.TemplateID.String())
+	inflight.Inc()
+	defer inflight.Dec()
+	start := m.clock.Now()
+	ctx := newDispatchContext(runCtx, m.clock, m.cfg.DispatchTimeout)
+	defer ctx.stop()
+	retryable, err = deliver(ctx, msg.ID)
+	returned = true
+	m.metrics.DispatcherSendSeconds.WithLabelValues(string(msg.Method)).Observe(m.clock.Since(start).Seconds())
+	if err != nil && ctx.exceeded() {
+		err = xerrors.Errorf("delivery exceeded DispatchTimeout (%s): %w", m.cfg.DispatchTimeout, err)
+	}
+	return isRetryable(err, retryable), err, true
+}
+
 // prepare decodes the payload, renders title and body and asks the method's handler for a
-// delivery function. Every error here is permanent.
+// delivery function. Its errors are permanent unless marked with Retryable.
 func (n *notifier) prepare(msg LeasedMessage) (DeliveryFunc, error) {
 	m := n.m
 	h, ok := m.handlers[msg.Method]
 	if !ok {
-		return nil, xerrors.Errorf("%w %q", ErrUnknownMethod, msg.Method)
+		// The store leases only the methods this Manager has handlers for.
+		return nil, fmt.Errorf("%w %q (the store leased a method this Manager did not ask for)", ErrUnknownMethod, msg.Method)
 	}
 	payload, err := DecodePayload(msg.Payload)
 	if err != nil {
@@ -216,39 +266,24 @@ func (n *notifier) prepare(msg LeasedMessage) (DeliveryFunc, error) {
 	return deliver, nil
 }
 
-// call runs deliver bounded by DispatchTimeout (on the Manager's clock) and turns a panic
-// into a permanent failure that carries the panic text.
-func (n *notifier) call(runCtx context.Context, deliver DeliveryFunc, id uuid.UUID) (retryable bool, err error) {
-	ctx, cancel := context.WithCancelCause(runCtx)
-	timer := n.m.clock.AfterFunc(n.m.cfg.DispatchTimeout, func() {
-		cancel(xerrors.Errorf("delivery exceeded DispatchTimeout (%s): %w", n.m.cfg.DispatchTimeout, context.DeadlineExceeded))
-	}, "Manager", "dispatchTimeout")
-	defer func() {
-		timer.Stop()
-		cancel(nil)
-		if r := recover(); r != nil {
-			n.m.log.Error(runCtx, "handler panicked", slog.F("msg_id", id), slog.F("panic", fmt.Sprint(r)),
-				slog.F("stack", string(debug.Stack())))
-			retryable, err = false, xerrors.Errorf("handler panicked: %v", r)
-		}
-	}()
-	return deliver(ctx, id)
-}
-
-// retryDelay is RetryInterval doubled per earlier attempt up to MaxRetryInterval, spread by
-// RetryJitter.
-func (n *notifier) retryDelay(attempt int) time.Duration {
+// retryDelay is the delay before a retry of a message that failed attempt with err: the
+// delay err asks for (RetryAfter), or RetryInterval doubled per earlier attempt, spread by
+// RetryJitter; always between 0 and MaxRetryInterval.
+func (n *notifier) retryDelay(attempt int, err error) time.Duration {
 	cfg := n.m.cfg
+	if d, ok := retryAfterDelay(err); ok {
+		return min(d, cfg.MaxRetryInterval)
+	}
 	d := cfg.RetryInterval
 	for i := 1; i < attempt && d < cfg.MaxRetryInterval; i++ {
-		d *= 2
+		d *= 2 // both are at most 30 days (Validate): no overflow
 	}
 	d = min(d, cfg.MaxRetryInterval)
 	if cfg.RetryJitter > 0 {
 		spread := float64(d) * cfg.RetryJitter
 		d += time.Duration((rand.Float64()*2 - 1) * spread)
 	}
-	return max(d, 0)
+	return min(max(d, 0), cfg.MaxRetryInterval)
 }
 
 func (n *notifier) succeed(ctx context.Context, msg LeasedMessage) {

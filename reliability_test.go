@@ -121,7 +121,7 @@ func TestFlushFailuresLoseNothing(t *testing.T) {
 
 // TestStopReportsUnwritableResults: when the store refuses every write, Stop keeps
 // retrying until its context ends and then says how many results it could not write; the
-// messages stay leased (delivered again after the lease).
+// messages stay leased, and the results buffered for a later Stop, which writes them.
 func TestStopReportsUnwritableResults(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -145,6 +145,18 @@ func TestStopReportsUnwritableResults(t *testing.T) {
 	for _, id := range ids {
 		if st := h.status(id).Status; st != notifications.StatusLeased {
 			t.Fatalf("message %s, want leased", st)
+		}
+	}
+	// The results stay buffered: once the store accepts writes, a later Stop writes them.
+	store.mu.Lock()
+	store.failRate = 0
+	store.mu.Unlock()
+	if err := m.Stop(h.ctx); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	for _, id := range ids {
+		if st := h.status(id).Status; st != notifications.StatusSent {
+			t.Fatalf("message %s after the second Stop, want sent", st)
 		}
 	}
 }
@@ -171,7 +183,7 @@ func TestHandlerIgnoringContext(t *testing.T) {
 	for range 5 { // past DispatchTimeout, within the lease
 		h.tick()
 	}
-	leased, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(), Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 5})
+	leased, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{notifications.MethodWebhook}, Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
