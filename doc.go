@@ -17,12 +17,19 @@
 //
 // # Lifecycle
 //
-// NewManager validates the Config and starts nothing. Run starts the Manager's goroutines
-// and returns; only the first call does anything. Stop stops leasing, lets in-flight
-// deliveries finish, writes every buffered result, and returns; it is idempotent, safe
-// before Run, and bounded by its context: if that ends first, Stop cancels deliveries and
-// returns the context's error. After Stop, Run does nothing. Cancelling Run's context is a
-// hard stop: nothing more is written and leased messages wait for their lease to expire.
+// NewManager validates the Config (and that Config.Method has a Handler) and starts
+// nothing. Run starts the Manager's goroutines and returns; the first lease happens at
+// once. A second Run returns ErrManagerAlreadyRunning, and Run after Stop returns
+// ErrManagerAlreadyClosed. Run's context is the Manager's whole life: cancelling it is a
+// hard stop (deliveries are cancelled and their messages stay leased until the lease
+// expires; results already buffered are kept for Stop to write).
+//
+// Stop stops leasing, lets in-flight deliveries finish, waits for a bulk write in
+// progress, writes every buffered result, and returns nil when nothing is left. It is
+// idempotent, safe before Run and after a hard stop, and bounded by its context: if that
+// ends first, Stop cancels the deliveries still running and returns an error wrapping the
+// context's error that says how many deliveries it cancelled and how many results are
+// still buffered. Buffered results are kept, so a later Stop writes them.
 //
 // # Delivery guarantees
 //
@@ -34,8 +41,21 @@
 // should use it as an idempotency key. Attempts are counted at lease time, so a message
 // whose deliveries keep crashing the process still ends permanent_failure after
 // MaxSendAttempts. Results are fenced: a notifier whose lease expired cannot overwrite the
-// result of the notifier that leased the message next. DispatchTimeout is shorter than
-// LeasePeriod, so a lease never expires under a delivery that is still running.
+// result of the notifier that leased the message next.
+//
+// A delivery's context carries the DispatchTimeout deadline and Config.Validate makes
+// DispatchTimeout + StoreSyncInterval + a tenth of LeasePeriod shorter than LeasePeriod, so
+// while handlers honour their context no two calls for one message overlap and a result is
+// written before its lease expires. A handler that ignores its context for longer than
+// LeasePeriod can overlap with a redelivery by another notifier; only one result is
+// recorded.
+//
+// A Manager leases only the methods it has Handlers for: replicas with different handler
+// sets (a rolling deploy that adds a method) share a store without failing each other's
+// messages. A panic anywhere in a delivery (rendering, a Handler's Dispatcher, a host
+// helper, the DeliveryFunc) or a runtime.Goexit in a handler ends that message
+// permanent_failure with the reason and frees its slot. Every retry delay, jitter and
+// RetryAfter included, is at most MaxRetryInterval.
 //
 // # Throughput and backpressure
 //

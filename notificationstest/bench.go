@@ -62,7 +62,9 @@ func BenchmarkDrain(b *testing.B, store notifications.Store) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	m.Run(ctx)
+	if err := m.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
 	if err := h.WaitForDeliveries(ctx, b.N); err != nil {
 		b.Fatal(err)
 	}

@@ -51,6 +51,7 @@ func newFixture(t *testing.T, opts ...pgstore.Option) *fixture {
 
 func (f *fixture) manager(cfg notifications.Config, h notifications.Handler, opts ...notifications.ManagerOption) *notifications.Manager {
 	f.t.Helper()
+	cfg.Method = notifications.MethodWebhook // the fixture's template is delivered by webhook
 	m, err := notifications.NewManager(cfg, f.store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, opts...)
 	if err != nil {
 		f.t.Fatal(err)

@@ -245,7 +245,9 @@ func run(o options) error {
 		}
 	}()
 
-	mgr.Run(ctx)
+	if err := mgr.Run(ctx); err != nil {
+		return err
+	}
 	start := time.Now()
 	templates := sample.Templates()
 	for i := 0; i < o.perUser; i++ {

@@ -72,7 +72,9 @@ func run(ctx context.Context, cfg config, log slog.Logger, onListen func(addr st
 	bg, bgCtx := errgroup.WithContext(context.WithoutCancel(ctx))
 	bgCtx, stopBackground := context.WithCancel(bgCtx)
 	defer stopBackground()
-	a.manager.Run(bgCtx)
+	if err := a.manager.Run(bgCtx); err != nil {
+		return err
+	}
 	brokerReady := make(chan struct{})
 	bg.Go(func() error {
 		once := false
