@@ -439,3 +439,58 @@ func TestStopWaitsForAFlushInProgress(t *testing.T) {
 		t.Fatalf("message %s after Stop, want sent", st)
 	}
 }
+
+// TestHelperErrorsMarkedRetryable: a host helper that fails transiently while a template
+// renders returns notifications.Retryable(err) and the message is retried; an unmarked
+// helper error stays permanent.
+func TestHelperErrorsMarkedRetryable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.helpers = template.FuncMap{
+		"app_name": func() (string, error) {
+			return "", notifications.Retryable(xerrors.New("database timeout reading the app name"))
+		},
+		"broken": func() (string, error) { return "", xerrors.New("helper misconfigured") },
+	}
+	transient := notifications.Template{ID: uuid.New(), Name: "transient", TitleTemplate: "{{app_name}}", EnabledByDefault: true}
+	permanent := notifications.Template{ID: uuid.New(), Name: "permanent", TitleTemplate: "{{broken}}", EnabledByDefault: true}
+	if err := notifications.RegisterTemplates(h.ctx, h.store, h.helpers, transient, permanent); err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.enq.Enqueue(h.ctx, uuid.New(), transient.ID, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.enq.Enqueue(h.ctx, uuid.New(), permanent.ID, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := h.manager(testConfig(), nil)
+	h.run(m)
+	h.waitBuffered(2)
+	h.stop(m)
+	if msg := h.status(a[0]); msg.Status != notifications.StatusTemporaryFailure || !strings.Contains(msg.StatusReason, "database timeout") {
+		t.Errorf("Retryable helper error: %s %q, want temporary_failure", msg.Status, msg.StatusReason)
+	}
+	if msg := h.status(b[0]); msg.Status != notifications.StatusPermanentFailure || !strings.Contains(msg.StatusReason, "helper misconfigured") {
+		t.Errorf("plain helper error: %s %q, want permanent_failure", msg.Status, msg.StatusReason)
+	}
+}
+
+// TestPermanentOverridesRetryable: a DeliveryFunc that reports retryable with an error
+// marked Permanent fails permanently at once.
+func TestPermanentOverridesRetryable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.handler.Outcome = func(context.Context, notificationstest.Delivery) (bool, error) {
+		return true, notifications.Permanent(xerrors.New("mailbox does not exist"))
+	}
+	m := h.manager(testConfig(), nil)
+	h.run(m)
+	id := h.enqueue(1)[0]
+	h.waitBuffered(1)
+	h.stop(m)
+	if msg := h.status(id); msg.Status != notifications.StatusPermanentFailure || msg.AttemptCount != 1 {
+		t.Fatalf("%s after %d attempts, want permanent_failure after 1", msg.Status, msg.AttemptCount)
+	}
+}
