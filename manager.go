@@ -93,7 +93,10 @@ type managerOptions struct {
 type ManagerOption func(*managerOptions)
 
 // WithClock sets the clock the Manager reads and waits on. Default: the real clock. Tests
-// pass quartz.NewMock(t).
+// pass quartz.NewMock(t). The dispatch deadline a DeliveryFunc's context reports is on
+// this clock too: under a mock clock it is in the mock's time, so a handler that does real
+// network I/O (whose deadlines the operating system enforces on the wall clock) belongs
+// with the real clock.
 func WithClock(c quartz.Clock) ManagerOption {
 	return func(o *managerOptions) { o.clock = c }
 }
