@@ -494,3 +494,44 @@ func TestPermanentOverridesRetryable(t *testing.T) {
 		t.Fatalf("%s after %d attempts, want permanent_failure after 1", msg.Status, msg.AttemptCount)
 	}
 }
+
+// TestStopAndCancel: the hard stop cancels a delivery that would otherwise hold Stop, keeps
+// its message leased for redelivery, still writes the results already buffered, and closes
+// Stopped.
+func TestStopAndCancel(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.handler.Outcome = func(ctx context.Context, d notificationstest.Delivery) (bool, error) {
+		if d.Payload.Labels["build"] == "slow" {
+			<-ctx.Done()
+			return true, ctx.Err()
+		}
+		return false, nil
+	}
+	cfg := testConfig()
+	cfg.StoreSyncInterval = time.Minute
+	m := h.manager(cfg, nil)
+	h.run(m)
+	fast := h.enqueue(1)[0]
+	h.waitBuffered(1)
+	slow, err := h.enq.Enqueue(h.ctx, uuid.New(), h.tmpl.ID, map[string]string{"build": "slow"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitDeliveries(2)
+	select {
+	case <-m.Stopped():
+		t.Fatal("Stopped closed while running")
+	default:
+	}
+	if err := m.StopAndCancel(h.ctx); err != nil {
+		t.Fatalf("StopAndCancel: %v", err)
+	}
+	<-m.Stopped()
+	if st := h.status(fast).Status; st != notifications.StatusSent {
+		t.Errorf("buffered result not written: %s", st)
+	}
+	if st := h.status(slow[0]).Status; st != notifications.StatusLeased {
+		t.Errorf("cancelled delivery's message %s, want leased", st)
+	}
+}

@@ -297,6 +297,24 @@ func (m *Manager) Wake() {
 // many results are still buffered. Buffered results are kept: a later Stop writes them.
 // Stop returns nil only when nothing is left unwritten.
 func (m *Manager) Stop(ctx context.Context) error {
+	return m.stop(ctx, false)
+}
+
+// StopAndCancel is the explicit hard stop: it stops leasing and cancels in-flight
+// deliveries at once (their messages stay leased and are delivered again after the lease
+// expires), then, like Stop, writes every result already buffered and waits for the
+// Manager's goroutines, bounded by ctx. Use it when shutdown cannot wait for slow
+// receivers.
+func (m *Manager) StopAndCancel(ctx context.Context) error {
+	return m.stop(ctx, true)
+}
+
+// Stopped returns a channel that is closed once every goroutine of the Manager has
+// returned: after Stop or StopAndCancel, or once Run's context ended and the last delivery
+// returned. For a Manager that never ran it is closed by Stop.
+func (m *Manager) Stopped() <-chan struct{} { return m.done }
+
+func (m *Manager) stop(ctx context.Context, cancelDeliveries bool) error {
 	m.mu.Lock()
 	prev, ran := m.state, m.leaseCancel != nil
 	m.state = stateStopped
@@ -311,6 +329,9 @@ func (m *Manager) Stop(ctx context.Context) error {
 	}
 
 	m.leaseCancel()
+	if cancelDeliveries {
+		m.runCancel()
+	}
 	select {
 	case <-m.deliveriesDone:
 	default:
