@@ -98,7 +98,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 	for e := s.queue.Front(); e != nil && len(out) < p.Limit; {
 		msg := e.Value.(*message)
 		e = e.Next()
-		if !eligible(msg, now) {
+		if !slices.Contains(p.Methods, msg.Method) || !eligible(msg, now) {
 			continue
 		}
 		if msg.AttemptCount >= p.MaxAttempts {

@@ -23,6 +23,9 @@ const (
 	suiteAttempts = 3
 )
 
+// suiteMethods are the methods the suite's notifiers lease: its messages are webhooks.
+var suiteMethods = []notifications.Method{notifications.MethodWebhook}
+
 // RunStoreTests runs the Store conformance suite: the semantics every Store must have
 // (DESIGN §4). Run it from your store's tests:
 //
@@ -37,6 +40,7 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 		fn   func(t *testing.T, h *suite)
 	}{
 		{"LeaseOldestFirst", testLeaseOldestFirst},
+		{"LeaseOnlyTheGivenMethods", testLeaseMethods},
 		{"ConcurrentLesseesNeverShare", testConcurrentLessees},
 		{"ExpiredLeaseIsReleased", testExpiredLease},
 		{"RetryNotLeasedBeforeItsTime", testRetryDelay},
@@ -127,9 +131,14 @@ func (h *suite) enqueue(n int) []uuid.UUID {
 
 func (h *suite) newMessage(templateID, userID uuid.UUID) uuid.UUID {
 	h.t.Helper()
+	return h.newMessageFor(templateID, userID, notifications.MethodWebhook)
+}
+
+func (h *suite) newMessageFor(templateID, userID uuid.UUID, method notifications.Method) uuid.UUID {
+	h.t.Helper()
 	payload, _ := json.Marshal(notifications.MessagePayload{Version: notifications.PayloadVersion, UserID: userID.String()})
 	msg := notifications.NewMessage{
-		ID: uuid.New(), TemplateID: templateID, UserID: userID, Method: notifications.MethodWebhook,
+		ID: uuid.New(), TemplateID: templateID, UserID: userID, Method: method,
 		Payload: payload, DedupeKey: uuid.NewString(),
 	}
 	if err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{msg}); err != nil {
@@ -141,7 +150,7 @@ func (h *suite) newMessage(templateID, userID uuid.UUID) uuid.UUID {
 func (h *suite) lease(notifier uuid.UUID, limit int) []notifications.LeasedMessage {
 	h.t.Helper()
 	msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
-		NotifierID: notifier, Limit: limit, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+		NotifierID: notifier, Methods: suiteMethods, Limit: limit, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
 	})
 	if err != nil {
 		h.t.Fatalf("lease: %v", err)
@@ -228,6 +237,59 @@ func testLeaseOldestFirst(t *testing.T, h *suite) {
 	}
 }
 
+// testLeaseMethods: a notifier leases only the methods it handles. Messages of another
+// method stay as they are — pending, or leased by the notifier that handles them even when
+// that lease expired with its attempts used up — and an empty method list leases nothing.
+func testLeaseMethods(t *testing.T, h *suite) {
+	const sms = notifications.Method("sms")
+	webhook := h.enqueue(1)[0]
+	smsPending := h.newMessageFor(h.tmpl.ID, uuid.New(), sms)
+	smsLeased := h.newMessageFor(h.tmpl.ID, uuid.New(), sms)
+	h.clk.Advance(time.Millisecond).MustWait(h.ctx)
+
+	// An sms notifier takes smsPending (the oldest sms message) up to the last attempt, then
+	// "crashes": its lease expires with no attempts left.
+	smsNotifier := uuid.New()
+	for attempt := 1; attempt <= suiteAttempts; attempt++ {
+		got, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: smsNotifier,
+			Methods: []notifications.Method{sms}, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+		if err != nil || len(got) != 1 || got[0].ID != smsPending || got[0].Method != sms {
+			t.Fatalf("sms lease %d: %+v, %v; want %s", attempt, got, err, smsPending)
+		}
+		if attempt < suiteAttempts {
+			h.clk.Advance(suiteLease).MustWait(h.ctx)
+		}
+	}
+	h.clk.Advance(suiteLease).MustWait(h.ctx)
+	smsExpired := smsPending
+	smsPending = smsLeased
+	before := h.message(smsPending)
+
+	none, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(),
+		Limit: 10, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+	if err != nil || len(none) != 0 {
+		t.Fatalf("lease with no methods: %+v, %v; want nothing", ids(none), err)
+	}
+	got := h.lease(uuid.New(), 10)
+	if len(got) != 1 || got[0].ID != webhook {
+		t.Fatalf("webhook notifier leased %v, want only the webhook message %s", ids(got), webhook)
+	}
+	if m := h.wantStatus(smsPending, notifications.StatusPending); m.AttemptCount != 0 || !m.UpdatedAt.Equal(before.UpdatedAt) || m.LeasedBy != uuid.Nil {
+		t.Fatalf("pending sms message touched by a webhook lease: %+v", m)
+	}
+	if m := h.wantStatus(smsExpired, notifications.StatusLeased); m.LeasedBy != smsNotifier || m.AttemptCount != suiteAttempts {
+		t.Fatalf("expired sms lease touched by a webhook lease: %+v", m)
+	}
+	// Both methods at once: the sms notifier's successor finishes the exhausted one and
+	// takes the pending one.
+	got, err = h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(),
+		Methods: []notifications.Method{notifications.MethodSMTP, sms}, Limit: 10, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+	if err != nil || len(got) != 1 || got[0].ID != smsPending {
+		t.Fatalf("sms lease: %+v, %v; want %s", ids(got), err, smsPending)
+	}
+	h.wantStatus(smsExpired, notifications.StatusPermanentFailure)
+}
+
 func testConcurrentLessees(t *testing.T, h *suite) {
 	const total, workers = 300, 6
 	// Enqueue in batches: fast and still ordered enough.
@@ -252,7 +314,7 @@ func testConcurrentLessees(t *testing.T, h *suite) {
 		wg.Go(func() {
 			for {
 				msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
-					NotifierID: notifier, Limit: 7, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+					NotifierID: notifier, Methods: suiteMethods, Limit: 7, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
 				})
 				if err != nil {
 					errs <- err

@@ -144,7 +144,14 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 	if p.Limit <= 0 || p.MaxAttempts <= 0 || p.LeasePeriod <= 0 || p.NotifierID == uuid.Nil {
 		return nil, xerrors.Errorf("lease messages: Limit, MaxAttempts, LeasePeriod and NotifierID must be set (got %+v): %w", p, notifications.ErrInvalidMessage)
 	}
-	rows, err := s.db.Query(ctx, s.q.lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts)
+	if len(p.Methods) == 0 {
+		return nil, nil
+	}
+	methods := make([]string, len(p.Methods))
+	for i, m := range p.Methods {
+		methods[i] = string(m)
+	}
+	rows, err := s.db.Query(ctx, s.q.lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, methods)
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}

@@ -29,17 +29,17 @@ WITH now AS (SELECT coalesce($1::timestamptz, now()) AS ts),
 paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
 pending AS (
 	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'pending' AND NOT (SELECT paused FROM paused)
+	WHERE m.status = 'pending' AND m.method = ANY($6::text[]) AND NOT (SELECT paused FROM paused)
 	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
 ),
 due AS (
 	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'temporary_failure' AND m.next_retry_after <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
+	WHERE m.status = 'temporary_failure' AND m.method = ANY($6::text[]) AND m.next_retry_after <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
 	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
 ),
 expired AS (
 	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'leased' AND m.leased_until <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
+	WHERE m.status = 'leased' AND m.method = ANY($6::text[]) AND m.leased_until <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
 	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
 ),
 candidates AS (
