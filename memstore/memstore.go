@@ -18,6 +18,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/storecheck"
 )
 
 // Store is the in-memory store. Create it with New; it is safe for concurrent use.
@@ -280,7 +281,12 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	batchKeys := make(map[string]struct{}, len(msgs))
+	batchIDs := make(map[uuid.UUID]struct{}, len(msgs))
 	for _, m := range msgs {
+		if _, dup := batchIDs[m.ID]; dup {
+			return xerrors.Errorf("enqueue message %s: the ID appears twice in one call: %w", m.ID, notifications.ErrDuplicate)
+		}
+		batchIDs[m.ID] = struct{}{}
 		if err := s.checkLocked(m, batchKeys); err != nil {
 			return xerrors.Errorf("enqueue message %s: %w", m.ID, err)
 		}
@@ -360,6 +366,9 @@ func (s *Store) Template(ctx context.Context, id uuid.UUID) (notifications.Templ
 // UpsertTemplates implements notifications.TemplateStore.
 func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.Template) error {
 	if err := ctx.Err(); err != nil {
+		return xerrors.Errorf("upsert templates: %w", err)
+	}
+	if err := storecheck.TemplateBatch(templates); err != nil {
 		return xerrors.Errorf("upsert templates: %w", err)
 	}
 	s.mu.Lock()

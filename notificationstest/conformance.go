@@ -558,6 +558,12 @@ func testEnqueueAtomic(t *testing.T, h *suite) {
 	if !errors.Is(err, notifications.ErrDuplicate) {
 		t.Fatalf("duplicate key within one call: err %v, want ErrDuplicate", err)
 	}
+	sameID := good
+	sameID.DedupeKey = "c"
+	err = h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, sameID})
+	if !errors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("duplicate message ID within one call: err %v, want ErrDuplicate", err)
+	}
 	if n := countMessages(t, h); n != 0 {
 		t.Fatalf("failed enqueues stored %d messages", n)
 	}
@@ -713,6 +719,22 @@ func testTemplates(t *testing.T, h *suite) {
 	if _, err := h.store.Template(h.ctx, clash.ID); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("refused upsert stored the template")
 	}
+	// One call naming an ID or a name twice is refused as a whole.
+	first := notifications.Template{ID: uuid.New(), Name: "twice " + uuid.NewString(), TitleTemplate: "a"}
+	again := first
+	again.TitleTemplate = "b"
+	if err := h.store.UpsertTemplates(h.ctx, first, again); !errors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("one template ID twice in one call: err %v, want ErrDuplicate", err)
+	}
+	sameName := notifications.Template{ID: uuid.New(), Name: first.Name, TitleTemplate: "c"}
+	if err := h.store.UpsertTemplates(h.ctx, first, sameName); !errors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("one template name twice in one call: err %v, want ErrDuplicate", err)
+	}
+	for _, id := range []uuid.UUID{first.ID, sameName.ID} {
+		if _, err := h.store.Template(h.ctx, id); !errors.Is(err, notifications.ErrNotFound) {
+			t.Fatalf("a refused call stored template %s: err %v", id, err)
+		}
+	}
 }
 
 func testAdminQueries(t *testing.T, h *suite) {
@@ -742,7 +764,7 @@ func testAdminQueries(t *testing.T, h *suite) {
 func testInbox(t *testing.T, h *suite) {
 	user, other := uuid.New(), uuid.New()
 	item := notifications.InboxItem{
-		ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T", Content: "**C**",
+		ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T", TitleMarkdown: "**T**", Content: "**C**",
 		Actions: []notifications.Action{{Label: "Open", URL: "https://example.com"}}, Targets: []uuid.UUID{uuid.New()},
 	}
 	created, err := h.store.InsertInboxItem(h.ctx, item)
@@ -763,7 +785,7 @@ func testInbox(t *testing.T, h *suite) {
 	if err != nil || len(items) != 2 || items[0].ID != second.ID || items[1].ID != item.ID {
 		t.Fatalf("list: %+v, %v; want newest first", items, err)
 	}
-	if items[1].Title != "T" || items[1].Content != "**C**" || len(items[1].Actions) != 1 || len(items[1].Targets) != 1 || items[1].CreatedAt.IsZero() {
+	if items[1].Title != "T" || items[1].TitleMarkdown != "**T**" || items[1].Content != "**C**" || len(items[1].Actions) != 1 || len(items[1].Targets) != 1 || items[1].CreatedAt.IsZero() {
 		t.Fatalf("item round trip: %+v", items[1])
 	}
 	if n, err := h.store.UnreadInboxCount(h.ctx, user); err != nil || n != 2 {

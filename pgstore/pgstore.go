@@ -26,6 +26,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/storecheck"
 )
 
 // DefaultSchema is the schema the store uses unless WithSchema says otherwise.
@@ -323,6 +324,9 @@ type storedAction struct {
 func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.Template) error {
 	if len(templates) == 0 {
 		return nil
+	}
+	if err := storecheck.TemplateBatch(templates); err != nil {
+		return xerrors.Errorf("upsert templates: %w", err)
 	}
 	n := len(templates)
 	ids := make([]uuid.UUID, n)

@@ -141,12 +141,12 @@ ON CONFLICT (user_id, template_id) DO UPDATE SET disabled = excluded.disabled, u
 		paused:    q(`SELECT paused FROM {{s}}.settings WHERE id = 1`),
 
 		inboxInsert: q(`
-INSERT INTO {{s}}.inbox (id, user_id, template_id, title, content, actions, targets, created_at)
-VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8::uuid[], coalesce($1::timestamptz, now()))
+INSERT INTO {{s}}.inbox (id, user_id, template_id, title, content, actions, targets, title_markdown, created_at)
+VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8::uuid[], $9, coalesce($1::timestamptz, now()))
 ON CONFLICT (id) DO NOTHING`),
-		inboxList: q(`SELECT id, user_id, template_id, title, content, actions::text, targets, created_at, read_at
+		inboxList: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
 FROM {{s}}.inbox WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) ORDER BY seq DESC LIMIT $3`),
-		inboxGet: q(`SELECT id, user_id, template_id, title, content, actions::text, targets, created_at, read_at
+		inboxGet: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
 FROM {{s}}.inbox WHERE id = $1`),
 		inboxUnread: q(`SELECT count(*) FROM {{s}}.inbox WHERE user_id = $1 AND read_at IS NULL`),
 		inboxMarkRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce(read_at, coalesce($1::timestamptz, now()))
