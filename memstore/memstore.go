@@ -29,6 +29,8 @@ type Store struct {
 	seq       int64
 	msgs      map[uuid.UUID]*message
 	queue     *list.List // unfinished messages in enqueue order, for leasing
+	finished  *list.List // finished messages in the order they finished (so by UpdatedAt)
+	read      *list.List // read inbox items in the order they were read
 	dedupe    map[string]uuid.UUID
 	templates map[uuid.UUID]notifications.Template
 	prefs     map[prefKey]bool
@@ -67,6 +69,8 @@ func New(opts ...Option) *Store {
 		clock:     quartz.NewReal(),
 		msgs:      make(map[uuid.UUID]*message),
 		queue:     list.New(),
+		finished:  list.New(),
+		read:      list.New(),
 		dedupe:    make(map[string]uuid.UUID),
 		templates: make(map[uuid.UUID]notifications.Template),
 		prefs:     make(map[prefKey]bool),
@@ -165,6 +169,7 @@ func (s *Store) finishLocked(msg *message, status notifications.Status, now time
 		s.queue.Remove(msg.elem)
 		msg.elem = nil
 	}
+	s.finished.PushBack(msg)
 }
 
 func (s *Store) fencedLocked(notifierID, id uuid.UUID, attempt int) (*message, bool) {
@@ -229,26 +234,65 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	return n, nil
 }
 
-// PurgeMessages implements notifications.NotifierStore.
+// PurgeMessages implements notifications.NotifierStore. It takes the store's lock once per
+// batch of at most BatchSize rows, and reads only the rows it deletes: finished messages
+// and read inbox items are kept in the order they finished or were read.
 func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
-	olderThan := p.MessagesOlderThan
-	if err := ctx.Err(); err != nil {
-		return 0, xerrors.Errorf("purge messages: %w", err)
+	batch := p.BatchSize
+	if batch <= 0 {
+		batch = defaultPurgeBatch
 	}
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, xerrors.Errorf("purge messages: %w", err)
+		}
+		n, more := s.purgeBatch(p, batch)
+		total += n
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// defaultPurgeBatch is the purge batch size when PurgeParams.BatchSize is 0.
+const defaultPurgeBatch = 1000
+
+// purgeBatch deletes at most batch rows and reports whether more may be due.
+func (s *Store) purgeBatch(p notifications.PurgeParams, batch int) (int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cutoff := s.now().Add(-olderThan)
+	now := s.now()
 	n := 0
-	for id, msg := range s.msgs {
-		if msg.Status.Terminal() && !msg.UpdatedAt.After(cutoff) {
-			delete(s.msgs, id)
-			if s.dedupe[msg.dedupeKey] == id {
-				delete(s.dedupe, msg.dedupeKey)
+	cutoff := now.Add(-p.MessagesOlderThan)
+	for e := s.finished.Front(); e != nil && n < batch; e = s.finished.Front() {
+		msg := e.Value.(*message)
+		if msg.UpdatedAt.After(cutoff) {
+			break
+		}
+		s.finished.Remove(e)
+		if s.msgs[msg.ID] != msg || !msg.Status.Terminal() {
+			continue // stale entry
+		}
+		delete(s.msgs, msg.ID)
+		if s.dedupe[msg.dedupeKey] == msg.ID {
+			delete(s.dedupe, msg.dedupeKey)
+		}
+		n++
+	}
+	if p.ReadInboxOlderThan > 0 {
+		cutoff := now.Add(-p.ReadInboxOlderThan)
+		for e := s.read.Front(); e != nil && n < batch; e = s.read.Front() {
+			it := e.Value.(*inboxItem)
+			if it.ReadAt.After(cutoff) {
+				break
 			}
+			s.read.Remove(e)
+			delete(s.inbox, it.ID)
 			n++
 		}
 	}
-	return n, nil
+	return n, n == batch
 }
 
 // Listen implements notifications.NotifierStore: wake is called after every enqueue.
@@ -563,6 +607,7 @@ func (s *Store) MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) err
 	}
 	if it.ReadAt.IsZero() {
 		it.ReadAt = s.now()
+		s.read.PushBack(it)
 	}
 	return nil
 }

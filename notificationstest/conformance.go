@@ -54,6 +54,8 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 		{"EnqueueIsAtomic", testEnqueueAtomic},
 		{"EnqueueRefusesBadInput", testEnqueueBadInput},
 		{"Purge", testPurge},
+		{"PurgeInBatches", testPurgeBatches},
+		{"PurgeReadInbox", testPurgeInbox},
 		{"Pause", testPause},
 		{"ListenWakesOnEnqueue", testListen},
 		{"Templates", testTemplates},
@@ -630,6 +632,72 @@ func testPurge(t *testing.T, h *suite) {
 	h.clk.Advance(retention).MustWait(h.ctx)
 	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 2 {
 		t.Fatalf("purge of a crash-exhausted message: %d, %v", n, err)
+	}
+}
+
+// testPurgeBatches: a batch size smaller than the backlog still purges all of it.
+func testPurgeBatches(t *testing.T, h *suite) {
+	const retention = time.Hour
+	h.enqueue(7)
+	a := uuid.New()
+	h.markSent(a, h.lease(a, 7)...)
+	h.clk.Advance(retention).MustWait(h.ctx)
+	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention, BatchSize: 2})
+	if err != nil || n != 7 {
+		t.Fatalf("purge in batches of 2: %d, %v; want 7", n, err)
+	}
+	if n := countMessages(t, h); n != 0 {
+		t.Fatalf("%d messages left after the purge", n)
+	}
+}
+
+// testPurgeInbox: read inbox items older than ReadInboxOlderThan are purged (with the
+// messages, in one count); unread items and recently read ones stay; 0 keeps them all.
+func testPurgeInbox(t *testing.T, h *suite) {
+	const readRetention = 30 * 24 * time.Hour
+	user := uuid.New()
+	insert := func() uuid.UUID {
+		item := notifications.InboxItem{ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T"}
+		if _, err := h.store.InsertInboxItem(h.ctx, item); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		return item.ID
+	}
+	read := func(id uuid.UUID) {
+		if err := h.store.MarkInboxRead(h.ctx, user, id); err != nil {
+			t.Fatalf("mark read: %v", err)
+		}
+	}
+	oldRead, oldRead2, unread, recent := insert(), insert(), insert(), insert()
+	read(oldRead)
+	read(oldRead2)
+	h.clk.Advance(readRetention - time.Hour).MustWait(h.ctx)
+	read(recent)
+	h.enqueue(1)
+	a := uuid.New()
+	h.markSent(a, h.lease(a, 1)...)
+	h.clk.Advance(time.Hour).MustWait(h.ctx)
+
+	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: 365 * 24 * time.Hour}); err != nil || n != 0 {
+		t.Fatalf("purge without inbox retention: %d, %v; want 0", n, err)
+	}
+	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: time.Hour, ReadInboxOlderThan: readRetention, BatchSize: 1})
+	if err != nil || n != 3 {
+		t.Fatalf("purge: %d, %v; want 3 (one message, two read items)", n, err)
+	}
+	items, err := h.store.InboxItems(h.ctx, user, notifications.InboxFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[uuid.UUID]bool{}
+	for _, it := range items {
+		left[it.ID] = true
+	}
+	if len(left) != 2 || !left[unread] || !left[recent] {
+		t.Fatalf("inbox after purge: %+v; want the unread and the recently read item", items)
+	}
+	if err := h.store.MarkInboxRead(h.ctx, user, oldRead); !errors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("purged item: err %v, want ErrNotFound", err)
 	}
 }
 

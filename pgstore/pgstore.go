@@ -251,14 +251,42 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	return int(tag.RowsAffected()), nil
 }
 
-// PurgeMessages implements notifications.NotifierStore. One replica purges at a time: a
-// call that cannot take the transaction-scoped advisory lock deletes nothing.
+// PurgeMessages implements notifications.NotifierStore. Each batch is one short statement
+// (its own transaction) that deletes at most BatchSize rows; one replica purges at a time:
+// a batch that cannot take the transaction-scoped advisory lock deletes nothing and ends
+// the call.
 func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
-	tag, err := s.db.Exec(ctx, s.q.purge, s.now(), p.MessagesOlderThan.Microseconds(), "notifications.purge."+s.o.schema)
-	if err != nil {
-		return 0, xerrors.Errorf("purge messages: %w", translate(err))
+	batch := p.BatchSize
+	if batch <= 0 {
+		batch = defaultPurgeBatch
 	}
-	return int(tag.RowsAffected()), nil
+	total, err := s.purgeBatches(ctx, s.q.purge, p.MessagesOlderThan, batch)
+	if err != nil {
+		return total, xerrors.Errorf("purge messages: %w", err)
+	}
+	if p.ReadInboxOlderThan > 0 {
+		n, err := s.purgeBatches(ctx, s.q.purgeInbox, p.ReadInboxOlderThan, batch)
+		total += n
+		if err != nil {
+			return total, xerrors.Errorf("purge read inbox items: %w", err)
+		}
+	}
+	return total, nil
+}
+
+func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.Duration, batch int) (int, error) {
+	total := 0
+	for {
+		var got bool
+		var n int
+		if err := s.db.QueryRow(ctx, query, s.now(), olderThan.Microseconds(), "notifications.purge."+s.o.schema, batch).Scan(&got, &n); err != nil {
+			return total, translate(err)
+		}
+		total += n
+		if !got || n < batch {
+			return total, nil
+		}
+	}
 }
 
 // EnqueueMessages implements notifications.EnqueueStore: one statement inserts every row,
@@ -503,3 +531,6 @@ func (s *Store) Paused(ctx context.Context) (bool, error) {
 // identifiers, and so NOTIFY channel names, to 63 bytes, and the longest channel the store
 // uses is "<schema>.inbox".
 const MaxSchemaLen = 57
+
+// defaultPurgeBatch is the purge batch size when PurgeParams.BatchSize is 0.
+const defaultPurgeBatch = 1000

@@ -9,7 +9,7 @@ import (
 // queries holds every statement, qualified with the store's schema. $1 is always the
 // explicit "now" (NULL: the database's now()).
 type queries struct {
-	lease, markSent, markFailed, purge, enqueue                        string
+	lease, markSent, markFailed, purge, purgeInbox, enqueue            string
 	template, upsertTemplates                                          string
 	message, messages, countByStatus, setPreference, setPaused, paused string
 	inboxInsert, inboxList, inboxUnread, inboxMarkRead, inboxGet       string
@@ -81,12 +81,30 @@ UPDATE {{s}}.messages m SET status = r.status, status_reason = r.reason, updated
 FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
 WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
 
+		// One batch of the purge: at most $4 rows, oldest first, skipping rows that are
+		// locked (a late flush), under a transaction-scoped try-lock so that one replica
+		// purges at a time. It reports whether it got the lock.
 		purge: q(`
-WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got)
-DELETE FROM {{s}}.messages
-WHERE (SELECT got FROM lock)
-  AND status IN ('sent', 'permanent_failure', 'inhibited')
-  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'`),
+WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
+victims AS (
+	SELECT id FROM {{s}}.messages
+	WHERE (SELECT got FROM lock)
+	  AND status IN ('sent', 'permanent_failure', 'inhibited')
+	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED
+),
+del AS (DELETE FROM {{s}}.messages m USING victims v WHERE m.id = v.id RETURNING 1)
+SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
+		purgeInbox: q(`
+WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
+victims AS (
+	SELECT id FROM {{s}}.inbox
+	WHERE (SELECT got FROM lock)
+	  AND read_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	ORDER BY read_at LIMIT $4 FOR UPDATE SKIP LOCKED
+),
+del AS (DELETE FROM {{s}}.inbox i USING victims v WHERE i.id = v.id RETURNING 1)
+SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
 
 		// One statement: refuse the whole batch if a template is missing or a recipient
 		// disabled it, otherwise insert every row and notify listeners (at commit).
