@@ -28,9 +28,9 @@ type Store struct {
 	mu        sync.Mutex
 	seq       int64
 	msgs      map[uuid.UUID]*message
-	queue     *list.List // unfinished messages in enqueue order, for leasing
-	finished  *list.List // finished messages in the order they finished (so by UpdatedAt)
-	read      *list.List // read inbox items in the order they were read
+	queues    map[notifications.Method]*methodQueue // unfinished messages, for leasing
+	finished  *list.List                            // finished messages in the order they finished (so by UpdatedAt)
+	read      *list.List                            // read inbox items in the order they were read
 	dedupe    map[string]uuid.UUID
 	templates map[uuid.UUID]notifications.Template
 	prefs     map[prefKey]bool
@@ -41,9 +41,11 @@ type Store struct {
 
 type message struct {
 	notifications.Message
-	seq       int64
-	dedupeKey string
-	elem      *list.Element // in queue while unfinished
+	seq        int64
+	dedupeKey  string
+	elem       *list.Element // in its method's pending list while pending
+	hidx       int           // index in its method's timed heap while leased or retrying, else -1
+	eligibleAt time.Time     // the heap's key: lease expiry or retry time
 }
 
 type inboxItem struct {
@@ -68,7 +70,7 @@ func New(opts ...Option) *Store {
 	s := &Store{
 		clock:     quartz.NewReal(),
 		msgs:      make(map[uuid.UUID]*message),
-		queue:     list.New(),
+		queues:    make(map[notifications.Method]*methodQueue),
 		finished:  list.New(),
 		read:      list.New(),
 		dedupe:    make(map[string]uuid.UUID),
@@ -99,24 +101,33 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 		return nil, nil
 	}
 	now := s.now()
+	// Candidates: each method's pending head and earliest due timed messages; the oldest
+	// of them are leased. The work is bounded by Limit per method, not by the backlog.
+	var candidates []*message
+	for _, method := range p.Methods {
+		if q, ok := s.queues[method]; ok {
+			candidates = append(candidates, q.dueLocked(now, p.Limit)...)
+		}
+	}
+	slices.SortFunc(candidates, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
 	var out []notifications.LeasedMessage
-	for e := s.queue.Front(); e != nil && len(out) < p.Limit; {
-		msg := e.Value.(*message)
-		e = e.Next()
-		if !slices.Contains(p.Methods, msg.Method) || !eligible(msg, now) {
-			continue
+	for _, msg := range candidates {
+		if len(out) == p.Limit {
+			break
 		}
 		if msg.AttemptCount >= p.MaxAttempts {
 			s.finishLocked(msg, notifications.StatusPermanentFailure, now,
 				fmt.Sprintf("gave up after %d attempts whose leases expired without a result (the delivering process probably stopped mid-delivery)", msg.AttemptCount))
 			continue
 		}
+		s.dequeueLocked(msg)
 		msg.Status = notifications.StatusLeased
 		msg.LeasedBy = p.NotifierID
 		msg.LeasedUntil = now.Add(p.LeasePeriod)
 		msg.NextRetryAfter = time.Time{}
 		msg.AttemptCount++
 		msg.UpdatedAt = now
+		s.scheduleLocked(msg, msg.LeasedUntil)
 		t := s.templates[msg.TemplateID]
 		out = append(out, notifications.LeasedMessage{
 			ID:            msg.ID,
@@ -133,18 +144,6 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 		})
 	}
 	return out, nil
-}
-
-func eligible(m *message, now time.Time) bool {
-	switch m.Status {
-	case notifications.StatusPending:
-		return true
-	case notifications.StatusTemporaryFailure:
-		return !now.Before(m.NextRetryAfter)
-	case notifications.StatusLeased:
-		return !now.Before(m.LeasedUntil)
-	}
-	return false
 }
 
 func (s *Store) disabledLocked(user uuid.UUID, t notifications.Template) bool {
@@ -165,10 +164,7 @@ func (s *Store) finishLocked(msg *message, status notifications.Status, now time
 	if status == notifications.StatusSent {
 		msg.SentAt = now
 	}
-	if msg.elem != nil {
-		s.queue.Remove(msg.elem)
-		msg.elem = nil
-	}
+	s.dequeueLocked(msg)
 	s.finished.PushBack(msg)
 }
 
@@ -224,12 +220,14 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 			s.finishLocked(msg, r.Status, now, r.Reason)
 			continue
 		}
+		s.dequeueLocked(msg)
 		msg.Status = notifications.StatusTemporaryFailure
 		msg.StatusReason = r.Reason
 		msg.UpdatedAt = now
 		msg.LeasedBy = uuid.Nil
 		msg.LeasedUntil = time.Time{}
 		msg.NextRetryAfter = now.Add(r.RetryDelay)
+		s.scheduleLocked(msg, msg.NextRetryAfter)
 	}
 	return n, nil
 }
@@ -346,8 +344,9 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 			},
 			seq:       s.seq,
 			dedupeKey: m.DedupeKey,
+			hidx:      -1,
 		}
-		msg.elem = s.queue.PushBack(msg)
+		msg.elem = s.queueLocked(m.Method).pending.PushBack(msg)
 		s.msgs[m.ID] = msg
 		if m.DedupeKey != "" {
 			s.dedupe[m.DedupeKey] = m.ID
