@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"text/template"
 
 	"github.com/google/uuid"
@@ -50,12 +51,13 @@ func (h *Inbox) Dispatcher(payload notifications.MessagePayload, title, body str
 	return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
 		item := notifications.InboxItem{
 			ID: msgID, UserID: userID, TemplateID: templateID,
-			Title: markdown.ToPlain(title), Content: body,
+			Title: markdown.ToPlain(title), TitleMarkdown: title, Content: body,
 			Actions: payload.Actions, Targets: payload.Targets,
 		}
 		created, err := h.store.InsertInboxItem(ctx, item)
 		if err != nil {
-			return true, xerrors.Errorf("store inbox item: %w", err)
+			// A value the store can never hold fails the same way on every attempt.
+			return !errors.Is(err, notifications.ErrInvalidMessage), xerrors.Errorf("store inbox item: %w", err)
 		}
 		if created && h.broker != nil {
 			// The item is stored; a failed publish only costs live viewers an update they

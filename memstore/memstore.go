@@ -18,6 +18,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/storecheck"
 )
 
 // Store is the in-memory store. Create it with New; it is safe for concurrent use.
@@ -27,7 +28,9 @@ type Store struct {
 	mu        sync.Mutex
 	seq       int64
 	msgs      map[uuid.UUID]*message
-	queue     *list.List // unfinished messages in enqueue order, for leasing
+	queues    map[notifications.Method]*methodQueue // unfinished messages, for leasing
+	finished  *list.List                            // finished messages in the order they finished (so by UpdatedAt)
+	read      *list.List                            // read inbox items in the order they were read
 	dedupe    map[string]uuid.UUID
 	templates map[uuid.UUID]notifications.Template
 	prefs     map[prefKey]bool
@@ -38,9 +41,11 @@ type Store struct {
 
 type message struct {
 	notifications.Message
-	seq       int64
-	dedupeKey string
-	elem      *list.Element // in queue while unfinished
+	seq        int64
+	dedupeKey  string
+	elem       *list.Element // in its method's pending list while pending
+	hidx       int           // index in its method's timed heap while leased or retrying, else -1
+	eligibleAt time.Time     // the heap's key: lease expiry or retry time
 }
 
 type inboxItem struct {
@@ -65,7 +70,9 @@ func New(opts ...Option) *Store {
 	s := &Store{
 		clock:     quartz.NewReal(),
 		msgs:      make(map[uuid.UUID]*message),
-		queue:     list.New(),
+		queues:    make(map[notifications.Method]*methodQueue),
+		finished:  list.New(),
+		read:      list.New(),
 		dedupe:    make(map[string]uuid.UUID),
 		templates: make(map[uuid.UUID]notifications.Template),
 		prefs:     make(map[prefKey]bool),
@@ -94,24 +101,33 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 		return nil, nil
 	}
 	now := s.now()
+	// Candidates: each method's pending head and earliest due timed messages; the oldest
+	// of them are leased. The work is bounded by Limit per method, not by the backlog.
+	var candidates []*message
+	for _, method := range p.Methods {
+		if q, ok := s.queues[method]; ok {
+			candidates = append(candidates, q.dueLocked(now, p.Limit)...)
+		}
+	}
+	slices.SortFunc(candidates, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
 	var out []notifications.LeasedMessage
-	for e := s.queue.Front(); e != nil && len(out) < p.Limit; {
-		msg := e.Value.(*message)
-		e = e.Next()
-		if !eligible(msg, now) {
-			continue
+	for _, msg := range candidates {
+		if len(out) == p.Limit {
+			break
 		}
 		if msg.AttemptCount >= p.MaxAttempts {
 			s.finishLocked(msg, notifications.StatusPermanentFailure, now,
 				fmt.Sprintf("gave up after %d attempts whose leases expired without a result (the delivering process probably stopped mid-delivery)", msg.AttemptCount))
 			continue
 		}
+		s.dequeueLocked(msg)
 		msg.Status = notifications.StatusLeased
 		msg.LeasedBy = p.NotifierID
 		msg.LeasedUntil = now.Add(p.LeasePeriod)
 		msg.NextRetryAfter = time.Time{}
 		msg.AttemptCount++
 		msg.UpdatedAt = now
+		s.scheduleLocked(msg, msg.LeasedUntil)
 		t := s.templates[msg.TemplateID]
 		out = append(out, notifications.LeasedMessage{
 			ID:            msg.ID,
@@ -128,18 +144,6 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 		})
 	}
 	return out, nil
-}
-
-func eligible(m *message, now time.Time) bool {
-	switch m.Status {
-	case notifications.StatusPending:
-		return true
-	case notifications.StatusTemporaryFailure:
-		return !now.Before(m.NextRetryAfter)
-	case notifications.StatusLeased:
-		return !now.Before(m.LeasedUntil)
-	}
-	return false
 }
 
 func (s *Store) disabledLocked(user uuid.UUID, t notifications.Template) bool {
@@ -160,10 +164,8 @@ func (s *Store) finishLocked(msg *message, status notifications.Status, now time
 	if status == notifications.StatusSent {
 		msg.SentAt = now
 	}
-	if msg.elem != nil {
-		s.queue.Remove(msg.elem)
-		msg.elem = nil
-	}
+	s.dequeueLocked(msg)
+	s.finished.PushBack(msg)
 }
 
 func (s *Store) fencedLocked(notifierID, id uuid.UUID, attempt int) (*message, bool) {
@@ -218,36 +220,77 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 			s.finishLocked(msg, r.Status, now, r.Reason)
 			continue
 		}
+		s.dequeueLocked(msg)
 		msg.Status = notifications.StatusTemporaryFailure
 		msg.StatusReason = r.Reason
 		msg.UpdatedAt = now
 		msg.LeasedBy = uuid.Nil
 		msg.LeasedUntil = time.Time{}
 		msg.NextRetryAfter = now.Add(r.RetryDelay)
+		s.scheduleLocked(msg, msg.NextRetryAfter)
 	}
 	return n, nil
 }
 
-// PurgeMessages implements notifications.NotifierStore.
+// PurgeMessages implements notifications.NotifierStore. It takes the store's lock once per
+// batch of at most BatchSize rows, and reads only the rows it deletes: finished messages
+// and read inbox items are kept in the order they finished or were read.
 func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
-	olderThan := p.MessagesOlderThan
-	if err := ctx.Err(); err != nil {
-		return 0, xerrors.Errorf("purge messages: %w", err)
+	batch := p.BatchSize
+	if batch <= 0 {
+		batch = defaultPurgeBatch
 	}
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, xerrors.Errorf("purge messages: %w", err)
+		}
+		n, more := s.purgeBatch(p, batch)
+		total += n
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// defaultPurgeBatch is the purge batch size when PurgeParams.BatchSize is 0.
+const defaultPurgeBatch = 1000
+
+// purgeBatch deletes at most batch rows and reports whether more may be due.
+func (s *Store) purgeBatch(p notifications.PurgeParams, batch int) (int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cutoff := s.now().Add(-olderThan)
+	now := s.now()
 	n := 0
-	for id, msg := range s.msgs {
-		if msg.Status.Terminal() && !msg.UpdatedAt.After(cutoff) {
-			delete(s.msgs, id)
-			if s.dedupe[msg.dedupeKey] == id {
-				delete(s.dedupe, msg.dedupeKey)
+	cutoff := now.Add(-p.MessagesOlderThan)
+	for e := s.finished.Front(); e != nil && n < batch; e = s.finished.Front() {
+		msg := e.Value.(*message)
+		if msg.UpdatedAt.After(cutoff) {
+			break
+		}
+		s.finished.Remove(e)
+		if s.msgs[msg.ID] != msg || !msg.Status.Terminal() {
+			continue // stale entry
+		}
+		delete(s.msgs, msg.ID)
+		if s.dedupe[msg.dedupeKey] == msg.ID {
+			delete(s.dedupe, msg.dedupeKey)
+		}
+		n++
+	}
+	if p.ReadInboxOlderThan > 0 {
+		cutoff := now.Add(-p.ReadInboxOlderThan)
+		for e := s.read.Front(); e != nil && n < batch; e = s.read.Front() {
+			it := e.Value.(*inboxItem)
+			if it.ReadAt.After(cutoff) {
+				break
 			}
+			s.read.Remove(e)
+			delete(s.inbox, it.ID)
 			n++
 		}
 	}
-	return n, nil
+	return n, n == batch
 }
 
 // Listen implements notifications.NotifierStore: wake is called after every enqueue.
@@ -280,7 +323,12 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	batchKeys := make(map[string]struct{}, len(msgs))
+	batchIDs := make(map[uuid.UUID]struct{}, len(msgs))
 	for _, m := range msgs {
+		if _, dup := batchIDs[m.ID]; dup {
+			return xerrors.Errorf("enqueue message %s: the ID appears twice in one call: %w", m.ID, notifications.ErrDuplicate)
+		}
+		batchIDs[m.ID] = struct{}{}
 		if err := s.checkLocked(m, batchKeys); err != nil {
 			return xerrors.Errorf("enqueue message %s: %w", m.ID, err)
 		}
@@ -296,8 +344,9 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 			},
 			seq:       s.seq,
 			dedupeKey: m.DedupeKey,
+			hidx:      -1,
 		}
-		msg.elem = s.queue.PushBack(msg)
+		msg.elem = s.queueLocked(m.Method).pending.PushBack(msg)
 		s.msgs[m.ID] = msg
 		if m.DedupeKey != "" {
 			s.dedupe[m.DedupeKey] = m.ID
@@ -360,6 +409,9 @@ func (s *Store) Template(ctx context.Context, id uuid.UUID) (notifications.Templ
 // UpsertTemplates implements notifications.TemplateStore.
 func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.Template) error {
 	if err := ctx.Err(); err != nil {
+		return xerrors.Errorf("upsert templates: %w", err)
+	}
+	if err := storecheck.TemplateBatch(templates); err != nil {
 		return xerrors.Errorf("upsert templates: %w", err)
 	}
 	s.mu.Lock()
@@ -554,6 +606,7 @@ func (s *Store) MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) err
 	}
 	if it.ReadAt.IsZero() {
 		it.ReadAt = s.now()
+		s.read.PushBack(it)
 	}
 	return nil
 }

@@ -23,6 +23,9 @@ const (
 	suiteAttempts = 3
 )
 
+// suiteMethods are the methods the suite's notifiers lease: its messages are webhooks.
+var suiteMethods = []notifications.Method{notifications.MethodWebhook}
+
 // RunStoreTests runs the Store conformance suite: the semantics every Store must have
 // (DESIGN §4). Run it from your store's tests:
 //
@@ -37,6 +40,7 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 		fn   func(t *testing.T, h *suite)
 	}{
 		{"LeaseOldestFirst", testLeaseOldestFirst},
+		{"LeaseOnlyTheGivenMethods", testLeaseMethods},
 		{"ConcurrentLesseesNeverShare", testConcurrentLessees},
 		{"ExpiredLeaseIsReleased", testExpiredLease},
 		{"RetryNotLeasedBeforeItsTime", testRetryDelay},
@@ -50,6 +54,8 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 		{"EnqueueIsAtomic", testEnqueueAtomic},
 		{"EnqueueRefusesBadInput", testEnqueueBadInput},
 		{"Purge", testPurge},
+		{"PurgeInBatches", testPurgeBatches},
+		{"PurgeReadInbox", testPurgeInbox},
 		{"Pause", testPause},
 		{"ListenWakesOnEnqueue", testListen},
 		{"Templates", testTemplates},
@@ -127,9 +133,14 @@ func (h *suite) enqueue(n int) []uuid.UUID {
 
 func (h *suite) newMessage(templateID, userID uuid.UUID) uuid.UUID {
 	h.t.Helper()
+	return h.newMessageFor(templateID, userID, notifications.MethodWebhook)
+}
+
+func (h *suite) newMessageFor(templateID, userID uuid.UUID, method notifications.Method) uuid.UUID {
+	h.t.Helper()
 	payload, _ := json.Marshal(notifications.MessagePayload{Version: notifications.PayloadVersion, UserID: userID.String()})
 	msg := notifications.NewMessage{
-		ID: uuid.New(), TemplateID: templateID, UserID: userID, Method: notifications.MethodWebhook,
+		ID: uuid.New(), TemplateID: templateID, UserID: userID, Method: method,
 		Payload: payload, DedupeKey: uuid.NewString(),
 	}
 	if err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{msg}); err != nil {
@@ -141,7 +152,7 @@ func (h *suite) newMessage(templateID, userID uuid.UUID) uuid.UUID {
 func (h *suite) lease(notifier uuid.UUID, limit int) []notifications.LeasedMessage {
 	h.t.Helper()
 	msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
-		NotifierID: notifier, Limit: limit, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+		NotifierID: notifier, Methods: suiteMethods, Limit: limit, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
 	})
 	if err != nil {
 		h.t.Fatalf("lease: %v", err)
@@ -228,6 +239,59 @@ func testLeaseOldestFirst(t *testing.T, h *suite) {
 	}
 }
 
+// testLeaseMethods: a notifier leases only the methods it handles. Messages of another
+// method stay as they are — pending, or leased by the notifier that handles them even when
+// that lease expired with its attempts used up — and an empty method list leases nothing.
+func testLeaseMethods(t *testing.T, h *suite) {
+	const sms = notifications.Method("sms")
+	webhook := h.enqueue(1)[0]
+	smsPending := h.newMessageFor(h.tmpl.ID, uuid.New(), sms)
+	smsLeased := h.newMessageFor(h.tmpl.ID, uuid.New(), sms)
+	h.clk.Advance(time.Millisecond).MustWait(h.ctx)
+
+	// An sms notifier takes smsPending (the oldest sms message) up to the last attempt, then
+	// "crashes": its lease expires with no attempts left.
+	smsNotifier := uuid.New()
+	for attempt := 1; attempt <= suiteAttempts; attempt++ {
+		got, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: smsNotifier,
+			Methods: []notifications.Method{sms}, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+		if err != nil || len(got) != 1 || got[0].ID != smsPending || got[0].Method != sms {
+			t.Fatalf("sms lease %d: %+v, %v; want %s", attempt, got, err, smsPending)
+		}
+		if attempt < suiteAttempts {
+			h.clk.Advance(suiteLease).MustWait(h.ctx)
+		}
+	}
+	h.clk.Advance(suiteLease).MustWait(h.ctx)
+	smsExpired := smsPending
+	smsPending = smsLeased
+	before := h.message(smsPending)
+
+	none, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(),
+		Limit: 10, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+	if err != nil || len(none) != 0 {
+		t.Fatalf("lease with no methods: %+v, %v; want nothing", ids(none), err)
+	}
+	got := h.lease(uuid.New(), 10)
+	if len(got) != 1 || got[0].ID != webhook {
+		t.Fatalf("webhook notifier leased %v, want only the webhook message %s", ids(got), webhook)
+	}
+	if m := h.wantStatus(smsPending, notifications.StatusPending); m.AttemptCount != 0 || !m.UpdatedAt.Equal(before.UpdatedAt) || m.LeasedBy != uuid.Nil {
+		t.Fatalf("pending sms message touched by a webhook lease: %+v", m)
+	}
+	if m := h.wantStatus(smsExpired, notifications.StatusLeased); m.LeasedBy != smsNotifier || m.AttemptCount != suiteAttempts {
+		t.Fatalf("expired sms lease touched by a webhook lease: %+v", m)
+	}
+	// Both methods at once: the sms notifier's successor finishes the exhausted one and
+	// takes the pending one.
+	got, err = h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(),
+		Methods: []notifications.Method{notifications.MethodSMTP, sms}, Limit: 10, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+	if err != nil || len(got) != 1 || got[0].ID != smsPending {
+		t.Fatalf("sms lease: %+v, %v; want %s", ids(got), err, smsPending)
+	}
+	h.wantStatus(smsExpired, notifications.StatusPermanentFailure)
+}
+
 func testConcurrentLessees(t *testing.T, h *suite) {
 	const total, workers = 300, 6
 	// Enqueue in batches: fast and still ordered enough.
@@ -252,7 +316,7 @@ func testConcurrentLessees(t *testing.T, h *suite) {
 		wg.Go(func() {
 			for {
 				msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
-					NotifierID: notifier, Limit: 7, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+					NotifierID: notifier, Methods: suiteMethods, Limit: 7, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
 				})
 				if err != nil {
 					errs <- err
@@ -496,6 +560,12 @@ func testEnqueueAtomic(t *testing.T, h *suite) {
 	if !errors.Is(err, notifications.ErrDuplicate) {
 		t.Fatalf("duplicate key within one call: err %v, want ErrDuplicate", err)
 	}
+	sameID := good
+	sameID.DedupeKey = "c"
+	err = h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, sameID})
+	if !errors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("duplicate message ID within one call: err %v, want ErrDuplicate", err)
+	}
 	if n := countMessages(t, h); n != 0 {
 		t.Fatalf("failed enqueues stored %d messages", n)
 	}
@@ -562,6 +632,72 @@ func testPurge(t *testing.T, h *suite) {
 	h.clk.Advance(retention).MustWait(h.ctx)
 	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 2 {
 		t.Fatalf("purge of a crash-exhausted message: %d, %v", n, err)
+	}
+}
+
+// testPurgeBatches: a batch size smaller than the backlog still purges all of it.
+func testPurgeBatches(t *testing.T, h *suite) {
+	const retention = time.Hour
+	h.enqueue(7)
+	a := uuid.New()
+	h.markSent(a, h.lease(a, 7)...)
+	h.clk.Advance(retention).MustWait(h.ctx)
+	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention, BatchSize: 2})
+	if err != nil || n != 7 {
+		t.Fatalf("purge in batches of 2: %d, %v; want 7", n, err)
+	}
+	if n := countMessages(t, h); n != 0 {
+		t.Fatalf("%d messages left after the purge", n)
+	}
+}
+
+// testPurgeInbox: read inbox items older than ReadInboxOlderThan are purged (with the
+// messages, in one count); unread items and recently read ones stay; 0 keeps them all.
+func testPurgeInbox(t *testing.T, h *suite) {
+	const readRetention = 30 * 24 * time.Hour
+	user := uuid.New()
+	insert := func() uuid.UUID {
+		item := notifications.InboxItem{ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T"}
+		if _, err := h.store.InsertInboxItem(h.ctx, item); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		return item.ID
+	}
+	read := func(id uuid.UUID) {
+		if err := h.store.MarkInboxRead(h.ctx, user, id); err != nil {
+			t.Fatalf("mark read: %v", err)
+		}
+	}
+	oldRead, oldRead2, unread, recent := insert(), insert(), insert(), insert()
+	read(oldRead)
+	read(oldRead2)
+	h.clk.Advance(readRetention - time.Hour).MustWait(h.ctx)
+	read(recent)
+	h.enqueue(1)
+	a := uuid.New()
+	h.markSent(a, h.lease(a, 1)...)
+	h.clk.Advance(time.Hour).MustWait(h.ctx)
+
+	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: 365 * 24 * time.Hour}); err != nil || n != 0 {
+		t.Fatalf("purge without inbox retention: %d, %v; want 0", n, err)
+	}
+	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: time.Hour, ReadInboxOlderThan: readRetention, BatchSize: 1})
+	if err != nil || n != 3 {
+		t.Fatalf("purge: %d, %v; want 3 (one message, two read items)", n, err)
+	}
+	items, err := h.store.InboxItems(h.ctx, user, notifications.InboxFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[uuid.UUID]bool{}
+	for _, it := range items {
+		left[it.ID] = true
+	}
+	if len(left) != 2 || !left[unread] || !left[recent] {
+		t.Fatalf("inbox after purge: %+v; want the unread and the recently read item", items)
+	}
+	if err := h.store.MarkInboxRead(h.ctx, user, oldRead); !errors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("purged item: err %v, want ErrNotFound", err)
 	}
 }
 
@@ -651,6 +787,22 @@ func testTemplates(t *testing.T, h *suite) {
 	if _, err := h.store.Template(h.ctx, clash.ID); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("refused upsert stored the template")
 	}
+	// One call naming an ID or a name twice is refused as a whole.
+	first := notifications.Template{ID: uuid.New(), Name: "twice " + uuid.NewString(), TitleTemplate: "a"}
+	again := first
+	again.TitleTemplate = "b"
+	if err := h.store.UpsertTemplates(h.ctx, first, again); !errors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("one template ID twice in one call: err %v, want ErrDuplicate", err)
+	}
+	sameName := notifications.Template{ID: uuid.New(), Name: first.Name, TitleTemplate: "c"}
+	if err := h.store.UpsertTemplates(h.ctx, first, sameName); !errors.Is(err, notifications.ErrDuplicate) {
+		t.Fatalf("one template name twice in one call: err %v, want ErrDuplicate", err)
+	}
+	for _, id := range []uuid.UUID{first.ID, sameName.ID} {
+		if _, err := h.store.Template(h.ctx, id); !errors.Is(err, notifications.ErrNotFound) {
+			t.Fatalf("a refused call stored template %s: err %v", id, err)
+		}
+	}
 }
 
 func testAdminQueries(t *testing.T, h *suite) {
@@ -680,7 +832,7 @@ func testAdminQueries(t *testing.T, h *suite) {
 func testInbox(t *testing.T, h *suite) {
 	user, other := uuid.New(), uuid.New()
 	item := notifications.InboxItem{
-		ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T", Content: "**C**",
+		ID: uuid.New(), UserID: user, TemplateID: h.tmpl.ID, Title: "T", TitleMarkdown: "**T**", Content: "**C**",
 		Actions: []notifications.Action{{Label: "Open", URL: "https://example.com"}}, Targets: []uuid.UUID{uuid.New()},
 	}
 	created, err := h.store.InsertInboxItem(h.ctx, item)
@@ -701,7 +853,7 @@ func testInbox(t *testing.T, h *suite) {
 	if err != nil || len(items) != 2 || items[0].ID != second.ID || items[1].ID != item.ID {
 		t.Fatalf("list: %+v, %v; want newest first", items, err)
 	}
-	if items[1].Title != "T" || items[1].Content != "**C**" || len(items[1].Actions) != 1 || len(items[1].Targets) != 1 || items[1].CreatedAt.IsZero() {
+	if items[1].Title != "T" || items[1].TitleMarkdown != "**T**" || items[1].Content != "**C**" || len(items[1].Actions) != 1 || len(items[1].Targets) != 1 || items[1].CreatedAt.IsZero() {
 		t.Fatalf("item round trip: %+v", items[1])
 	}
 	if n, err := h.store.UnreadInboxCount(h.ctx, user); err != nil || n != 2 {

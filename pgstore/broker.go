@@ -58,6 +58,9 @@ func (b *InboxBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan no
 // Run listens for published items until ctx ends, on a dedicated connection that it
 // re-establishes after losing it. ready, if not nil, is called each time it listens.
 func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
+	if b.store.err != nil {
+		return xerrors.Errorf("run inbox broker: %w", b.store.err)
+	}
 	if b.store.pool == nil {
 		return xerrors.New("run inbox broker: the store has no pool (made with WithTx?)")
 	}

@@ -26,7 +26,7 @@ func (s *Store) InsertInboxItem(ctx context.Context, item notifications.InboxIte
 		return false, xerrors.Errorf("insert inbox item: encode actions: %w", err)
 	}
 	tag, err := s.db.Exec(ctx, s.q.inboxInsert, s.now(), item.ID, item.UserID, item.TemplateID, item.Title, item.Content,
-		string(b), uuidArrayLiteral(item.Targets))
+		string(b), uuidArrayLiteral(item.Targets), item.TitleMarkdown)
 	if err != nil {
 		return false, xerrors.Errorf("insert inbox item: %w", translate(err))
 	}
@@ -91,7 +91,7 @@ func scanInboxItem(row pgx.Row) (notifications.InboxItem, error) {
 	var it notifications.InboxItem
 	var actions string
 	var readAt *time.Time
-	if err := row.Scan(&it.ID, &it.UserID, &it.TemplateID, &it.Title, &it.Content, &actions, &it.Targets, &it.CreatedAt, &readAt); err != nil {
+	if err := row.Scan(&it.ID, &it.UserID, &it.TemplateID, &it.Title, &it.TitleMarkdown, &it.Content, &actions, &it.Targets, &it.CreatedAt, &readAt); err != nil {
 		return it, xerrors.Errorf("scan: %w", err)
 	}
 	if err := json.Unmarshal([]byte(actions), &it.Actions); err != nil {

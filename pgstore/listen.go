@@ -16,6 +16,9 @@ import (
 // connection, calling wake again once it listens (notifications sent while it was away are
 // lost, so the notifier should look). With PollOnly it returns nil at once.
 func (s *Store) Listen(ctx context.Context, wake func()) error {
+	if s.err != nil {
+		return xerrors.Errorf("listen: %w", s.err)
+	}
 	if s.o.pollOnly || s.pool == nil {
 		return nil
 	}

@@ -72,6 +72,9 @@ func SchemaVersion() int {
 // together with its version row.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...Option) error {
 	o := newOptions(opts)
+	if err := o.validate(); err != nil {
+		return xerrors.Errorf("migrate: %w", err)
+	}
 	ms, err := loadMigrations()
 	if err != nil {
 		return xerrors.Errorf("migrate: load migrations: %w", err)

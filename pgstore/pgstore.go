@@ -26,6 +26,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/storecheck"
 )
 
 // DefaultSchema is the schema the store uses unless WithSchema says otherwise.
@@ -44,6 +45,7 @@ type Store struct {
 	db   dbtx // the pool, or a transaction (WithTx)
 	o    options
 	q    queries
+	err  error // invalid options: every method fails with it
 }
 
 var _ notifications.Store = (*Store)(nil)
@@ -90,12 +92,41 @@ func newOptions(opts []Option) options {
 	return o
 }
 
+// validate refuses options that cannot work.
+func (o options) validate() error {
+	if o.schema == "" {
+		return xerrors.New("pgstore: the schema name is empty")
+	}
+	if len(o.schema) > MaxSchemaLen {
+		return xerrors.Errorf("pgstore: schema name %q is %d bytes; at most %d bytes are allowed, since the NOTIFY channel \"<schema>.inbox\" must fit PostgreSQL's 63-byte identifier limit",
+			o.schema, len(o.schema), MaxSchemaLen)
+	}
+	return nil
+}
+
 // New returns a store on pool. Run Migrate first (once per deployment is enough; it is
-// idempotent).
+// idempotent). Options that cannot work (a schema name over MaxSchemaLen bytes) make every
+// method of the store return an error that says why.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	o := newOptions(opts)
+	if err := o.validate(); err != nil {
+		return &Store{db: failDB{err}, o: o, err: err}
+	}
 	return &Store{pool: pool, db: pool, o: o, q: buildQueries(o.schema)}
 }
+
+// failDB fails every statement with err: the store of New with invalid options.
+type failDB struct{ err error }
+
+func (f failDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
+	return pgconn.CommandTag{}, f.err
+}
+func (f failDB) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, f.err }
+func (f failDB) QueryRow(context.Context, string, ...any) pgx.Row        { return failRow(f) }
+
+type failRow struct{ err error }
+
+func (f failRow) Scan(...any) error { return f.err }
 
 // WithTx returns a store whose reads and writes run in tx: enqueue inside the host's own
 // transaction, so a rollback leaves no message and the notifier is woken at commit. Use it
@@ -120,16 +151,19 @@ func translate(err error) error {
 	if err == nil {
 		return nil
 	}
+	// Each sentinel wraps the driver's error too, so callers can still inspect the cause.
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "23505": // unique_violation
-			return fmt.Errorf("%s (%s): %w", pgErr.Message, pgErr.ConstraintName, notifications.ErrDuplicate)
-		case "23503": // foreign_key_violation
-			return fmt.Errorf("%s: %w", pgErr.Message, notifications.ErrNotFound)
-		case "22P02", "22032", "22023", "23514": // invalid text / json, check violation
-			return fmt.Errorf("%s: %w", pgErr.Message, notifications.ErrInvalidMessage)
-		case "3F000", "42P01": // invalid_schema_name, undefined_table
+		switch {
+		case pgErr.Code == "23505": // unique_violation
+			return fmt.Errorf("%w (%s): %w", notifications.ErrDuplicate, pgErr.ConstraintName, err)
+		case pgErr.Code == "23503": // foreign_key_violation
+			return fmt.Errorf("%w: %w", notifications.ErrNotFound, err)
+		case strings.HasPrefix(pgErr.Code, "22"), pgErr.Code == "23514":
+			// Data exceptions (a NUL byte or invalid UTF-8 in text, invalid JSON, a value
+			// out of range) and check violations: the input can never be stored as it is.
+			return fmt.Errorf("%w: %w", notifications.ErrInvalidMessage, err)
+		case pgErr.Code == "3F000", pgErr.Code == "42P01": // invalid_schema_name, undefined_table
 			return fmt.Errorf("%s (did you run pgstore.Migrate?): %w", pgErr.Message, err)
 		}
 	}
@@ -144,7 +178,14 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 	if p.Limit <= 0 || p.MaxAttempts <= 0 || p.LeasePeriod <= 0 || p.NotifierID == uuid.Nil {
 		return nil, xerrors.Errorf("lease messages: Limit, MaxAttempts, LeasePeriod and NotifierID must be set (got %+v): %w", p, notifications.ErrInvalidMessage)
 	}
-	rows, err := s.db.Query(ctx, s.q.lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts)
+	if len(p.Methods) == 0 {
+		return nil, nil
+	}
+	methods := make([]string, len(p.Methods))
+	for i, m := range p.Methods {
+		methods[i] = string(m)
+	}
+	rows, err := s.db.Query(ctx, s.q.lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, methods)
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
@@ -210,14 +251,42 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	return int(tag.RowsAffected()), nil
 }
 
-// PurgeMessages implements notifications.NotifierStore. One replica purges at a time: a
-// call that cannot take the transaction-scoped advisory lock deletes nothing.
+// PurgeMessages implements notifications.NotifierStore. Each batch is one short statement
+// (its own transaction) that deletes at most BatchSize rows; one replica purges at a time:
+// a batch that cannot take the transaction-scoped advisory lock deletes nothing and ends
+// the call.
 func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
-	tag, err := s.db.Exec(ctx, s.q.purge, s.now(), p.MessagesOlderThan.Microseconds(), "notifications.purge."+s.o.schema)
-	if err != nil {
-		return 0, xerrors.Errorf("purge messages: %w", translate(err))
+	batch := p.BatchSize
+	if batch <= 0 {
+		batch = defaultPurgeBatch
 	}
-	return int(tag.RowsAffected()), nil
+	total, err := s.purgeBatches(ctx, s.q.purge, p.MessagesOlderThan, batch)
+	if err != nil {
+		return total, xerrors.Errorf("purge messages: %w", err)
+	}
+	if p.ReadInboxOlderThan > 0 {
+		n, err := s.purgeBatches(ctx, s.q.purgeInbox, p.ReadInboxOlderThan, batch)
+		total += n
+		if err != nil {
+			return total, xerrors.Errorf("purge read inbox items: %w", err)
+		}
+	}
+	return total, nil
+}
+
+func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.Duration, batch int) (int, error) {
+	total := 0
+	for {
+		var got bool
+		var n int
+		if err := s.db.QueryRow(ctx, query, s.now(), olderThan.Microseconds(), "notifications.purge."+s.o.schema, batch).Scan(&got, &n); err != nil {
+			return total, translate(err)
+		}
+		total += n
+		if !got || n < batch {
+			return total, nil
+		}
+	}
 }
 
 // EnqueueMessages implements notifications.EnqueueStore: one statement inserts every row,
@@ -316,6 +385,9 @@ type storedAction struct {
 func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.Template) error {
 	if len(templates) == 0 {
 		return nil
+	}
+	if err := storecheck.TemplateBatch(templates); err != nil {
+		return xerrors.Errorf("upsert templates: %w", err)
 	}
 	n := len(templates)
 	ids := make([]uuid.UUID, n)
@@ -454,3 +526,11 @@ func (s *Store) Paused(ctx context.Context) (bool, error) {
 	}
 	return p, nil
 }
+
+// MaxSchemaLen is the longest schema name, in bytes, that a store accepts: PostgreSQL limits
+// identifiers, and so NOTIFY channel names, to 63 bytes, and the longest channel the store
+// uses is "<schema>.inbox".
+const MaxSchemaLen = 57
+
+// defaultPurgeBatch is the purge batch size when PurgeParams.BatchSize is 0.
+const defaultPurgeBatch = 1000

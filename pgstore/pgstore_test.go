@@ -105,7 +105,7 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 	if err := store.EnqueueMessages(cancelled, []notifications.NewMessage{msg()}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: err %v, want context.Canceled", err)
 	}
-	if _, err := store.LeaseMessages(cancelled, notifications.LeaseParams{NotifierID: uuid.New(), Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); !errors.Is(err, context.Canceled) {
+	if _, err := store.LeaseMessages(cancelled, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"}, Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); !errors.Is(err, context.Canceled) {
 		t.Errorf("lease with a cancelled context: err %v", err)
 	}
 

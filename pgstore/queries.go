@@ -9,7 +9,7 @@ import (
 // queries holds every statement, qualified with the store's schema. $1 is always the
 // explicit "now" (NULL: the database's now()).
 type queries struct {
-	lease, markSent, markFailed, purge, enqueue                        string
+	lease, markSent, markFailed, purge, purgeInbox, enqueue            string
 	template, upsertTemplates                                          string
 	message, messages, countByStatus, setPreference, setPaused, paused string
 	inboxInsert, inboxList, inboxUnread, inboxMarkRead, inboxGet       string
@@ -29,17 +29,17 @@ WITH now AS (SELECT coalesce($1::timestamptz, now()) AS ts),
 paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
 pending AS (
 	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'pending' AND NOT (SELECT paused FROM paused)
+	WHERE m.status = 'pending' AND m.method = ANY($6::text[]) AND NOT (SELECT paused FROM paused)
 	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
 ),
 due AS (
 	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'temporary_failure' AND m.next_retry_after <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
+	WHERE m.status = 'temporary_failure' AND m.method = ANY($6::text[]) AND m.next_retry_after <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
 	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
 ),
 expired AS (
 	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'leased' AND m.leased_until <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
+	WHERE m.status = 'leased' AND m.method = ANY($6::text[]) AND m.leased_until <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
 	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
 ),
 candidates AS (
@@ -81,12 +81,30 @@ UPDATE {{s}}.messages m SET status = r.status, status_reason = r.reason, updated
 FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
 WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
 
+		// One batch of the purge: at most $4 rows, oldest first, skipping rows that are
+		// locked (a late flush), under a transaction-scoped try-lock so that one replica
+		// purges at a time. It reports whether it got the lock.
 		purge: q(`
-WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got)
-DELETE FROM {{s}}.messages
-WHERE (SELECT got FROM lock)
-  AND status IN ('sent', 'permanent_failure', 'inhibited')
-  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'`),
+WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
+victims AS (
+	SELECT id FROM {{s}}.messages
+	WHERE (SELECT got FROM lock)
+	  AND status IN ('sent', 'permanent_failure', 'inhibited')
+	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED
+),
+del AS (DELETE FROM {{s}}.messages m USING victims v WHERE m.id = v.id RETURNING 1)
+SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
+		purgeInbox: q(`
+WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
+victims AS (
+	SELECT id FROM {{s}}.inbox
+	WHERE (SELECT got FROM lock)
+	  AND read_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	ORDER BY read_at LIMIT $4 FOR UPDATE SKIP LOCKED
+),
+del AS (DELETE FROM {{s}}.inbox i USING victims v WHERE i.id = v.id RETURNING 1)
+SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
 
 		// One statement: refuse the whole batch if a template is missing or a recipient
 		// disabled it, otherwise insert every row and notify listeners (at commit).
@@ -141,12 +159,12 @@ ON CONFLICT (user_id, template_id) DO UPDATE SET disabled = excluded.disabled, u
 		paused:    q(`SELECT paused FROM {{s}}.settings WHERE id = 1`),
 
 		inboxInsert: q(`
-INSERT INTO {{s}}.inbox (id, user_id, template_id, title, content, actions, targets, created_at)
-VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8::uuid[], coalesce($1::timestamptz, now()))
+INSERT INTO {{s}}.inbox (id, user_id, template_id, title, content, actions, targets, title_markdown, created_at)
+VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8::uuid[], $9, coalesce($1::timestamptz, now()))
 ON CONFLICT (id) DO NOTHING`),
-		inboxList: q(`SELECT id, user_id, template_id, title, content, actions::text, targets, created_at, read_at
+		inboxList: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
 FROM {{s}}.inbox WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) ORDER BY seq DESC LIMIT $3`),
-		inboxGet: q(`SELECT id, user_id, template_id, title, content, actions::text, targets, created_at, read_at
+		inboxGet: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
 FROM {{s}}.inbox WHERE id = $1`),
 		inboxUnread: q(`SELECT count(*) FROM {{s}}.inbox WHERE user_id = $1 AND read_at IS NULL`),
 		inboxMarkRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce(read_at, coalesce($1::timestamptz, now()))

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # with-postgres.sh CMD...: run CMD with NOTIFICATIONS_TEST_DATABASE_URL pointing at a
-# PostgreSQL server. When the variable is already set it is used as it is; otherwise a
-# throw-away cluster is created from the PostgreSQL binaries on this machine (initdb into a
-# temp dir, loopback only, as an unprivileged user when run as root) and removed afterwards.
+# PostgreSQL server and NOTIFICATIONS_TEST_PGBOUNCER_URL at a PgBouncer (transaction mode)
+# in front of it. When the database variable is already set it is used as it is (set the
+# PgBouncer one too for the pooler tests); otherwise a throw-away cluster is created from the
+# PostgreSQL binaries on this machine (initdb into a temp dir, loopback only, as an
+# unprivileged user when run as root), PgBouncer is started in front of it, and both are
+# removed afterwards. Missing packages (postgresql, pgbouncer) are installed with apt when
+# run as root.
 set -euo pipefail
 
 if [ -n "${NOTIFICATIONS_TEST_DATABASE_URL:-}" ]; then
@@ -20,14 +24,25 @@ find_bindir() {
   command -v initdb >/dev/null 2>&1 && dirname "$(readlink -f "$(command -v initdb)")"
 }
 
+apt_updated=
+apt_install() { # apt_install PACKAGE: install it when run as root with apt; false otherwise
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+  echo "with-postgres: installing $1" >&2
+  if [ -z "$apt_updated" ]; then apt-get update -qq >&2; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$1" >&2
+}
+
+find_pgbouncer() {
+  command -v pgbouncer 2>/dev/null || { [ -x /usr/sbin/pgbouncer ] && echo /usr/sbin/pgbouncer; }
+}
+
 bindir=$(find_bindir || true)
-if [ -z "$bindir" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "with-postgres: installing PostgreSQL server binaries" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
-    bindir=$(find_bindir || true)
-  fi
+if [ -z "$bindir" ] && apt_install postgresql; then
+  bindir=$(find_bindir || true)
+fi
+pgbouncer=$(find_pgbouncer || true)
+if [ -z "$pgbouncer" ] && apt_install pgbouncer; then
+  pgbouncer=$(find_pgbouncer || true)
 fi
 if [ -z "$bindir" ]; then
   echo "with-postgres: no PostgreSQL server binaries (initdb) found; install postgresql or set NOTIFICATIONS_TEST_DATABASE_URL" >&2
@@ -43,10 +58,14 @@ if [ "$(id -u)" = 0 ]; then
   runas=(runuser -u "$user" --)
 fi
 
-# A free loopback port.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)
+# Free loopback ports.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo "$1"
+}
+port=$(free_port 55432)
 
 cleanup() {
+  if [ -f "$dir/pgbouncer.pid" ]; then kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true; fi
   "${runas[@]}" "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
@@ -61,6 +80,40 @@ trap cleanup EXIT
 export NOTIFICATIONS_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 export NOTIFICATIONS_TEST_PG_BINDIR="$bindir" NOTIFICATIONS_TEST_PG_DATADIR="$dir/data"
 echo "with-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
+
+# PgBouncer in transaction mode in front of it, as production poolers run. The cluster
+# trusts loopback, so PgBouncer does too (auth_type trust still needs the user listed).
+if [ -n "$pgbouncer" ]; then
+  bport=$(free_port 56432)
+  printf '"postgres" ""\n' >"$dir/pgbouncer-users.txt"
+  cat >"$dir/pgbouncer.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=$port
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bport
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/pgbouncer-users.txt
+pool_mode = transaction
+max_client_conn = 1000
+default_pool_size = 40
+ignore_startup_parameters = extra_float_digits
+pidfile = $dir/pgbouncer.pid
+logfile = $dir/pgbouncer.log
+EOF
+  if [ ${#runas[@]} -gt 0 ]; then chown "$user" "$dir"/pgbouncer*; fi
+  "${runas[@]}" "$pgbouncer" -d "$dir/pgbouncer.ini" >"$dir/pgbouncer.out" 2>&1 ||
+    { cat "$dir/pgbouncer.out" "$dir/pgbouncer.log" >&2 2>/dev/null; exit 1; }
+  for _ in $(seq 100); do
+    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$bport" -U postgres -d postgres && break
+    sleep 0.1
+  done
+  export NOTIFICATIONS_TEST_PGBOUNCER_URL="postgres://postgres@127.0.0.1:$bport/postgres?sslmode=disable"
+  echo "with-postgres: PgBouncer $("$pgbouncer" --version | head -1 | awk '{print $2}') (transaction mode) on 127.0.0.1:$bport" >&2
+else
+  echo "with-postgres: no pgbouncer binary (install the pgbouncer package); the pooler tests will skip, or fail with CI=true" >&2
+fi
 set +e
 "$@"
 rc=$?

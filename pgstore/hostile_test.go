@@ -1,0 +1,88 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// TestDataErrorsAreInvalidMessage: values PostgreSQL cannot store (a NUL byte in text) are
+// the caller's input error, ErrInvalidMessage, with the driver's error kept as the cause.
+func TestDataErrorsAreInvalidMessage(t *testing.T) {
+	t.Parallel()
+	store, _, _ := newStore(t)
+	ctx := context.Background()
+	check := func(what string, err error) {
+		t.Helper()
+		var pgErr *pgconn.PgError
+		if !errors.Is(err, notifications.ErrInvalidMessage) || !errors.As(err, &pgErr) || pgErr.Code != "22021" {
+			t.Errorf("%s: err %v, want ErrInvalidMessage wrapping SQLSTATE 22021", what, err)
+		}
+	}
+	_, err := store.InsertInboxItem(ctx, notifications.InboxItem{ID: uuid.New(), UserID: uuid.New(), TemplateID: uuid.New(), Title: "evil\x00user"})
+	check("inbox title with NUL", err)
+
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	err = store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
+		Method: "smtp", Payload: []byte(`{}`), CreatedBy: "evil\x00user"}})
+	check("created_by with NUL", err)
+}
+
+// TestSchemaNameLimit: NOTIFY channel names ("<schema>.wake", "<schema>.inbox") are limited
+// to 63 bytes, so longer schema names are refused before anything is created.
+func TestSchemaNameLimit(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	prefix := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	name := func(n int) string { return prefix + strings.Repeat("x", n-len(prefix)) }
+
+	tooLong := name(pgstore.MaxSchemaLen + 1)
+	err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(tooLong))
+	if err == nil || !strings.Contains(err.Error(), "57 bytes") {
+		t.Fatalf("migrate with a %d-byte schema: err %v, want a refusal naming the limit", len(tooLong), err)
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", tooLong).Scan(&exists); err != nil || exists {
+		t.Fatalf("the refused schema was created: %v, %v", exists, err)
+	}
+	store := pgstore.New(pool, pgstore.WithSchema(tooLong))
+	if _, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"},
+		Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); err == nil || !strings.Contains(err.Error(), "57 bytes") {
+		t.Fatalf("a store on a too-long schema: err %v, want the limit", err)
+	}
+
+	longest := name(pgstore.MaxSchemaLen)
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{longest}.Sanitize()+" CASCADE")
+	})
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(longest)); err != nil {
+		t.Fatalf("migrate a %d-byte schema: %v", len(longest), err)
+	}
+	store = pgstore.New(pool, pgstore.WithSchema(longest))
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
+		Method: "smtp", Payload: []byte(`{}`)}}); err != nil {
+		t.Fatalf("enqueue on a %d-byte schema: %v", len(longest), err)
+	}
+	if err := store.NewInboxBroker().Publish(ctx, notifications.InboxItem{ID: uuid.New(), UserID: uuid.New()}); err != nil {
+		t.Fatalf("publish on a %d-byte schema: %v", len(longest), err)
+	}
+}
