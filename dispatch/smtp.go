@@ -259,16 +259,16 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 			_ = conn.Close()
 			return true, xerrors.Errorf("TLS handshake with %s: %w", s.cfg.Smarthost, err)
 		}
-		c = smtp.NewClient(tc)
+		c = smtp.NewClient(newReplyLimitConn(tc))
 	case s.cfg.TLS.StartTLS:
 		tc, err := s.startTLS(ctx, conn)
 		if err != nil {
 			_ = conn.Close()
 			return classifySMTP(ctx, "STARTTLS", err)
 		}
-		c = smtp.NewClient(tc)
+		c = smtp.NewClient(newReplyLimitConn(tc))
 	default:
-		c = smtp.NewClient(conn)
+		c = smtp.NewClient(newReplyLimitConn(conn))
 	}
 	defer c.Close()
 	if err := c.Hello(s.cfg.Hello); err != nil {
@@ -304,7 +304,7 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 // connection with a greeting in front of it, so that a fresh go-smtp client (which always
 // reads a greeting and then says EHLO with our Hello name) continues the session.
 func (s *SMTP) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error) {
-	tp := textproto.NewConn(conn)
+	tp := textproto.NewConn(newReplyLimitConn(conn))
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return nil, xerrors.Errorf("read greeting: %w", err)
 	}
