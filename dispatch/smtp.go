@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	htmltemplate "html/template"
 	"io"
 	"net"
@@ -395,7 +396,7 @@ func (e permanentError) Unwrap() error { return e.error }
 func classifySMTP(ctx context.Context, step string, err error) (bool, error) {
 	wrapped := xerrors.Errorf("smtp %s: %w", step, err)
 	if ctx.Err() != nil {
-		return true, xerrors.Errorf("smtp %s: %w (%w)", step, ctx.Err(), err)
+		return true, fmt.Errorf("smtp %s: %w (%w)", step, ctx.Err(), err)
 	}
 	var perm permanentError
 	if errors.As(err, &perm) {

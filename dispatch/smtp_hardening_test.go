@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -105,5 +106,53 @@ func TestSMTPHugeReplyIsRefused(t *testing.T) {
 				t.Fatalf("reading the reply allocated %d bytes", grew)
 			}
 		})
+	}
+}
+
+// deadlineCtx is a context whose deadline passes when the test says so, not by the wall
+// clock: Err reports context.DeadlineExceeded once expire is called.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newDeadlineCtx() *deadlineCtx {
+	return &deadlineCtx{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (c *deadlineCtx) expire()               { c.once.Do(func() { close(c.done) }) }
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// TestSMTPTimeoutErrorWrapsDeadline: when the delivery's deadline passes mid-session, the
+// error wraps context.DeadlineExceeded and reads cleanly.
+func TestSMTPTimeoutErrorWrapsDeadline(t *testing.T) {
+	t.Parallel()
+	accepted := make(chan struct{}, 1)
+	addr := streamingServer(t, func(c net.Conn) {
+		accepted <- struct{}{}
+		_, _ = io.Copy(io.Discard, c) // never greets
+	})
+	h := newSMTP(t, dispatch.SMTPConfig{Smarthost: addr})
+	fn, err := h.Dispatcher(samplePayload(), "hi", "body", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := newDeadlineCtx()
+	go func() {
+		<-accepted
+		ctx.expire()
+	}()
+	retryable, err := fn(ctx, uuid.New())
+	if err == nil || !retryable || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "%!") {
+		t.Fatalf("err = %v retryable = %v, want a retryable error wrapping context.DeadlineExceeded", err, retryable)
 	}
 }
