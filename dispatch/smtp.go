@@ -373,14 +373,40 @@ func (s *SMTP) auth(c *smtp.Client) error {
 		if want == sasl.Plain {
 			client = sasl.NewPlainClient(s.cfg.Auth.Identity, s.cfg.Auth.Username, password)
 		} else {
-			client = sasl.NewLoginClient(s.cfg.Auth.Username, password)
+			client = &loginClient{username: s.cfg.Auth.Username, password: password}
 		}
 		if err := c.Auth(client); err != nil {
+			var se *smtp.SMTPError
+			if errors.As(err, &se) && se.Code/100 == 5 {
+				return xerrors.Errorf("AUTH %s: authentication failed for user %q: %w", want, s.cfg.Auth.Username, err)
+			}
 			return xerrors.Errorf("AUTH %s: %w", want, err)
 		}
 		return nil
 	}
 	return permanentError{xerrors.Errorf("smtp server %s offers AUTH %q, none of which this handler supports (PLAIN, LOGIN)", s.cfg.Smarthost, offered)}
+}
+
+// loginClient is the client side of the LOGIN mechanism (draft-murchison-sasl-login): it
+// sends no initial response, answers the first challenge with the user name and the second
+// with the password, and ignores the challenges' text, as the draft says clients do
+// (servers send "Username:", "Password\x00", localised prompts, or nothing).
+type loginClient struct {
+	username, password string
+	step               int
+}
+
+func (l *loginClient) Start() (string, []byte, error) { return sasl.Login, nil, nil }
+
+func (l *loginClient) Next([]byte) ([]byte, error) {
+	l.step++
+	switch l.step {
+	case 1:
+		return []byte(l.username), nil
+	case 2:
+		return []byte(l.password), nil
+	}
+	return nil, permanentError{xerrors.New("smtp server sent a third LOGIN challenge (LOGIN has two: user name, password)")}
 }
 
 // permanentError marks a failure that retrying cannot fix (configuration).

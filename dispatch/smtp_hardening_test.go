@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications/dispatch"
+	"github.com/notifykit/notifications/internal/smtpcapture"
 )
 
 // streamingServer accepts connections and runs serve on each until the test ends.
@@ -154,5 +155,44 @@ func TestSMTPTimeoutErrorWrapsDeadline(t *testing.T) {
 	retryable, err := fn(ctx, uuid.New())
 	if err == nil || !retryable || !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "%!") {
 		t.Fatalf("err = %v retryable = %v, want a retryable error wrapping context.DeadlineExceeded", err, retryable)
+	}
+}
+
+// TestSMTPAuthLoginIgnoresChallengeText: LOGIN sends the user name, then the password,
+// whatever text the server's challenges carry; a refused password is a permanent failure
+// that says "authentication failed".
+func TestSMTPAuthLoginIgnoresChallengeText(t *testing.T) {
+	t.Parallel()
+	users := map[string]string{"ada": "s3cret"}
+	for _, tc := range []struct {
+		name       string
+		challenges [2]string
+		password   string
+		wantErr    string
+	}{
+		{name: "NUL-terminated", challenges: [2]string{"Username\x00", "Password\x00"}, password: "s3cret"},
+		{name: "localised", challenges: [2]string{"Benutzername:", "Passwort:"}, password: "s3cret"},
+		{name: "empty", challenges: [2]string{"", ""}, password: "s3cret"},
+		{name: "standard", challenges: [2]string{"Username:", "Password:"}, password: "s3cret"},
+		{name: "bad password", challenges: [2]string{"Username\x00", "Password\x00"}, password: "wrong", wantErr: "authentication failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startSMTP(t, smtpcapture.Options{Mechanisms: []string{"LOGIN"}, Users: users, LoginChallenges: &tc.challenges})
+			h := newSMTP(t, dispatch.SMTPConfig{Smarthost: srv.Addr, Auth: dispatch.SMTPAuth{Username: "ada", Password: tc.password}})
+			_, retryable, err := sendMail(t, h, samplePayload(), "hi")
+			if tc.wantErr != "" {
+				if err == nil || retryable || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "535") {
+					t.Fatalf("err = %v retryable = %v, want a permanent error saying %q with the 535 reply", err, retryable, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("deliver: %v (retryable %v)", err, retryable)
+			}
+			if got := srv.Mails()[0].User; got != "ada" {
+				t.Fatalf("authenticated as %q", got)
+			}
+		})
 	}
 }

@@ -40,6 +40,9 @@ type Options struct {
 	Mechanisms []string
 	// Users maps user names to passwords.
 	Users map[string]string
+	// LoginChallenges replaces the LOGIN challenges "Username:" and "Password:" (some
+	// servers send other text, which clients must ignore).
+	LoginChallenges *[2]string
 	// RcptError and DataError are returned at RCPT TO and at the end of DATA.
 	RcptError, DataError error
 	// Reject, when set, is called at end of DATA for every message; its error is the reply.
@@ -131,7 +134,11 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
 	case sasl.Login:
-		return &loginServer{check: check}, nil
+		ls := &loginServer{check: check, challenges: [2]string{"Username:", "Password:"}}
+		if c := s.srv.opts.LoginChallenges; c != nil {
+			ls.challenges = *c
+		}
+		return ls, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
@@ -173,9 +180,10 @@ func (s *session) Logout() error { return nil }
 // loginServer is the server side of the (obsolete but widespread) LOGIN mechanism, which
 // go-sasl only implements as a client.
 type loginServer struct {
-	check    func(user, pass string) error
-	step     int
-	username string
+	check      func(user, pass string) error
+	challenges [2]string
+	step       int
+	username   string
 }
 
 func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
@@ -185,13 +193,13 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 		if len(response) > 0 { // initial response carries the user name
 			l.username = string(response)
 			l.step++
-			return []byte("Password:"), false, nil
+			return []byte(l.challenges[1]), false, nil
 		}
-		return []byte("Username:"), false, nil
+		return []byte(l.challenges[0]), false, nil
 	case 1:
 		l.username = string(response)
 		l.step++
-		return []byte("Password:"), false, nil
+		return []byte(l.challenges[1]), false, nil
 	case 2:
 		l.step++
 		return nil, true, l.check(l.username, string(response))
