@@ -3,8 +3,10 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/mail"
 	"runtime"
 	"strings"
 	"sync"
@@ -192,6 +194,51 @@ func TestSMTPAuthLoginIgnoresChallengeText(t *testing.T) {
 			}
 			if got := srv.Mails()[0].User; got != "ada" {
 				t.Fatalf("authenticated as %q", got)
+			}
+		})
+	}
+}
+
+// TestSMTPDisplayNamesFolded: long display names in To and From (CJK, emoji, long ASCII,
+// mixed) go out as folded RFC 2047 words or folded quoted strings: no header line over 78
+// octets, and the names decode back.
+func TestSMTPDisplayNamesFolded(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{
+		strings.Repeat("漢", 110),
+		strings.Repeat("🎉", 60),
+		strings.Repeat("Ada Lovelace ", 20),
+		strings.Repeat("x", 150),
+		"Zoë " + strings.Repeat("Grüße 日本語 and \"quotes\" \\ ", 8),
+	} {
+		t.Run(fmt.Sprintf("%.12s", name), func(t *testing.T) {
+			t.Parallel()
+			srv := startSMTP(t, smtpcapture.Options{})
+			h := newSMTP(t, dispatch.SMTPConfig{Smarthost: srv.Addr, From: (&mail.Address{Name: name, Address: "bot@example.com"}).String()})
+			p := samplePayload()
+			p.UserName = name
+			if _, _, err := sendMail(t, h, p, "hi"); err != nil {
+				t.Fatalf("deliver: %v", err)
+			}
+			raw := string(srv.Mails()[0].Data)
+			header, _, _ := strings.Cut(raw, "\r\n\r\n")
+			for _, line := range strings.Split(header, "\r\n") {
+				if len(line) > 78 && !strings.HasPrefix(line, "Content-Type") {
+					t.Errorf("header line of %d octets: %q", len(line), line)
+				}
+			}
+			msg, err := mail.ReadMessage(strings.NewReader(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, field := range []string{"From", "To"} {
+				a, err := mail.ParseAddress(msg.Header.Get(field))
+				if err != nil {
+					t.Fatalf("%s %q: %v", field, msg.Header.Get(field), err)
+				}
+				if want := strings.Join(strings.Fields(name), " "); a.Name != want {
+					t.Errorf("%s name = %q, want %q", field, a.Name, want)
+				}
 			}
 		})
 	}
