@@ -115,6 +115,8 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 	from, err := email.ParseAddress(cfg.From)
 	if err != nil {
 		problems = append(problems, xerrors.Errorf("SMTPConfig.From %q must be an address or \"Name <address>\"", cfg.From))
+	} else if from.Address, err = email.ASCIIDomain(from.Address); err != nil {
+		problems = append(problems, xerrors.Errorf("SMTPConfig.From: %w", err))
 	}
 	if cfg.Hello == "" {
 		cfg.Hello = "localhost"
@@ -220,6 +222,9 @@ func (s *SMTP) render(payload notifications.MessagePayload, title, body string, 
 	if err != nil {
 		return renderedEmail{}, xerrors.Errorf("payload user_email %q is not an address: %w", payload.UserEmail, notifications.ErrInvalidMessage)
 	}
+	if to.Address, err = email.ASCIIDomain(to.Address); err != nil {
+		return renderedEmail{}, xerrors.Errorf("payload user_email: %v: %w", err, notifications.ErrInvalidMessage)
+	}
 	to.Name = payload.UserName
 	data, err := newEmailData(payload, title, body, helpers)
 	if err != nil {
@@ -278,7 +283,16 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 	if err := s.auth(c); err != nil {
 		return classifySMTP(ctx, "authenticate", err)
 	}
-	if err := c.Mail(s.from.Address, nil); err != nil {
+	var mailOpts *smtp.MailOptions
+	if email.NeedsSMTPUTF8(s.from.Address) || email.NeedsSMTPUTF8(rcpt) {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return classifySMTP(ctx, "MAIL FROM", permanentError{xerrors.Errorf(
+				"smtp server %s does not support internationalised addresses (no SMTPUTF8), which sending from %q to %q needs",
+				s.cfg.Smarthost, s.from.Address, rcpt)})
+		}
+		mailOpts = &smtp.MailOptions{UTF8: true}
+	}
+	if err := c.Mail(s.from.Address, mailOpts); err != nil {
 		return classifySMTP(ctx, "MAIL FROM", err)
 	}
 	if err := c.Rcpt(rcpt, nil); err != nil {

@@ -243,3 +243,57 @@ func TestSMTPDisplayNamesFolded(t *testing.T) {
 		})
 	}
 }
+
+// TestSMTPInternationalisedAddresses: an address with a non-ASCII local part goes out with
+// SMTPUTF8 when the server offers it and fails permanently, saying why, when it does not;
+// a non-ASCII domain is sent as A-labels and needs no extension.
+func TestSMTPInternationalisedAddresses(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		smtputf8    bool
+		from, rcpt  string
+		wantRcpt    string
+		wantUTF8    bool
+		wantErr     string
+		wantToInHdr string
+	}{
+		{name: "UTF-8 local part, server offers SMTPUTF8", smtputf8: true, rcpt: "ü@exämple.org", wantRcpt: "ü@xn--exmple-cua.org", wantUTF8: true, wantToInHdr: "<ü@xn--exmple-cua.org>"},
+		{name: "UTF-8 local part, server without SMTPUTF8", rcpt: "ü@exämple.org", wantErr: "does not support internationalised addresses"},
+		{name: "IDNA domain only, server without SMTPUTF8", rcpt: "user@exämple.org", wantRcpt: "user@xn--exmple-cua.org", wantToInHdr: "<user@xn--exmple-cua.org>"},
+		{name: "UTF-8 sender, server without SMTPUTF8", from: "Bøt <bøt@example.com>", rcpt: "ada@example.com", wantErr: "does not support internationalised addresses"},
+		{name: "ASCII only, server offers SMTPUTF8", smtputf8: true, rcpt: "ada@example.com", wantRcpt: "ada@example.com", wantToInHdr: "<ada@example.com>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startSMTP(t, smtpcapture.Options{SMTPUTF8: tc.smtputf8})
+			h := newSMTP(t, dispatch.SMTPConfig{Smarthost: srv.Addr, From: tc.from})
+			p := samplePayload()
+			p.UserEmail = tc.rcpt
+			_, retryable, err := sendMail(t, h, p, "hi")
+			if tc.wantErr != "" {
+				if err == nil || retryable || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v retryable = %v, want a permanent error saying %q", err, retryable, tc.wantErr)
+				}
+				if srv.Count() != 0 {
+					t.Fatal("a mail was accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("deliver: %v", err)
+			}
+			m := srv.Mails()[0]
+			if m.To != tc.wantRcpt || m.UTF8 != tc.wantUTF8 {
+				t.Fatalf("RCPT TO %q SMTPUTF8 %v, want %q %v", m.To, m.UTF8, tc.wantRcpt, tc.wantUTF8)
+			}
+			msg, err := mail.ReadMessage(strings.NewReader(string(m.Data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if to := msg.Header.Get("To"); !strings.HasSuffix(to, tc.wantToInHdr) {
+				t.Fatalf("To: %q, want it to end with %q", to, tc.wantToInHdr)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/xerrors"
 )
 
@@ -293,6 +294,34 @@ func ParseAddress(s string) (mail.Address, error) {
 		return mail.Address{}, xerrors.Errorf("parse address %q: %w", s, err)
 	}
 	return *a, nil
+}
+
+// ASCIIDomain returns addr with a non-ASCII domain converted to A-labels (IDNA, the UTS #46
+// lookup profile: "exämple.org" becomes "xn--exmple-cua.org"); an ASCII domain and the
+// local part are left as they are.
+func ASCIIDomain(addr string) (string, error) {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 || isASCII(addr[i+1:]) {
+		return addr, nil
+	}
+	domain, err := idna.Lookup.ToASCII(addr[i+1:])
+	if err != nil {
+		return "", xerrors.Errorf("domain of %q is not a valid internationalised domain name: %w", addr, err)
+	}
+	return addr[:i+1] + domain, nil
+}
+
+// NeedsSMTPUTF8 reports whether addr can only be sent with the SMTPUTF8 extension: it
+// holds non-ASCII characters (after ASCIIDomain, only a local part can).
+func NeedsSMTPUTF8(addr string) bool { return !isASCII(addr) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // Domain returns the part after the last @ of an address.

@@ -27,6 +27,7 @@ type Mail struct {
 	User      string // the authenticated user, if any
 	HeloName  string
 	ServerSNI string // the SNI the client sent, if TLS
+	UTF8      bool   // MAIL FROM carried SMTPUTF8
 }
 
 // Options configure a Server. The zero value is a plain server without AUTH.
@@ -45,6 +46,8 @@ type Options struct {
 	LoginChallenges *[2]string
 	// RcptError and DataError are returned at RCPT TO and at the end of DATA.
 	RcptError, DataError error
+	// SMTPUTF8 offers the SMTPUTF8 extension (RFC 6531).
+	SMTPUTF8 bool
 	// Reject, when set, is called at end of DATA for every message; its error is the reply.
 	Reject func(Mail) error
 }
@@ -73,6 +76,7 @@ func Start(opts Options) (*Server, error) {
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = discardLogger{}
 	srv.TLSConfig = opts.StartTLS
+	srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	s.srv = srv
 	if opts.ImplicitTLS != nil {
 		l = tls.NewListener(l, opts.ImplicitTLS)
@@ -118,6 +122,7 @@ type session struct {
 	tls       bool
 	user      string
 	from, to  string
+	utf8      bool
 }
 
 func (s *session) AuthMechanisms() []string { return s.srv.opts.Mechanisms }
@@ -143,7 +148,11 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.from = from
+	s.utf8 = opts != nil && opts.UTF8
+	return nil
+}
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.srv.opts.RcptError != nil {
@@ -161,7 +170,7 @@ func (s *session) Data(r io.Reader) error {
 	if s.srv.opts.DataError != nil {
 		return s.srv.opts.DataError
 	}
-	m := Mail{From: s.from, To: s.to, Data: bytes.Clone(b), TLS: s.tls, User: s.user, HeloName: s.helo, ServerSNI: s.sni}
+	m := Mail{From: s.from, To: s.to, Data: bytes.Clone(b), TLS: s.tls, User: s.user, HeloName: s.helo, ServerSNI: s.sni, UTF8: s.utf8}
 	if s.srv.opts.Reject != nil {
 		if err := s.srv.opts.Reject(m); err != nil {
 			return err
