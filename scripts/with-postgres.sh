@@ -3,7 +3,11 @@
 # PostgreSQL server. When the variable is already set it is used as it is; otherwise a
 # throw-away cluster is created from the PostgreSQL binaries on this machine (initdb into a
 # temp dir, loopback only, as an unprivileged user when run as root) and removed afterwards.
+# It also makes sure headless Chromium is there for the email layout test
+# (scripts/ensure-chromium.sh: installed with apt when run as root and missing).
 set -euo pipefail
+
+"$(dirname "$0")/ensure-chromium.sh"
 
 if [ -n "${NOTIFICATIONS_TEST_DATABASE_URL:-}" ]; then
   exec "$@"
