@@ -51,6 +51,10 @@ type WebhookConfig struct {
 	// ResponseHeaderTimeout bounds the wait for response headers. Default: 30s. The
 	// Manager's DispatchTimeout bounds the whole request in any case.
 	ResponseHeaderTimeout time.Duration
+	// MaxRetryAfter caps the delay a Retry-After header can ask for (the Manager caps every
+	// retry at Config.MaxRetryInterval in any case). Default (zero): 1h; must not be
+	// negative.
+	MaxRetryAfter time.Duration
 	// Clock stamps webhook-timestamp and reads Retry-After dates. Default: real.
 	Clock quartz.Clock
 	// Transport replaces the HTTP transport (its dialer then bypasses AllowedNetworks:
@@ -104,6 +108,12 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	}
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = 64 << 10
+	}
+	if cfg.MaxRetryAfter < 0 {
+		return nil, xerrors.Errorf("new webhook handler: WebhookConfig.MaxRetryAfter %s must not be negative", cfg.MaxRetryAfter)
+	}
+	if cfg.MaxRetryAfter == 0 {
+		cfg.MaxRetryAfter = time.Hour
 	}
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 30 * time.Second
@@ -267,7 +277,7 @@ func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body s
 		failure := xerrors.Errorf("webhook returned %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
 		switch {
 		case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			if d, ok := retryAfter(resp.Header.Get("Retry-After"), w.cfg.Clock); ok {
+			if d, ok := retryAfter(resp.Header.Get("Retry-After"), w.cfg.Clock.Now("webhook", "retryAfter"), w.cfg.MaxRetryAfter); ok {
 				return true, notifications.RetryAfter(d, failure)
 			}
 			return true, failure
@@ -277,19 +287,33 @@ func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body s
 	}, nil
 }
 
-// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
-func retryAfter(v string, clk quartz.Clock) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
+// retryAfter parses a Retry-After header strictly (RFC 9110 §10.2.3): delay-seconds, only
+// digits, or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). It
+// returns the delay capped at limit, and false for anything that asks for no delay (zero,
+// a date not after now) or is not one of those forms (a sign, a fraction, other date
+// formats): the engine's own backoff applies then. Delay-seconds too large to represent
+// count as very large (RFC 9110 §1.2.2), so they are capped rather than overflowing.
+func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bool) {
+	v = strings.Trim(v, " \t")
 	if v == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(clk.Now("webhook", "retryAfter")); d > 0 {
-			return d, true
+	var d time.Duration
+	if strings.Trim(v, "0123456789") == "" {
+		secs, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || secs > uint64(limit/time.Second) {
+			return limit, true // ErrRange: more digits than fit, so over any limit
 		}
+		d = time.Duration(secs) * time.Second
+	} else {
+		t, err := http.ParseTime(v)
+		if err != nil {
+			return 0, false
+		}
+		d = t.Sub(now) // saturates instead of overflowing
 	}
-	return 0, false
+	if d <= 0 {
+		return 0, false
+	}
+	return min(d, limit), true
 }
