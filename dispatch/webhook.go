@@ -43,8 +43,12 @@ type WebhookConfig struct {
 	// Default: unsigned.
 	Secrets []string
 	// AllowedNetworks lists address ranges the handler may connect to although they are
-	// private, loopback, link-local or otherwise internal (refused by default, at dial
-	// time, so DNS tricks cannot reach them).
+	// refused by default: every range of the IANA IPv4 and IPv6 special-purpose registries
+	// that is not globally reachable (private, loopback, link-local, shared, documentation,
+	// benchmarking, reserved, ...), multicast, and IPv6 forms embedding such an IPv4
+	// address (IPv4-mapped, NAT64 64:ff9b::/96, 6to4 2002::/16; local-use NAT64
+	// 64:ff9b:1::/48 and IPv4-compatible ::/96 are refused whole). The check runs at dial
+	// time, on the resolved address, so DNS tricks cannot get around it. Default: none.
 	AllowedNetworks []netip.Prefix
 	// MaxResponseBytes bounds how much of a response body is read. Default: 64 KiB.
 	MaxResponseBytes int64
@@ -161,28 +165,114 @@ func decodeSecret(s string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// addressGuard refuses connections to internal addresses unless allowed.
+// addressGuard refuses connections to addresses that are not globally reachable unless
+// allowed; see blockedAddress.
 func addressGuard(allowed []netip.Prefix) func(network, address string, _ syscall.RawConn) error {
 	return func(network, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
 			return xerrors.Errorf("%w: cannot parse %q", ErrBlockedAddress, address)
 		}
-		ip := ap.Addr().Unmap()
-		for _, p := range allowed {
-			if p.Contains(ip) {
-				return nil
-			}
-		}
-		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-			ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip) {
-			return xerrors.Errorf("%w: %s", ErrBlockedAddress, ip)
+		if reason := blockedAddress(ap.Addr().WithZone(""), allowed); reason != "" {
+			return xerrors.Errorf("%w: %s (%s)", ErrBlockedAddress, ap.Addr(), reason)
 		}
 		return nil
 	}
 }
 
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// Ranges refused by the address guard: the entries of the IANA IPv4 and IPv6
+// Special-Purpose Address Registries, multicast, the deprecated site-local and
+// IPv4-compatible forms. Globally reachable registry entries outside these (AS112, AMT in
+// IPv4) are allowed.
+var (
+	blockedV4 = mustPrefixes(map[string]string{
+		"0.0.0.0/8":       "this network",
+		"10.0.0.0/8":      "private",
+		"100.64.0.0/10":   "shared address space",
+		"127.0.0.0/8":     "loopback",
+		"169.254.0.0/16":  "link-local",
+		"172.16.0.0/12":   "private",
+		"192.0.0.0/24":    "IETF protocol assignments",
+		"192.0.2.0/24":    "documentation",
+		"192.88.99.0/24":  "deprecated 6to4 relay anycast",
+		"192.168.0.0/16":  "private",
+		"198.18.0.0/15":   "benchmarking",
+		"198.51.100.0/24": "documentation",
+		"203.0.113.0/24":  "documentation",
+		"224.0.0.0/4":     "multicast",
+		"240.0.0.0/4":     "reserved (and the limited broadcast address)",
+	})
+	blockedV6 = mustPrefixes(map[string]string{
+		"::/96":          "unspecified, loopback or deprecated IPv4-compatible",
+		"64:ff9b:1::/48": "local-use IPv4/IPv6 translation",
+		"100::/63":       "discard-only and dummy prefixes",
+		"2001::/23":      "IETF protocol assignments (Teredo, benchmarking, ORCHID, ...)",
+		"2001:db8::/32":  "documentation",
+		"3fff::/20":      "documentation",
+		"5f00::/16":      "segment routing SIDs",
+		"fc00::/7":       "unique local",
+		"fe80::/10":      "link-local",
+		"fec0::/10":      "deprecated site-local",
+		"ff00::/8":       "multicast",
+	})
+	// IPv6 forms that carry an IPv4 address: judged by the IPv4 rules.
+	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96") // IPv4 in the last 32 bits
+	sixToFour   = netip.MustParsePrefix("2002::/16")    // IPv4 in bits 16–47
+)
+
+// ipv4InIPv6At returns the IPv4 address in bytes at..at+3 of ip.
+func ipv4InIPv6At(ip netip.Addr, at int) netip.Addr {
+	b := ip.As16()
+	return netip.AddrFrom4([4]byte(b[at : at+4]))
+}
+
+type namedPrefix struct {
+	prefix netip.Prefix
+	name   string
+}
+
+func mustPrefixes(m map[string]string) []namedPrefix {
+	out := make([]namedPrefix, 0, len(m))
+	for p, name := range m {
+		out = append(out, namedPrefix{netip.MustParsePrefix(p), name})
+	}
+	return out
+}
+
+// blockedAddress returns why ip may not be dialled, or "" when it may: it is on the
+// allow list, or in none of the refused ranges. An IPv4-mapped, NAT64 (64:ff9b::/96) or
+// 6to4 (2002::/16) address is judged as the IPv4 address it embeds (allow list included).
+func blockedAddress(ip netip.Addr, allowed []netip.Prefix) string {
+	for _, p := range allowed {
+		if p.Contains(ip) {
+			return ""
+		}
+	}
+	switch {
+	case ip.Is4In6():
+		return blockedAddress(ip.Unmap(), allowed)
+	case nat64Prefix.Contains(ip):
+		if reason := blockedAddress(ipv4InIPv6At(ip, 12), allowed); reason != "" {
+			return "NAT64 of " + ipv4InIPv6At(ip, 12).String() + ": " + reason
+		}
+		return ""
+	case sixToFour.Contains(ip):
+		if reason := blockedAddress(ipv4InIPv6At(ip, 2), allowed); reason != "" {
+			return "6to4 of " + ipv4InIPv6At(ip, 2).String() + ": " + reason
+		}
+		return ""
+	}
+	ranges := blockedV6
+	if ip.Is4() {
+		ranges = blockedV4
+	}
+	for _, r := range ranges {
+		if r.prefix.Contains(ip) {
+			return r.name
+		}
+	}
+	return ""
+}
 
 // Sign returns the Standard Webhooks signature header value for one request.
 func Sign(secrets [][]byte, msgID string, timestamp int64, body []byte) string {
