@@ -43,7 +43,7 @@ bench-go: ## The Go benchmarks of the library itself (memstore and pgstore drain
 
 FUZZTIME ?= 60s
 FUZZ_TARGETS := .:FuzzRenderTitleBody .:FuzzDecodePayload ./internal/markdown:FuzzMarkdown \
-	./internal/email:FuzzEncodeHeaderText ./dispatch:FuzzVerifyWebhook
+	./internal/email:FuzzEncodeHeaderText ./internal/email:FuzzFormatAddress ./dispatch:FuzzVerifyWebhook
 
 fuzz: ## Run every fuzz target for FUZZTIME (default 60s) each; seeds live in testdata/fuzz.
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/email"
 	"github.com/notifykit/notifications/internal/markdown"
 )
 
@@ -29,7 +30,10 @@ var (
 // notification preferences in the default layouts.
 const PreferencesPath = "/settings/notifications"
 
-// EmailData is what the email layouts execute over.
+// EmailData is what the email layouts execute over. The values a layout puts on one line
+// (Title, RecipientName, AppName, BaseURL, PreferencesURL, each action's Label and URL)
+// are single-line: control characters, CR and LF become spaces, so a user value cannot
+// start a line of its own in the text part. Payload holds the values as they were.
 type EmailData struct {
 	// Title is the rendered title as plain text (also the Subject).
 	Title string
@@ -58,17 +62,19 @@ func newEmailData(payload notifications.MessagePayload, title, body string, help
 		return EmailData{}, err
 	}
 	d := EmailData{
-		Title:         markdown.ToPlain(title),
+		Title:         email.Sanitize(markdown.ToPlain(title)),
 		BodyHTML:      htmltemplate.HTML(bodyHTML), //nolint:gosec // goldmark output with raw HTML dropped
 		BodyText:      markdown.ToPlain(body),
-		Actions:       payload.Actions,
-		RecipientName: payload.UserName,
-		AppName:       helperString(helpers, "app_name"),
-		BaseURL:       strings.TrimRight(helperString(helpers, "base_url"), "/"),
+		RecipientName: email.Sanitize(payload.UserName),
+		AppName:       email.Sanitize(helperString(helpers, "app_name")),
+		BaseURL:       strings.TrimRight(email.Sanitize(helperString(helpers, "base_url")), "/"),
 		Payload:       payload,
 	}
+	for _, a := range payload.Actions {
+		d.Actions = append(d.Actions, notifications.Action{Label: email.Sanitize(a.Label), URL: email.Sanitize(a.URL)})
+	}
 	if d.RecipientName == "" {
-		d.RecipientName = payload.UserUsername
+		d.RecipientName = email.Sanitize(payload.UserUsername)
 	}
 	if d.AppName == "" {
 		d.AppName = "Notifications"

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	htmltemplate "html/template"
 	"io"
 	"net"
@@ -114,6 +115,8 @@ func NewSMTP(cfg SMTPConfig) (*SMTP, error) {
 	from, err := email.ParseAddress(cfg.From)
 	if err != nil {
 		problems = append(problems, xerrors.Errorf("SMTPConfig.From %q must be an address or \"Name <address>\"", cfg.From))
+	} else if from.Address, err = email.ASCIIDomain(from.Address); err != nil {
+		problems = append(problems, xerrors.Errorf("SMTPConfig.From: %w", err))
 	}
 	if cfg.Hello == "" {
 		cfg.Hello = "localhost"
@@ -219,6 +222,9 @@ func (s *SMTP) render(payload notifications.MessagePayload, title, body string, 
 	if err != nil {
 		return renderedEmail{}, xerrors.Errorf("payload user_email %q is not an address: %w", payload.UserEmail, notifications.ErrInvalidMessage)
 	}
+	if to.Address, err = email.ASCIIDomain(to.Address); err != nil {
+		return renderedEmail{}, xerrors.Errorf("payload user_email: %v: %w", err, notifications.ErrInvalidMessage)
+	}
 	to.Name = payload.UserName
 	data, err := newEmailData(payload, title, body, helpers)
 	if err != nil {
@@ -259,16 +265,16 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 			_ = conn.Close()
 			return true, xerrors.Errorf("TLS handshake with %s: %w", s.cfg.Smarthost, err)
 		}
-		c = smtp.NewClient(tc)
+		c = smtp.NewClient(newReplyLimitConn(tc))
 	case s.cfg.TLS.StartTLS:
 		tc, err := s.startTLS(ctx, conn)
 		if err != nil {
 			_ = conn.Close()
 			return classifySMTP(ctx, "STARTTLS", err)
 		}
-		c = smtp.NewClient(tc)
+		c = smtp.NewClient(newReplyLimitConn(tc))
 	default:
-		c = smtp.NewClient(conn)
+		c = smtp.NewClient(newReplyLimitConn(conn))
 	}
 	defer c.Close()
 	if err := c.Hello(s.cfg.Hello); err != nil {
@@ -277,7 +283,16 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 	if err := s.auth(c); err != nil {
 		return classifySMTP(ctx, "authenticate", err)
 	}
-	if err := c.Mail(s.from.Address, nil); err != nil {
+	var mailOpts *smtp.MailOptions
+	if email.NeedsSMTPUTF8(s.from.Address) || email.NeedsSMTPUTF8(rcpt) {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return classifySMTP(ctx, "MAIL FROM", permanentError{xerrors.Errorf(
+				"smtp server %s does not support internationalised addresses (no SMTPUTF8), which sending from %q to %q needs",
+				s.cfg.Smarthost, s.from.Address, rcpt)})
+		}
+		mailOpts = &smtp.MailOptions{UTF8: true}
+	}
+	if err := c.Mail(s.from.Address, mailOpts); err != nil {
 		return classifySMTP(ctx, "MAIL FROM", err)
 	}
 	if err := c.Rcpt(rcpt, nil); err != nil {
@@ -304,7 +319,7 @@ func (s *SMTP) send(ctx context.Context, rcpt string, msg []byte) (retryable boo
 // connection with a greeting in front of it, so that a fresh go-smtp client (which always
 // reads a greeting and then says EHLO with our Hello name) continues the session.
 func (s *SMTP) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error) {
-	tp := textproto.NewConn(conn)
+	tp := textproto.NewConn(newReplyLimitConn(conn))
 	if _, _, err := tp.ReadResponse(220); err != nil {
 		return nil, xerrors.Errorf("read greeting: %w", err)
 	}
@@ -372,14 +387,40 @@ func (s *SMTP) auth(c *smtp.Client) error {
 		if want == sasl.Plain {
 			client = sasl.NewPlainClient(s.cfg.Auth.Identity, s.cfg.Auth.Username, password)
 		} else {
-			client = sasl.NewLoginClient(s.cfg.Auth.Username, password)
+			client = &loginClient{username: s.cfg.Auth.Username, password: password}
 		}
 		if err := c.Auth(client); err != nil {
+			var se *smtp.SMTPError
+			if errors.As(err, &se) && se.Code/100 == 5 {
+				return xerrors.Errorf("AUTH %s: authentication failed for user %q: %w", want, s.cfg.Auth.Username, err)
+			}
 			return xerrors.Errorf("AUTH %s: %w", want, err)
 		}
 		return nil
 	}
 	return permanentError{xerrors.Errorf("smtp server %s offers AUTH %q, none of which this handler supports (PLAIN, LOGIN)", s.cfg.Smarthost, offered)}
+}
+
+// loginClient is the client side of the LOGIN mechanism (draft-murchison-sasl-login): it
+// sends no initial response, answers the first challenge with the user name and the second
+// with the password, and ignores the challenges' text, as the draft says clients do
+// (servers send "Username:", "Password\x00", localised prompts, or nothing).
+type loginClient struct {
+	username, password string
+	step               int
+}
+
+func (l *loginClient) Start() (string, []byte, error) { return sasl.Login, nil, nil }
+
+func (l *loginClient) Next([]byte) ([]byte, error) {
+	l.step++
+	switch l.step {
+	case 1:
+		return []byte(l.username), nil
+	case 2:
+		return []byte(l.password), nil
+	}
+	return nil, permanentError{xerrors.New("smtp server sent a third LOGIN challenge (LOGIN has two: user name, password)")}
 }
 
 // permanentError marks a failure that retrying cannot fix (configuration).
@@ -395,7 +436,7 @@ func (e permanentError) Unwrap() error { return e.error }
 func classifySMTP(ctx context.Context, step string, err error) (bool, error) {
 	wrapped := xerrors.Errorf("smtp %s: %w", step, err)
 	if ctx.Err() != nil {
-		return true, xerrors.Errorf("smtp %s: %w (%w)", step, ctx.Err(), err)
+		return true, fmt.Errorf("smtp %s: %w (%w)", step, ctx.Err(), err)
 	}
 	var perm permanentError
 	if errors.As(err, &perm) {

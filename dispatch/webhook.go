@@ -43,14 +43,22 @@ type WebhookConfig struct {
 	// Default: unsigned.
 	Secrets []string
 	// AllowedNetworks lists address ranges the handler may connect to although they are
-	// private, loopback, link-local or otherwise internal (refused by default, at dial
-	// time, so DNS tricks cannot reach them).
+	// refused by default: every range of the IANA IPv4 and IPv6 special-purpose registries
+	// that is not globally reachable (private, loopback, link-local, shared, documentation,
+	// benchmarking, reserved, ...), multicast, and IPv6 forms embedding such an IPv4
+	// address (IPv4-mapped, NAT64 64:ff9b::/96, 6to4 2002::/16; local-use NAT64
+	// 64:ff9b:1::/48 and IPv4-compatible ::/96 are refused whole). The check runs at dial
+	// time, on the resolved address, so DNS tricks cannot get around it. Default: none.
 	AllowedNetworks []netip.Prefix
 	// MaxResponseBytes bounds how much of a response body is read. Default: 64 KiB.
 	MaxResponseBytes int64
 	// ResponseHeaderTimeout bounds the wait for response headers. Default: 30s. The
 	// Manager's DispatchTimeout bounds the whole request in any case.
 	ResponseHeaderTimeout time.Duration
+	// MaxRetryAfter caps the delay a Retry-After header can ask for (the Manager caps every
+	// retry at Config.MaxRetryInterval in any case). Default (zero): 1h; must not be
+	// negative.
+	MaxRetryAfter time.Duration
 	// Clock stamps webhook-timestamp and reads Retry-After dates. Default: real.
 	Clock quartz.Clock
 	// Transport replaces the HTTP transport (its dialer then bypasses AllowedNetworks:
@@ -105,6 +113,12 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = 64 << 10
 	}
+	if cfg.MaxRetryAfter < 0 {
+		return nil, xerrors.Errorf("new webhook handler: WebhookConfig.MaxRetryAfter %s must not be negative", cfg.MaxRetryAfter)
+	}
+	if cfg.MaxRetryAfter == 0 {
+		cfg.MaxRetryAfter = time.Hour
+	}
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 30 * time.Second
 	}
@@ -151,28 +165,114 @@ func decodeSecret(s string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// addressGuard refuses connections to internal addresses unless allowed.
+// addressGuard refuses connections to addresses that are not globally reachable unless
+// allowed; see blockedAddress.
 func addressGuard(allowed []netip.Prefix) func(network, address string, _ syscall.RawConn) error {
 	return func(network, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
 			return xerrors.Errorf("%w: cannot parse %q", ErrBlockedAddress, address)
 		}
-		ip := ap.Addr().Unmap()
-		for _, p := range allowed {
-			if p.Contains(ip) {
-				return nil
-			}
-		}
-		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-			ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip) {
-			return xerrors.Errorf("%w: %s", ErrBlockedAddress, ip)
+		if reason := blockedAddress(ap.Addr().WithZone(""), allowed); reason != "" {
+			return xerrors.Errorf("%w: %s (%s)", ErrBlockedAddress, ap.Addr(), reason)
 		}
 		return nil
 	}
 }
 
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// Ranges refused by the address guard: the entries of the IANA IPv4 and IPv6
+// Special-Purpose Address Registries, multicast, the deprecated site-local and
+// IPv4-compatible forms. Globally reachable registry entries outside these (AS112, AMT in
+// IPv4) are allowed.
+var (
+	blockedV4 = mustPrefixes(map[string]string{
+		"0.0.0.0/8":       "this network",
+		"10.0.0.0/8":      "private",
+		"100.64.0.0/10":   "shared address space",
+		"127.0.0.0/8":     "loopback",
+		"169.254.0.0/16":  "link-local",
+		"172.16.0.0/12":   "private",
+		"192.0.0.0/24":    "IETF protocol assignments",
+		"192.0.2.0/24":    "documentation",
+		"192.88.99.0/24":  "deprecated 6to4 relay anycast",
+		"192.168.0.0/16":  "private",
+		"198.18.0.0/15":   "benchmarking",
+		"198.51.100.0/24": "documentation",
+		"203.0.113.0/24":  "documentation",
+		"224.0.0.0/4":     "multicast",
+		"240.0.0.0/4":     "reserved (and the limited broadcast address)",
+	})
+	blockedV6 = mustPrefixes(map[string]string{
+		"::/96":          "unspecified, loopback or deprecated IPv4-compatible",
+		"64:ff9b:1::/48": "local-use IPv4/IPv6 translation",
+		"100::/63":       "discard-only and dummy prefixes",
+		"2001::/23":      "IETF protocol assignments (Teredo, benchmarking, ORCHID, ...)",
+		"2001:db8::/32":  "documentation",
+		"3fff::/20":      "documentation",
+		"5f00::/16":      "segment routing SIDs",
+		"fc00::/7":       "unique local",
+		"fe80::/10":      "link-local",
+		"fec0::/10":      "deprecated site-local",
+		"ff00::/8":       "multicast",
+	})
+	// IPv6 forms that carry an IPv4 address: judged by the IPv4 rules.
+	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96") // IPv4 in the last 32 bits
+	sixToFour   = netip.MustParsePrefix("2002::/16")    // IPv4 in bits 16–47
+)
+
+// ipv4InIPv6At returns the IPv4 address in bytes at..at+3 of ip.
+func ipv4InIPv6At(ip netip.Addr, at int) netip.Addr {
+	b := ip.As16()
+	return netip.AddrFrom4([4]byte(b[at : at+4]))
+}
+
+type namedPrefix struct {
+	prefix netip.Prefix
+	name   string
+}
+
+func mustPrefixes(m map[string]string) []namedPrefix {
+	out := make([]namedPrefix, 0, len(m))
+	for p, name := range m {
+		out = append(out, namedPrefix{netip.MustParsePrefix(p), name})
+	}
+	return out
+}
+
+// blockedAddress returns why ip may not be dialled, or "" when it may: it is on the
+// allow list, or in none of the refused ranges. An IPv4-mapped, NAT64 (64:ff9b::/96) or
+// 6to4 (2002::/16) address is judged as the IPv4 address it embeds (allow list included).
+func blockedAddress(ip netip.Addr, allowed []netip.Prefix) string {
+	for _, p := range allowed {
+		if p.Contains(ip) {
+			return ""
+		}
+	}
+	switch {
+	case ip.Is4In6():
+		return blockedAddress(ip.Unmap(), allowed)
+	case nat64Prefix.Contains(ip):
+		if reason := blockedAddress(ipv4InIPv6At(ip, 12), allowed); reason != "" {
+			return "NAT64 of " + ipv4InIPv6At(ip, 12).String() + ": " + reason
+		}
+		return ""
+	case sixToFour.Contains(ip):
+		if reason := blockedAddress(ipv4InIPv6At(ip, 2), allowed); reason != "" {
+			return "6to4 of " + ipv4InIPv6At(ip, 2).String() + ": " + reason
+		}
+		return ""
+	}
+	ranges := blockedV6
+	if ip.Is4() {
+		ranges = blockedV4
+	}
+	for _, r := range ranges {
+		if r.prefix.Contains(ip) {
+			return r.name
+		}
+	}
+	return ""
+}
 
 // Sign returns the Standard Webhooks signature header value for one request.
 func Sign(secrets [][]byte, msgID string, timestamp int64, body []byte) string {
@@ -267,7 +367,7 @@ func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body s
 		failure := xerrors.Errorf("webhook returned %s: %s", resp.Status, strings.TrimSpace(string(snippet)))
 		switch {
 		case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-			if d, ok := retryAfter(resp.Header.Get("Retry-After"), w.cfg.Clock); ok {
+			if d, ok := retryAfter(resp.Header.Get("Retry-After"), w.cfg.Clock.Now("webhook", "retryAfter"), w.cfg.MaxRetryAfter); ok {
 				return true, notifications.RetryAfter(d, failure)
 			}
 			return true, failure
@@ -277,19 +377,33 @@ func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body s
 	}, nil
 }
 
-// retryAfter parses a Retry-After header: delay-seconds or an HTTP date.
-func retryAfter(v string, clk quartz.Clock) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
+// retryAfter parses a Retry-After header strictly (RFC 9110 §10.2.3): delay-seconds, only
+// digits, or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). It
+// returns the delay capped at limit, and false for anything that asks for no delay (zero,
+// a date not after now) or is not one of those forms (a sign, a fraction, other date
+// formats): the engine's own backoff applies then. Delay-seconds too large to represent
+// count as very large (RFC 9110 §1.2.2), so they are capped rather than overflowing.
+func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bool) {
+	v = strings.Trim(v, " \t")
 	if v == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil && secs >= 0 {
-		return time.Duration(secs) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(clk.Now("webhook", "retryAfter")); d > 0 {
-			return d, true
+	var d time.Duration
+	if strings.Trim(v, "0123456789") == "" {
+		secs, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || secs > uint64(limit/time.Second) {
+			return limit, true // ErrRange: more digits than fit, so over any limit
 		}
+		d = time.Duration(secs) * time.Second
+	} else {
+		t, err := http.ParseTime(v)
+		if err != nil {
+			return 0, false
+		}
+		d = t.Sub(now) // saturates instead of overflowing
 	}
-	return 0, false
+	if d <= 0 {
+		return 0, false
+	}
+	return min(d, limit), true
 }

@@ -7,7 +7,11 @@
 # unprivileged user when run as root), PgBouncer is started in front of it, and both are
 # removed afterwards. Missing packages (postgresql, pgbouncer) are installed with apt when
 # run as root.
+# It also makes sure headless Chromium is there for the email layout test
+# (scripts/ensure-chromium.sh: installed with apt when run as root and missing).
 set -euo pipefail
+
+"$(dirname "$0")/ensure-chromium.sh"
 
 if [ -n "${NOTIFICATIONS_TEST_DATABASE_URL:-}" ]; then
   exec "$@"

@@ -15,6 +15,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/xerrors"
 )
 
@@ -41,11 +42,11 @@ type Message struct {
 // Bytes returns the message with CRLF line endings.
 func (m Message) Bytes() ([]byte, error) {
 	var b bytes.Buffer
-	from, err := FormatAddress(m.From)
+	from, err := FormatAddress(m.From, len("From: "))
 	if err != nil {
 		return nil, xerrors.Errorf("format From: %w", err)
 	}
-	to, err := FormatAddress(m.To)
+	to, err := FormatAddress(m.To, len("To: "))
 	if err != nil {
 		return nil, xerrors.Errorf("format To: %w", err)
 	}
@@ -156,14 +157,26 @@ func EncodeHeaderText(s string, prefix int) string {
 	if isPlainASCII(s, prefix) {
 		return foldASCII(s, prefix)
 	}
+	out, _ := encodeWords(s, prefix)
+	return out
+}
+
+// encodeWords encodes s as RFC 2047 Q-encoded UTF-8 words starting at column col, folded
+// so that every line stays within 76 columns (each word is then at most 75 characters),
+// never splitting a character across words. The characters left unencoded (letters,
+// digits, "!*+-/") are allowed in a phrase (RFC 2047 §5), so the result may stand for a
+// display name as well as for unstructured text. It returns the column after the last word.
+func encodeWords(s string, col int) (string, int) {
 	const open, closing = "=?utf-8?q?", "?="
 	var out, word strings.Builder
-	room := 76 - prefix - len(open) - len(closing)
+	room := 76 - col - len(open) - len(closing)
 	flush := func() {
 		if out.Len() > 0 {
 			out.WriteString("\r\n ")
+			col = 1
 		}
 		out.WriteString(open + word.String() + closing)
+		col += len(open) + word.Len() + len(closing)
 		word.Reset()
 		room = 76 - 1 - len(open) - len(closing)
 	}
@@ -191,7 +204,7 @@ func EncodeHeaderText(s string, prefix int) string {
 	if word.Len() > 0 || out.Len() == 0 {
 		flush()
 	}
-	return out.String()
+	return out.String(), col
 }
 
 // isPlainASCII reports whether s can go out as folded ASCII: printable, not looking like an
@@ -232,14 +245,43 @@ func foldASCII(s string, prefix int) string {
 	return b.String()
 }
 
-// FormatAddress renders a mailbox for a header: the display name sanitised and encoded
-// (RFC 2047 when not ASCII), the address checked.
-func FormatAddress(a mail.Address) (string, error) {
+// FormatAddress renders a mailbox for a header field whose name and ": " take prefix
+// columns: the display name sanitised, then as a quoted string folded at its spaces when it
+// is printable ASCII whose words fit on a line, otherwise as RFC 2047 encoded words of at
+// most 75 characters folded onto lines of at most 76; the address follows, on a line of
+// its own when the last line has no room. Every line stays within 78 octets unless the
+// address alone is longer. The address is checked, not changed.
+func FormatAddress(a mail.Address, prefix int) (string, error) {
 	if _, err := mail.ParseAddress(a.Address); err != nil || strings.ContainsAny(a.Address, "<> \r\n") {
 		return "", xerrors.Errorf("%q is not a valid email address", a.Address)
 	}
-	a.Name = Sanitize(a.Name)
-	return a.String(), nil
+	addr := "<" + a.Address + ">"
+	name := Sanitize(a.Name)
+	if name == "" {
+		return addr, nil
+	}
+	var phrase string
+	var col int
+	if quoted := quoteString(name); isPlainASCII(quoted, prefix) {
+		phrase = foldASCII(quoted, prefix)
+		col = len(phrase)
+		if i := strings.LastIndex(phrase, "\r\n"); i >= 0 {
+			col = len(phrase) - i - 2
+		} else {
+			col += prefix
+		}
+	} else {
+		phrase, col = encodeWords(name, prefix)
+	}
+	if col+1+len(addr) > maxLine {
+		return phrase + "\r\n " + addr, nil
+	}
+	return phrase + " " + addr, nil
+}
+
+// quoteString returns s as an RFC 5322 quoted-string.
+func quoteString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // ParseAddress parses "Display Name <addr@host>" or a bare address.
@@ -252,6 +294,34 @@ func ParseAddress(s string) (mail.Address, error) {
 		return mail.Address{}, xerrors.Errorf("parse address %q: %w", s, err)
 	}
 	return *a, nil
+}
+
+// ASCIIDomain returns addr with a non-ASCII domain converted to A-labels (IDNA, the UTS #46
+// lookup profile: "exämple.org" becomes "xn--exmple-cua.org"); an ASCII domain and the
+// local part are left as they are.
+func ASCIIDomain(addr string) (string, error) {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 || isASCII(addr[i+1:]) {
+		return addr, nil
+	}
+	domain, err := idna.Lookup.ToASCII(addr[i+1:])
+	if err != nil {
+		return "", xerrors.Errorf("domain of %q is not a valid internationalised domain name: %w", addr, err)
+	}
+	return addr[:i+1] + domain, nil
+}
+
+// NeedsSMTPUTF8 reports whether addr can only be sent with the SMTPUTF8 extension: it
+// holds non-ASCII characters (after ASCIIDomain, only a local part can).
+func NeedsSMTPUTF8(addr string) bool { return !isASCII(addr) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // Domain returns the part after the last @ of an address.

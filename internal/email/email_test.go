@@ -117,3 +117,67 @@ func FuzzEncodeHeaderText(f *testing.F) {
 		checkHeaderValue(t, name, s, EncodeHeaderText(s, len(name)+2))
 	})
 }
+
+// checkAddressHeader asserts what a To or From header must satisfy: folds only, no line
+// over 78 octets unless the address alone is longer, and it parses back to the sanitised
+// name and the address.
+func checkAddressHeader(t *testing.T, name string, a mail.Address, enc string) {
+	t.Helper()
+	lines := strings.Split(name+": "+enc, "\r\n")
+	for i, line := range lines {
+		if strings.ContainsAny(line, "\r\n") {
+			t.Fatalf("%q: bare CR or LF in %q", a.Name, line)
+		}
+		if i > 0 && !strings.HasPrefix(line, " ") {
+			t.Fatalf("%q: continuation line %q does not start with a space", a.Name, line)
+		}
+		if len(line) > 78 && len(line) > len(a.Address)+3 {
+			t.Fatalf("%q: line of %d octets: %q", a.Name, len(line), line)
+		}
+	}
+	got, err := mail.ParseAddress(strings.ReplaceAll(enc, "\r\n", ""))
+	if err != nil {
+		t.Fatalf("%q: parse %q: %v", a.Name, enc, err)
+	}
+	if want := Sanitize(a.Name); got.Name != want || got.Address != a.Address {
+		t.Fatalf("round trip of %q: got %q <%s>, want %q <%s>\n%s", a.Name, got.Name, got.Address, want, a.Address, enc)
+	}
+}
+
+func TestFormatAddressFolds(t *testing.T) {
+	t.Parallel()
+	for _, n := range []string{
+		"", "Ada", "Zoë", strings.Repeat("漢", 110), strings.Repeat("🎉", 60), strings.Repeat("Ada Lovelace ", 20),
+		strings.Repeat("x", 150), `quote " and \ backslash`, "=?utf-8?q?not_encoded?=", "a, b <c@d.example>",
+		"Zoë " + strings.Repeat("Grüße 日本語 and more ", 8), "(comment) name", "tab\tand\r\nbreak",
+	} {
+		for _, field := range []string{"To", "From", "X-A-Very-Long-Header-Name-For-Testing"} {
+			a := mail.Address{Name: n, Address: "someone@example.com"}
+			enc, err := FormatAddress(a, len(field)+2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAddressHeader(t, field, a, enc)
+		}
+	}
+}
+
+// FuzzFormatAddress: any display name folds into lines of at most 78 octets and parses
+// back to the sanitised name.
+func FuzzFormatAddress(f *testing.F) {
+	for _, s := range []string{"Ada", "Zoë", strings.Repeat("漢", 110), strings.Repeat("Ada Lovelace ", 20), `q " \ `, "=?x?=", "a\r\nBcc: b"} {
+		f.Add(s, 4)
+	}
+	f.Fuzz(func(t *testing.T, name string, prefix int) {
+		if prefix < 0 || prefix > 40 {
+			prefix = 4
+		}
+		field := strings.Repeat("X", max(prefix-2, 1))
+		a := mail.Address{Name: name, Address: "someone@example.com"}
+		enc, err := FormatAddress(a, len(field)+2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAddressHeader(t, field, a, enc)
+	})
+}

@@ -27,6 +27,7 @@ type Mail struct {
 	User      string // the authenticated user, if any
 	HeloName  string
 	ServerSNI string // the SNI the client sent, if TLS
+	UTF8      bool   // MAIL FROM carried SMTPUTF8
 }
 
 // Options configure a Server. The zero value is a plain server without AUTH.
@@ -40,8 +41,13 @@ type Options struct {
 	Mechanisms []string
 	// Users maps user names to passwords.
 	Users map[string]string
+	// LoginChallenges replaces the LOGIN challenges "Username:" and "Password:" (some
+	// servers send other text, which clients must ignore).
+	LoginChallenges *[2]string
 	// RcptError and DataError are returned at RCPT TO and at the end of DATA.
 	RcptError, DataError error
+	// SMTPUTF8 offers the SMTPUTF8 extension (RFC 6531).
+	SMTPUTF8 bool
 	// Reject, when set, is called at end of DATA for every message; its error is the reply.
 	Reject func(Mail) error
 }
@@ -70,6 +76,7 @@ func Start(opts Options) (*Server, error) {
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = discardLogger{}
 	srv.TLSConfig = opts.StartTLS
+	srv.EnableSMTPUTF8 = opts.SMTPUTF8
 	s.srv = srv
 	if opts.ImplicitTLS != nil {
 		l = tls.NewListener(l, opts.ImplicitTLS)
@@ -115,6 +122,7 @@ type session struct {
 	tls       bool
 	user      string
 	from, to  string
+	utf8      bool
 }
 
 func (s *session) AuthMechanisms() []string { return s.srv.opts.Mechanisms }
@@ -131,12 +139,20 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	case sasl.Plain:
 		return sasl.NewPlainServer(func(_, user, pass string) error { return check(user, pass) }), nil
 	case sasl.Login:
-		return &loginServer{check: check}, nil
+		ls := &loginServer{check: check, challenges: [2]string{"Username:", "Password:"}}
+		if c := s.srv.opts.LoginChallenges; c != nil {
+			ls.challenges = *c
+		}
+		return ls, nil
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error { s.from = from; return nil }
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	s.from = from
+	s.utf8 = opts != nil && opts.UTF8
+	return nil
+}
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.srv.opts.RcptError != nil {
@@ -154,7 +170,7 @@ func (s *session) Data(r io.Reader) error {
 	if s.srv.opts.DataError != nil {
 		return s.srv.opts.DataError
 	}
-	m := Mail{From: s.from, To: s.to, Data: bytes.Clone(b), TLS: s.tls, User: s.user, HeloName: s.helo, ServerSNI: s.sni}
+	m := Mail{From: s.from, To: s.to, Data: bytes.Clone(b), TLS: s.tls, User: s.user, HeloName: s.helo, ServerSNI: s.sni, UTF8: s.utf8}
 	if s.srv.opts.Reject != nil {
 		if err := s.srv.opts.Reject(m); err != nil {
 			return err
@@ -173,9 +189,10 @@ func (s *session) Logout() error { return nil }
 // loginServer is the server side of the (obsolete but widespread) LOGIN mechanism, which
 // go-sasl only implements as a client.
 type loginServer struct {
-	check    func(user, pass string) error
-	step     int
-	username string
+	check      func(user, pass string) error
+	challenges [2]string
+	step       int
+	username   string
 }
 
 func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
@@ -185,13 +202,13 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 		if len(response) > 0 { // initial response carries the user name
 			l.username = string(response)
 			l.step++
-			return []byte("Password:"), false, nil
+			return []byte(l.challenges[1]), false, nil
 		}
-		return []byte("Username:"), false, nil
+		return []byte(l.challenges[0]), false, nil
 	case 1:
 		l.username = string(response)
 		l.step++
-		return []byte("Password:"), false, nil
+		return []byte(l.challenges[1]), false, nil
 	case 2:
 		l.step++
 		return nil, true, l.check(l.username, string(response))

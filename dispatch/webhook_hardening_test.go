@@ -1,0 +1,84 @@
+package dispatch_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/coder/quartz"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/dispatch"
+)
+
+// TestWebhookRetryAfterStrict: Retry-After is delta-seconds (digits only) or an HTTP-date;
+// anything else, a negative, a value that overflows, or a date not in the future means "no
+// specific delay" (the engine's backoff); an accepted delay is capped at
+// WebhookConfig.MaxRetryAfter.
+func TestWebhookRetryAfterStrict(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Retry-After"] = r.URL.Query()["v"]
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		value string
+		max   time.Duration
+		want  time.Duration // 0: no specific delay
+	}{
+		{value: "7", want: 7 * time.Second},
+		{value: " 120 ", want: 2 * time.Minute},
+		{value: "0"},
+		{value: "-5"},
+		{value: "+5"},
+		{value: "7.5"},
+		{value: "0x10"},
+		{value: "1e3"},
+		{value: "soon"},
+		{value: ""},
+		{value: "3600", want: time.Hour},
+		{value: "3601", want: time.Hour},
+		{value: "315360000", want: time.Hour},
+		{value: "9300000000", want: time.Hour},
+		{value: "99999999999999999999999", want: time.Hour},
+		{value: "600", max: 5 * time.Minute, want: 5 * time.Minute},
+		{value: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second},
+		{value: now.Add(-time.Minute).Format(http.TimeFormat)},
+		{value: now.Format(http.TimeFormat)},
+		{value: "Fri, 31 Dec 9999 23:59:59 GMT", want: time.Hour},
+		{value: "Friday, 27-Nov-26 09:31:00 GMT", want: time.Minute},
+		{value: "Fri Nov 27 09:31:00 2026", want: time.Minute},
+		{value: "2026-11-27T09:31:00Z"},
+		{value: "Fri, 27 Nov 2026 09:31:00 +0100"},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Parallel()
+			clk := quartz.NewMock(t)
+			clk.Set(now)
+			h, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: srv.URL + "?v=" + urlQueryEscape(tc.value), AllowedNetworks: loopback, Clock: clk, MaxRetryAfter: tc.max})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, retryable, err := deliver(t, h, context.Background())
+			if err == nil || !retryable {
+				t.Fatalf("err %v retryable %v", err, retryable)
+			}
+			var ra *notifications.RetryAfterError
+			got := time.Duration(0)
+			if errors.As(err, &ra) {
+				got = ra.Delay
+			}
+			if got != tc.want {
+				t.Fatalf("Retry-After %q: delay %s, want %s (err %v)", tc.value, got, tc.want, err)
+			}
+		})
+	}
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
