@@ -21,26 +21,32 @@ func buildQueries(schema string) queries {
 	return queries{
 		// One statement: pick eligible rows oldest first (skipping rows another notifier
 		// is leasing right now), fail those whose attempts are used up, lease the rest and
-		// return them with their template and the recipient's current preference. Pending
-		// messages, due retries and expired leases are each read from their own partial
-		// index, so in-flight messages are never scanned.
+		// return them with their template and the recipient's current preference. For each
+		// method ($6), pending messages (by enqueue order), due retries (by retry time) and
+		// expired leases (by expiry) are each read from a partial index in that order, so
+		// LIMIT stops after the rows taken: the cost does not grow with the number of due
+		// retries, expired leases, in-flight messages or messages of other methods.
 		lease: q(`
 WITH now AS (SELECT coalesce($1::timestamptz, now()) AS ts),
 paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
+methods AS (SELECT DISTINCT method FROM unnest($6::text[]) AS u(method) WHERE NOT (SELECT paused FROM paused)),
 pending AS (
-	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'pending' AND m.method = ANY($6::text[]) AND NOT (SELECT paused FROM paused)
-	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+	SELECT c.* FROM methods, LATERAL (
+		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		WHERE m.status = 'pending' AND m.method = methods.method
+		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 due AS (
-	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'temporary_failure' AND m.method = ANY($6::text[]) AND m.next_retry_after <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
-	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+	SELECT c.* FROM methods, LATERAL (
+		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		WHERE m.status = 'temporary_failure' AND m.method = methods.method AND m.next_retry_after <= (SELECT ts FROM now)
+		ORDER BY m.next_retry_after LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 expired AS (
-	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'leased' AND m.method = ANY($6::text[]) AND m.leased_until <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
-	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+	SELECT c.* FROM methods, LATERAL (
+		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		WHERE m.status = 'leased' AND m.method = methods.method AND m.leased_until <= (SELECT ts FROM now)
+		ORDER BY m.leased_until LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 candidates AS (
 	SELECT id, attempt_count FROM (
