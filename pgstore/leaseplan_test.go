@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,9 @@ import (
 func TestLeaseCostIndependentOfBacklog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200,000 rows")
+	}
+	if !pgtest.Long() {
+		t.Skipf("long test: runs in the default exec mode only (this run: %s)", os.Getenv(pgtest.EnvExecMode))
 	}
 	t.Parallel()
 	pool, schema := pgtest.Schema(t)

@@ -212,10 +212,10 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 	if len(results) == 0 {
 		return 0, nil
 	}
-	ids := make([]uuid.UUID, len(results))
+	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
 	for i, r := range results {
-		ids[i], attempts[i] = r.ID, int32(r.AttemptCount)
+		ids[i], attempts[i] = r.ID.String(), int32(r.AttemptCount)
 	}
 	tag, err := s.db.Exec(ctx, s.q.markSent, s.now(), notifierID, ids, attempts)
 	if err != nil {
@@ -229,7 +229,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	if len(results) == 0 {
 		return 0, nil
 	}
-	ids := make([]uuid.UUID, len(results))
+	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
 	statuses := make([]string, len(results))
 	reasons := make([]string, len(results))
@@ -240,7 +240,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
-		ids[i], attempts[i], statuses[i] = r.ID, int32(r.AttemptCount), string(r.Status)
+		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
 		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
 		delays[i] = r.RetryDelay.Microseconds()
 	}
@@ -297,7 +297,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		return nil
 	}
 	n := len(msgs)
-	ids, tmpls, users := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	ids, tmpls, users := make([]string, n), make([]string, n), make([]string, n)
 	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	for i, m := range msgs {
 		if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
@@ -309,9 +309,12 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		if len(m.Payload) == 0 {
 			return xerrors.Errorf("enqueue message %s: payload is empty: %w", m.ID, notifications.ErrInvalidMessage)
 		}
+		if err := refuseNUL("enqueue message "+m.ID.String(), string(m.Method), m.CreatedBy, m.DedupeKey, string(m.Payload)); err != nil {
+			return err
+		}
 		// PostgreSQL validates the JSON (the column is json); invalid JSON is translated to
 		// ErrInvalidMessage and the whole batch is refused.
-		ids[i], tmpls[i], users[i], methods[i] = m.ID, m.TemplateID, m.UserID, string(m.Method)
+		ids[i], tmpls[i], users[i], methods[i] = m.ID.String(), m.TemplateID.String(), m.UserID.String(), string(m.Method)
 		payloads[i], targets[i], createdBy[i] = string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy
 		if m.DedupeKey != "" {
 			k := m.DedupeKey
@@ -390,7 +393,7 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		return xerrors.Errorf("upsert templates: %w", err)
 	}
 	n := len(templates)
-	ids := make([]uuid.UUID, n)
+	ids := make([]string, n)
 	names, groups, kinds, titles, bodies, actions, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	enabled := make([]bool, n)
 	for i, t := range templates {
@@ -402,7 +405,10 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		if err != nil {
 			return xerrors.Errorf("upsert templates: encode actions of %q: %w", t.Name, err)
 		}
-		ids[i], names[i], groups[i], kinds[i] = t.ID, t.Name, t.Group, t.Kind
+		if err := refuseNUL("upsert template "+t.ID.String(), t.Name, t.Group, t.Kind, t.TitleTemplate, t.BodyTemplate, string(t.Method)); err != nil {
+			return err
+		}
+		ids[i], names[i], groups[i], kinds[i] = t.ID.String(), t.Name, t.Group, t.Kind
 		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), string(t.Method), t.EnabledByDefault
 	}
 	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled); err != nil {
@@ -534,3 +540,14 @@ const MaxSchemaLen = 57
 
 // defaultPurgeBatch is the purge batch size when PurgeParams.BatchSize is 0.
 const defaultPurgeBatch = 1000
+
+// refuseNUL refuses text with a NUL byte, which PostgreSQL text cannot hold; in the simple
+// protocol it would not even reach the server as a data error.
+func refuseNUL(what string, values ...string) error {
+	for _, v := range values {
+		if strings.IndexByte(v, 0) >= 0 {
+			return xerrors.Errorf("%s: %q contains a NUL byte, which PostgreSQL text cannot hold: %w", what, v, notifications.ErrInvalidMessage)
+		}
+	}
+	return nil
+}

@@ -76,7 +76,7 @@ ORDER BY l.seq`),
 		markSent: q(`
 UPDATE {{s}}.messages m SET status = 'sent', status_reason = '', sent_at = coalesce($1::timestamptz, now()),
 	updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL
-FROM unnest($3::uuid[], $4::int[]) AS r(id, attempt)
+FROM unnest($3::text[]::uuid[], $4::int[]) AS r(id, attempt)
 WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
 
 		markFailed: q(`
@@ -84,7 +84,7 @@ UPDATE {{s}}.messages m SET status = r.status, status_reason = r.reason, updated
 	next_retry_after = CASE WHEN r.status = 'temporary_failure'
 		THEN coalesce($1::timestamptz, now()) + r.delay * interval '1 microsecond' END,
 	leased_by = NULL, leased_until = NULL
-FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
+FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
 WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
 
 		// One batch of the purge: at most $4 rows, oldest first, skipping rows that are
@@ -116,7 +116,7 @@ SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
 		// disabled it, otherwise insert every row and notify listeners (at commit).
 		enqueue: q(`
 WITH input AS (
-	SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
 		WITH ORDINALITY AS r(id, template_id, user_id, method, payload, targets, created_by, dedupe_key, ord)
 ),
 bad AS (
@@ -146,7 +146,7 @@ FROM {{s}}.templates WHERE id = $1`),
 		upsertTemplates: q(`
 INSERT INTO {{s}}.templates (id, name, grp, kind, title_template, body_template, actions, method, enabled_by_default, updated_at)
 SELECT r.id, r.name, r.grp, r.kind, r.title, r.body, r.actions::jsonb, r.method, r.enabled, coalesce($1::timestamptz, now())
-FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[])
+FROM unnest($2::text[]::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[])
 	AS r(id, name, grp, kind, title, body, actions, method, enabled)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, grp = excluded.grp, kind = excluded.kind,
 	title_template = excluded.title_template, body_template = excluded.body_template, actions = excluded.actions,
