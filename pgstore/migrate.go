@@ -258,14 +258,7 @@ func (mg *migrator) claim(ctx context.Context) (func(), error) {
 }
 
 func (mg *migrator) sleep(ctx context.Context, d time.Duration, tag string) error {
-	t := mg.o.clock.NewTimer(d, "pgstore", tag)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleep(ctx, mg.o.clock, d, tag)
 }
 
 // apply runs one migration and records its version.

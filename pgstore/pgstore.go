@@ -51,11 +51,14 @@ type Store struct {
 var _ notifications.Store = (*Store)(nil)
 
 type options struct {
-	schema   string
-	clock    quartz.Clock
-	pollOnly bool
-	fixedNow bool // clock injected: pass its time instead of the database's now()
-	log      slog.Logger
+	schema        string
+	clock         quartz.Clock
+	pollOnly      bool
+	fixedNow      bool // clock injected: pass its time instead of the database's now()
+	log           slog.Logger
+	listenConnect func(context.Context) (*pgx.Conn, error)
+	pingInterval  time.Duration
+	brokerPoll    time.Duration
 }
 
 // Option configures New and Migrate.
@@ -78,14 +81,45 @@ func WithLogger(l slog.Logger) Option {
 	return func(o *options) { o.log = l.Named("pgstore") }
 }
 
-// PollOnly disables LISTEN/NOTIFY wake-ups (for PgBouncer in transaction mode, which
-// cannot hold a LISTEN): notifiers then find new work at their FetchInterval.
+// PollOnly says the pool goes through a transaction pooler (PgBouncer in transaction
+// mode), which cannot hold a LISTEN: without a listener connection source
+// (WithListenerConn, WithListenerDSN), notifiers find new work at their FetchInterval and
+// the inbox broker polls for new items (see WithBrokerPollInterval). With one, wake-ups
+// and live inbox events go through it.
 func PollOnly() Option {
 	return func(o *options) { o.pollOnly = true }
 }
 
+// WithListenerConn gives the listener (notifier wake-ups and the inbox broker) its own
+// connection source: connect is called for each listening connection, which the store
+// closes when done. Use it behind a transaction pooler, with a connection that reaches
+// PostgreSQL directly (or through a session-mode pool). Default: a connection acquired
+// from the store's pool, through its hooks, and taken out of it.
+func WithListenerConn(connect func(ctx context.Context) (*pgx.Conn, error)) Option {
+	return func(o *options) { o.listenConnect = connect }
+}
+
+// WithListenerDSN is WithListenerConn with pgx.Connect on dsn.
+func WithListenerDSN(dsn string) Option {
+	return WithListenerConn(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) })
+}
+
+// WithListenerPingInterval sets how long the listener's connection may stay silent before
+// it is pinged (and replaced when the ping fails within the same time). Default
+// DefaultListenerPingInterval.
+func WithListenerPingInterval(d time.Duration) Option {
+	return func(o *options) { o.pingInterval = d }
+}
+
+// WithBrokerPollInterval sets how often the inbox broker looks for new items when it
+// cannot listen (PollOnly without a listener connection source). Default
+// DefaultBrokerPollInterval.
+func WithBrokerPollInterval(d time.Duration) Option {
+	return func(o *options) { o.brokerPoll = d }
+}
+
 func newOptions(opts []Option) options {
-	o := options{schema: DefaultSchema, clock: quartz.NewReal()}
+	o := options{schema: DefaultSchema, clock: quartz.NewReal(), pingInterval: DefaultListenerPingInterval, brokerPoll: DefaultBrokerPollInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -96,6 +130,9 @@ func newOptions(opts []Option) options {
 func (o options) validate() error {
 	if o.schema == "" {
 		return xerrors.New("pgstore: the schema name is empty")
+	}
+	if o.pingInterval <= 0 || o.brokerPoll <= 0 {
+		return xerrors.New("pgstore: the listener ping and broker poll intervals must be positive")
 	}
 	if len(o.schema) > MaxSchemaLen {
 		return xerrors.Errorf("pgstore: schema name %q is %d bytes; at most %d bytes are allowed, since the NOTIFY channel \"<schema>.inbox\" must fit PostgreSQL's 63-byte identifier limit",

@@ -13,6 +13,7 @@ type queries struct {
 	template, upsertTemplates                                          string
 	message, messages, countByStatus, setPreference, setPaused, paused string
 	inboxInsert, inboxList, inboxUnread, inboxMarkRead, inboxGet       string
+	inboxMaxSeq, inboxSince                                            string
 }
 
 func buildQueries(schema string) queries {
@@ -172,6 +173,9 @@ ON CONFLICT (id) DO NOTHING`),
 FROM {{s}}.inbox WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) ORDER BY seq DESC LIMIT $3`),
 		inboxGet: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
 FROM {{s}}.inbox WHERE id = $1`),
+		inboxMaxSeq: q(`SELECT coalesce(max(seq), 0) FROM {{s}}.inbox`),
+		inboxSince: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
+FROM {{s}}.inbox WHERE seq > $1 AND seq <= $2 AND user_id = ANY($3::text[]::uuid[]) ORDER BY seq`),
 		inboxUnread: q(`SELECT count(*) FROM {{s}}.inbox WHERE user_id = $1 AND read_at IS NULL`),
 		inboxMarkRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce(read_at, coalesce($1::timestamptz, now()))
 WHERE id = $3 AND user_id = $2`),

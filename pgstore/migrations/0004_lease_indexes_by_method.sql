@@ -12,3 +12,7 @@ DROP INDEX CONCURRENTLY IF EXISTS messages_leased;
 
 -- The purge of read inbox items, oldest read first.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS inbox_read ON inbox (read_at) WHERE read_at IS NOT NULL;
+
+-- The inbox broker's poll (behind a transaction pooler, where it cannot listen): items
+-- inserted since its last look.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS inbox_seq ON inbox (seq);
