@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,9 @@ func countPrefix(counts map[string]int, prefix string) int {
 func TestDatabaseOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes a database offline")
+	}
+	if !pgtest.Long() {
+		t.Skipf("long test: runs in the default exec mode only (this run: %s)", os.Getenv(pgtest.EnvExecMode))
 	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -51,11 +51,14 @@ type Store struct {
 var _ notifications.Store = (*Store)(nil)
 
 type options struct {
-	schema   string
-	clock    quartz.Clock
-	pollOnly bool
-	fixedNow bool // clock injected: pass its time instead of the database's now()
-	log      slog.Logger
+	schema        string
+	clock         quartz.Clock
+	pollOnly      bool
+	fixedNow      bool // clock injected: pass its time instead of the database's now()
+	log           slog.Logger
+	listenConnect func(context.Context) (*pgx.Conn, error)
+	pingInterval  time.Duration
+	brokerPoll    time.Duration
 }
 
 // Option configures New and Migrate.
@@ -78,14 +81,45 @@ func WithLogger(l slog.Logger) Option {
 	return func(o *options) { o.log = l.Named("pgstore") }
 }
 
-// PollOnly disables LISTEN/NOTIFY wake-ups (for PgBouncer in transaction mode, which
-// cannot hold a LISTEN): notifiers then find new work at their FetchInterval.
+// PollOnly says the pool goes through a transaction pooler (PgBouncer in transaction
+// mode), which cannot hold a LISTEN: without a listener connection source
+// (WithListenerConn, WithListenerDSN), notifiers find new work at their FetchInterval and
+// the inbox broker polls for new items (see WithBrokerPollInterval). With one, wake-ups
+// and live inbox events go through it.
 func PollOnly() Option {
 	return func(o *options) { o.pollOnly = true }
 }
 
+// WithListenerConn gives the listener (notifier wake-ups and the inbox broker) its own
+// connection source: connect is called for each listening connection, which the store
+// closes when done. Use it behind a transaction pooler, with a connection that reaches
+// PostgreSQL directly (or through a session-mode pool). Default: a connection acquired
+// from the store's pool, through its hooks, and taken out of it.
+func WithListenerConn(connect func(ctx context.Context) (*pgx.Conn, error)) Option {
+	return func(o *options) { o.listenConnect = connect }
+}
+
+// WithListenerDSN is WithListenerConn with pgx.Connect on dsn.
+func WithListenerDSN(dsn string) Option {
+	return WithListenerConn(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) })
+}
+
+// WithListenerPingInterval sets how long the listener's connection may stay silent before
+// it is pinged (and replaced when the ping fails within the same time). Default
+// DefaultListenerPingInterval.
+func WithListenerPingInterval(d time.Duration) Option {
+	return func(o *options) { o.pingInterval = d }
+}
+
+// WithBrokerPollInterval sets how often the inbox broker looks for new items when it
+// cannot listen (PollOnly without a listener connection source). Default
+// DefaultBrokerPollInterval.
+func WithBrokerPollInterval(d time.Duration) Option {
+	return func(o *options) { o.brokerPoll = d }
+}
+
 func newOptions(opts []Option) options {
-	o := options{schema: DefaultSchema, clock: quartz.NewReal()}
+	o := options{schema: DefaultSchema, clock: quartz.NewReal(), pingInterval: DefaultListenerPingInterval, brokerPoll: DefaultBrokerPollInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -96,6 +130,9 @@ func newOptions(opts []Option) options {
 func (o options) validate() error {
 	if o.schema == "" {
 		return xerrors.New("pgstore: the schema name is empty")
+	}
+	if o.pingInterval <= 0 || o.brokerPoll <= 0 {
+		return xerrors.New("pgstore: the listener ping and broker poll intervals must be positive")
 	}
 	if len(o.schema) > MaxSchemaLen {
 		return xerrors.Errorf("pgstore: schema name %q is %d bytes; at most %d bytes are allowed, since the NOTIFY channel \"<schema>.inbox\" must fit PostgreSQL's 63-byte identifier limit",
@@ -212,10 +249,10 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 	if len(results) == 0 {
 		return 0, nil
 	}
-	ids := make([]uuid.UUID, len(results))
+	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
 	for i, r := range results {
-		ids[i], attempts[i] = r.ID, int32(r.AttemptCount)
+		ids[i], attempts[i] = r.ID.String(), int32(r.AttemptCount)
 	}
 	tag, err := s.db.Exec(ctx, s.q.markSent, s.now(), notifierID, ids, attempts)
 	if err != nil {
@@ -229,7 +266,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	if len(results) == 0 {
 		return 0, nil
 	}
-	ids := make([]uuid.UUID, len(results))
+	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
 	statuses := make([]string, len(results))
 	reasons := make([]string, len(results))
@@ -240,7 +277,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
-		ids[i], attempts[i], statuses[i] = r.ID, int32(r.AttemptCount), string(r.Status)
+		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
 		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
 		delays[i] = r.RetryDelay.Microseconds()
 	}
@@ -297,7 +334,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		return nil
 	}
 	n := len(msgs)
-	ids, tmpls, users := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	ids, tmpls, users := make([]string, n), make([]string, n), make([]string, n)
 	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	for i, m := range msgs {
 		if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
@@ -309,9 +346,12 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		if len(m.Payload) == 0 {
 			return xerrors.Errorf("enqueue message %s: payload is empty: %w", m.ID, notifications.ErrInvalidMessage)
 		}
+		if err := refuseNUL("enqueue message "+m.ID.String(), string(m.Method), m.CreatedBy, m.DedupeKey, string(m.Payload)); err != nil {
+			return err
+		}
 		// PostgreSQL validates the JSON (the column is json); invalid JSON is translated to
 		// ErrInvalidMessage and the whole batch is refused.
-		ids[i], tmpls[i], users[i], methods[i] = m.ID, m.TemplateID, m.UserID, string(m.Method)
+		ids[i], tmpls[i], users[i], methods[i] = m.ID.String(), m.TemplateID.String(), m.UserID.String(), string(m.Method)
 		payloads[i], targets[i], createdBy[i] = string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy
 		if m.DedupeKey != "" {
 			k := m.DedupeKey
@@ -390,7 +430,7 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		return xerrors.Errorf("upsert templates: %w", err)
 	}
 	n := len(templates)
-	ids := make([]uuid.UUID, n)
+	ids := make([]string, n)
 	names, groups, kinds, titles, bodies, actions, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	enabled := make([]bool, n)
 	for i, t := range templates {
@@ -402,7 +442,10 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		if err != nil {
 			return xerrors.Errorf("upsert templates: encode actions of %q: %w", t.Name, err)
 		}
-		ids[i], names[i], groups[i], kinds[i] = t.ID, t.Name, t.Group, t.Kind
+		if err := refuseNUL("upsert template "+t.ID.String(), t.Name, t.Group, t.Kind, t.TitleTemplate, t.BodyTemplate, string(t.Method)); err != nil {
+			return err
+		}
+		ids[i], names[i], groups[i], kinds[i] = t.ID.String(), t.Name, t.Group, t.Kind
 		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), string(t.Method), t.EnabledByDefault
 	}
 	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled); err != nil {
@@ -534,3 +577,14 @@ const MaxSchemaLen = 57
 
 // defaultPurgeBatch is the purge batch size when PurgeParams.BatchSize is 0.
 const defaultPurgeBatch = 1000
+
+// refuseNUL refuses text with a NUL byte, which PostgreSQL text cannot hold; in the simple
+// protocol it would not even reach the server as a data error.
+func refuseNUL(what string, values ...string) error {
+	for _, v := range values {
+		if strings.IndexByte(v, 0) >= 0 {
+			return xerrors.Errorf("%s: %q contains a NUL byte, which PostgreSQL text cannot hold: %w", what, v, notifications.ErrInvalidMessage)
+		}
+	}
+	return nil
+}

@@ -19,6 +19,45 @@ import (
 // EnvURL names the variable that holds the test server's URL.
 const EnvURL = "NOTIFICATIONS_TEST_DATABASE_URL"
 
+// EnvExecMode names the variable that selects the pgx QueryExecMode of every test pool
+// (cache_statement, cache_describe, describe_exec, exec, simple_protocol); unset: pgx's
+// default. `make test` runs the store tests once per mode.
+const EnvExecMode = "NOTIFICATIONS_TEST_EXEC_MODE"
+
+// EnvPgBouncerURL names the variable that holds the URL of a PgBouncer in transaction mode
+// in front of the test server (scripts/with-postgres.sh starts one).
+const EnvPgBouncerURL = "NOTIFICATIONS_TEST_PGBOUNCER_URL"
+
+// ExecModes are the pgx query exec modes by the names their connection-string parameter
+// default_query_exec_mode uses.
+var ExecModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// Long reports whether the long tests run: always, unless the run selects a non-default
+// exec mode (the matrix repeats only the shorter store tests in the other modes).
+func Long() bool {
+	m := os.Getenv(EnvExecMode)
+	return m == "" || m == "cache_statement"
+}
+
+// PgBouncerURL returns the PgBouncer URL, or skips (fails under CI) when there is none.
+func PgBouncerURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv(EnvPgBouncerURL)
+	if url == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set and CI=true: run the tests with `make test`, which starts PgBouncer", EnvPgBouncerURL)
+		}
+		t.Skipf("%s is not set; `make test` starts PgBouncer in front of a throw-away PostgreSQL", EnvPgBouncerURL)
+	}
+	return url
+}
+
 // URL returns the test server URL, or skips (fails under CI) when there is none.
 func URL(t testing.TB) string {
 	t.Helper()
@@ -59,9 +98,23 @@ func Schema(t testing.TB) (*pgxpool.Pool, string) {
 // Pool returns a pool on the test server, closed when the test ends.
 func Pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(URL(t))
+	return PoolOn(t, URL(t))
+}
+
+// PoolOn returns a pool on url in the exec mode the run selects, closed when the test
+// ends.
+func PoolOn(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvURL, err)
+		t.Fatalf("parse database URL: %v", err)
+	}
+	if name := os.Getenv(EnvExecMode); name != "" {
+		mode, ok := ExecModes[name]
+		if !ok {
+			t.Fatalf("%s=%q is not a pgx exec mode", EnvExecMode, name)
+		}
+		cfg.ConnConfig.DefaultQueryExecMode = mode
 	}
 	cfg.MaxConns = 8
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
