@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
@@ -35,7 +38,10 @@ const WebhookVersion = "1.1"
 type WebhookConfig struct {
 	// URL receives every notification as a JSON POST. Required; http or https.
 	URL string
-	// Headers are added to every request (e.g. an API key).
+	// Headers are added to every request (e.g. an API key). Names must be RFC 9110 tokens
+	// and values field-values (no control characters but tab); the headers the handler
+	// sets itself (X-Message-Id, webhook-*, Host, Content-Length, ...) are
+	// refused. Default: none.
 	Headers map[string]string
 	// Secrets sign requests with Standard Webhooks (webhook-id, webhook-timestamp,
 	// webhook-signature). Each is "whsec_" followed by base64, or any other string used as
@@ -97,9 +103,9 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, xerrors.Errorf("new webhook handler: WebhookConfig.URL %q must be an absolute http or https URL", cfg.URL)
 	}
-	for k, v := range cfg.Headers {
-		if strings.ContainsAny(k+v, "\r\n") || k == "" {
-			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Headers[%q] is not a valid header", k)
+	for _, k := range slices.Sorted(maps.Keys(cfg.Headers)) {
+		if err := checkHeader(k, cfg.Headers[k]); err != nil {
+			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Headers[%q]: %w", k, err)
 		}
 	}
 	secrets := make([][]byte, 0, len(cfg.Secrets))
@@ -146,6 +152,26 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 			},
 		},
 	}, nil
+}
+
+// reservedHeaders are set by the handler or by net/http; a configured value would be
+// overwritten or ignored, so it is refused.
+var reservedHeaders = []string{"Content-Length", "Transfer-Encoding", "Host", "Connection",
+	"X-Message-Id", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+
+// checkHeader validates a configured header: the name an RFC 9110 token, the value a
+// field-value (visible characters, spaces and tabs, no other control characters).
+func checkHeader(name, value string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return xerrors.New("the name is not an RFC 9110 token (letters, digits and !#$%&'*+-.^_`|~ only)")
+	}
+	if !httpguts.ValidHeaderFieldValue(value) {
+		return xerrors.New("the value holds a control character (CR, LF, NUL, DEL, ...)")
+	}
+	if slices.Contains(reservedHeaders, http.CanonicalHeaderKey(name)) {
+		return xerrors.Errorf("the handler sets %s itself", http.CanonicalHeaderKey(name))
+	}
+	return nil
 }
 
 func decodeSecret(s string) ([]byte, error) {

@@ -3,9 +3,11 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,3 +84,42 @@ func TestWebhookRetryAfterStrict(t *testing.T) {
 }
 
 func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// TestNewWebhookValidatesHeaders: header names must be RFC 9110 tokens and values
+// field-values (no NUL, DEL or other controls but tab); the error names the header.
+func TestNewWebhookValidatesHeaders(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"Authorization", "Bearer t", true},
+		{"X-Api-Key", "a\tb c", true},
+		{"X-Name", "café", true},
+		{"X-Empty", "", true},
+		{"X Api", "v", false},
+		{"X:Api", "v", false},
+		{"", "v", false},
+		{"X-Nul\x00", "v", false},
+		{"Ünïcode", "v", false},
+		{"X-Api", "a\x00b", false},
+		{"X-Api", "a\x7fb", false},
+		{"X-Api", "a\r\nInjected: 1", false},
+		{"X-Api", "a\nb", false},
+		{"X-Api", "a\x1bb", false},
+		{"webhook-signature", "v1,forged", false},
+		{"Content-Length", "1", false},
+		{"Host", "evil.example", false},
+	} {
+		_, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: "https://example.com/hook", Headers: map[string]string{tc.name: tc.value}})
+		if tc.ok {
+			if err != nil {
+				t.Errorf("header %q: %q refused: %v", tc.name, tc.value, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("WebhookConfig.Headers[%q]", tc.name)) {
+			t.Errorf("header %q: %q: err = %v, want an error naming WebhookConfig.Headers[%q]", tc.name, tc.value, err, tc.name)
+		}
+	}
+}
