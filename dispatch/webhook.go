@@ -44,9 +44,11 @@ type WebhookConfig struct {
 	// refused. Default: none.
 	Headers map[string]string
 	// Secrets sign requests with Standard Webhooks (webhook-id, webhook-timestamp,
-	// webhook-signature). Each is "whsec_" followed by base64, or any other string used as
-	// raw key bytes. With several secrets (rotation) every one signs, space-separated.
-	// Default: unsigned.
+	// webhook-signature). Each is the base64 of the key, with or without a "whsec_"
+	// prefix — the convention of the specification and its official libraries, so a
+	// receiver given the same string verifies. A secret that is not base64 is refused; use
+	// RawSecrets for raw key bytes. With several secrets (rotation) every one signs,
+	// space-separated. Default: unsigned.
 	Secrets []string
 	// AllowedNetworks lists address ranges the handler may connect to although they are
 	// refused by default: every range of the IANA IPv4 and IPv6 special-purpose registries
@@ -65,6 +67,10 @@ type WebhookConfig struct {
 	// retry at Config.MaxRetryInterval in any case). Default (zero): 1h; must not be
 	// negative.
 	MaxRetryAfter time.Duration
+	// RawSecrets are signing keys used as the raw bytes given, for receivers configured
+	// with raw keys (NewWebhookRaw in the official libraries); they sign besides Secrets.
+	// Default: none.
+	RawSecrets [][]byte
 	// Clock stamps webhook-timestamp and reads Retry-After dates. Default: real.
 	Clock quartz.Clock
 	// Transport replaces the HTTP transport (its dialer then bypasses AllowedNetworks:
@@ -108,13 +114,19 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Headers[%q]: %w", k, err)
 		}
 	}
-	secrets := make([][]byte, 0, len(cfg.Secrets))
+	secrets := make([][]byte, 0, len(cfg.Secrets)+len(cfg.RawSecrets))
 	for i, s := range cfg.Secrets {
 		key, err := decodeSecret(s)
 		if err != nil {
 			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Secrets[%d]: %w", i, err)
 		}
 		secrets = append(secrets, key)
+	}
+	for i, key := range cfg.RawSecrets {
+		if len(key) == 0 {
+			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.RawSecrets[%d] is empty", i)
+		}
+		secrets = append(secrets, bytes.Clone(key))
 	}
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = 64 << 10
@@ -175,20 +187,18 @@ func checkHeader(name, value string) error {
 }
 
 func decodeSecret(s string) ([]byte, error) {
-	if s == "" {
+	rest := strings.TrimPrefix(s, "whsec_")
+	if rest == "" {
 		return nil, xerrors.New("secret is empty")
 	}
-	if rest, ok := strings.CutPrefix(s, "whsec_"); ok {
-		key, err := base64.StdEncoding.DecodeString(rest)
-		if err != nil {
-			return nil, xerrors.Errorf("secret after whsec_ is not base64: %w", err)
-		}
-		if len(key) == 0 {
-			return nil, xerrors.New("secret after whsec_ is empty")
-		}
-		return key, nil
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return nil, xerrors.Errorf("secret is not base64 (Standard Webhooks secrets are base64, optionally prefixed with whsec_; use RawSecrets for raw key bytes): %w", err)
 	}
-	return []byte(s), nil
+	if len(key) == 0 {
+		return nil, xerrors.New("secret is empty")
+	}
+	return key, nil
 }
 
 // addressGuard refuses connections to addresses that are not globally reachable unless
@@ -319,8 +329,8 @@ var ErrBadSignature = xerrors.New("webhook signature does not verify")
 // VerifyWebhook checks a received webhook the way a Standard Webhooks receiver does: the
 // webhook-timestamp is within tolerance of now (replays are refused), and one of the
 // space-separated "v1,<base64>" signatures in webhook-signature is the HMAC-SHA256 of
-// "id.timestamp.body" under one of secrets (same forms as WebhookConfig.Secrets). Use it
-// in your receiver, or in tests of one.
+// "id.timestamp.body" under one of secrets (base64, optionally prefixed with "whsec_", as
+// WebhookConfig.Secrets). Use it in your receiver, or in tests of one.
 func VerifyWebhook(secrets []string, header http.Header, body []byte, now time.Time, tolerance time.Duration) error {
 	id, ts, sigs := header.Get("webhook-id"), header.Get("webhook-timestamp"), header.Get("webhook-signature")
 	if id == "" || ts == "" || sigs == "" {
