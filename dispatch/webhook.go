@@ -78,7 +78,8 @@ type WebhookConfig struct {
 	Transport http.RoundTripper
 }
 
-// WebhookBody is the JSON the webhook handler POSTs.
+// WebhookBody is the JSON the webhook handler POSTs. In Payload, absent labels, data,
+// actions and targets are sent as {} and [], never null.
 type WebhookBody struct {
 	Version       string                       `json:"_version"`
 	MsgID         uuid.UUID                    `json:"msg_id"`
@@ -360,6 +361,7 @@ func VerifyWebhook(secrets []string, header http.Header, body []byte, now time.T
 
 // Dispatcher implements notifications.Handler.
 func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body string, _ template.FuncMap) (notifications.DeliveryFunc, error) {
+	payload = withEmptyCollections(payload)
 	return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
 		b, err := json.Marshal(WebhookBody{
 			Version: WebhookVersion, MsgID: msgID, Payload: payload,
@@ -411,6 +413,24 @@ func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body s
 			return false, failure
 		}
 	}, nil
+}
+
+// withEmptyCollections returns p with absent labels, data, actions and targets made
+// empty, so that the JSON carries {} and [] instead of null.
+func withEmptyCollections(p notifications.MessagePayload) notifications.MessagePayload {
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
+	}
+	if p.Data == nil {
+		p.Data = map[string]any{}
+	}
+	if p.Actions == nil {
+		p.Actions = []notifications.Action{}
+	}
+	if p.Targets == nil {
+		p.Targets = []uuid.UUID{}
+	}
+	return p
 }
 
 // retryAfter parses a Retry-After header strictly (RFC 9110 §10.2.3): delay-seconds, only

@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/quartz"
+	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/dispatch"
@@ -186,5 +188,42 @@ func TestWebhookSecretsFollowStandardWebhooks(t *testing.T) {
 	}
 	if _, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: "https://example.com", RawSecrets: [][]byte{nil}}); err == nil || !strings.Contains(err.Error(), "WebhookConfig.RawSecrets[0]") {
 		t.Errorf("empty raw secret: err = %v", err)
+	}
+}
+
+// TestWebhookEmptyCollections: absent labels, data, actions and targets are sent as {} and
+// [], never null, so typed consumers can decode them.
+func TestWebhookEmptyCollections(t *testing.T) {
+	t.Parallel()
+	bodies := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- b
+	}))
+	t.Cleanup(srv.Close)
+	h, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: srv.URL, AllowedNetworks: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := samplePayload()
+	p.Labels, p.Data, p.Actions, p.Targets = nil, nil, nil, nil
+	fn, err := h.Dispatcher(p, "t", "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fn(context.Background(), uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Payload map[string]json.RawMessage `json:"payload"`
+	}
+	raw := <-bodies
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{"labels": "{}", "data": "{}", "actions": "[]", "targets": "[]"} {
+		if got := string(body.Payload[field]); got != want {
+			t.Errorf("payload.%s = %s, want %s\n%s", field, got, want, raw)
+		}
 	}
 }
