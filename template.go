@@ -163,7 +163,9 @@ func (r *renderer) execute(src string, data any) (string, error) {
 	return b.String(), nil
 }
 
-// escapedPayload returns a copy of p whose user-controlled values are Markdown-escaped.
+// escapedPayload returns a copy of p whose user-controlled values are Markdown-escaped:
+// names and email, label and data keys and values at any depth, and each action's label
+// and URL.
 func escapedPayload(p MessagePayload) MessagePayload {
 	p.UserName = markdown.Escape(p.UserName)
 	p.UserUsername = markdown.Escape(p.UserUsername)
@@ -174,6 +176,13 @@ func escapedPayload(p MessagePayload) MessagePayload {
 	}
 	if p.Data != nil {
 		p.Data = markdown.EscapeAny(p.Data).(map[string]any)
+	}
+	if p.Actions != nil {
+		actions := make([]Action, len(p.Actions))
+		for i, a := range p.Actions {
+			actions[i] = Action{Label: markdown.Escape(a.Label), URL: markdown.Escape(a.URL)}
+		}
+		p.Actions = actions
 	}
 	return p
 }
