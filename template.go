@@ -145,43 +145,36 @@ func newRenderer(helpers template.FuncMap) *renderer {
 }
 
 func (r *renderer) parse(src string) (*template.Template, error) {
-	r.mu.RLock()
-	t, ok := r.cache[src]
-	r.mu.RUnlock()
-	if ok {
-		return t, nil
-	}
-	t, err := parseTemplate("notification", src, r.helpers)
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	if len(r.cache) >= maxCachedTemplates {
-		clear(r.cache)
-	}
-	r.cache[src] = t
-	r.mu.Unlock()
-	return t, nil
+	return cachedParse(&r.mu, r.cache, src, func() (*template.Template, error) {
+		return parseTemplate("notification", src, r.helpers)
+	})
 }
 
 // parseURL is parse for action URL templates (parseActionURL), with its own cache.
 func (r *renderer) parseURL(src string) (*actionURLTemplate, error) {
-	r.mu.RLock()
-	t, ok := r.urlCache[src]
-	r.mu.RUnlock()
+	return cachedParse(&r.mu, r.urlCache, src, func() (*actionURLTemplate, error) {
+		return parseActionURL("url", src, r.helpers)
+	})
+}
+
+// cachedParse returns cache[src], or parses and caches it (clearing a full cache first).
+func cachedParse[T any](mu *sync.RWMutex, cache map[string]T, src string, parse func() (T, error)) (T, error) {
+	mu.RLock()
+	t, ok := cache[src]
+	mu.RUnlock()
 	if ok {
 		return t, nil
 	}
-	t, err := parseActionURL("url", src, r.helpers)
+	t, err := parse()
 	if err != nil {
-		return nil, err
+		return t, err
 	}
-	r.mu.Lock()
-	if len(r.urlCache) >= maxCachedTemplates {
-		clear(r.urlCache)
+	mu.Lock()
+	if len(cache) >= maxCachedTemplates {
+		clear(cache)
 	}
-	r.urlCache[src] = t
-	r.mu.Unlock()
+	cache[src] = t
+	mu.Unlock()
 	return t, nil
 }
 
