@@ -28,6 +28,7 @@ func TestUserKeysNestedValuesAndActionLabelsCannotInjectMarkdown(t *testing.T) {
 			"list":  []any{link, map[string]any{image: image}},
 			"typed": map[string][]string{link: {image}},
 			"deep":  map[string]any{"a": map[string]any{"b": []any{[]any{image}}}},
+			"array": [2]string{link, image},
 		},
 		Actions: []notifications.Action{{Label: link + " <b>x</b>", URL: "https://app.example.com/reset"}},
 	}
@@ -37,6 +38,7 @@ func TestUserKeysNestedValuesAndActionLabelsCannotInjectMarkdown(t *testing.T) {
 		"nested values":       `{{range .Data.list}}{{.}} {{end}}{{range $k, $v := index .Data.list 1}}{{$k}} {{$v}}{{end}}`,
 		"typed nested":        `{{range $k, $v := .Data.typed}}{{$k}} {{index $v 0}}{{end}}`,
 		"deep nested":         `{{index (index .Data.deep.a.b 0) 0}}`,
+		"array":               `{{index .Data.array 0}} {{index .Data.array 1}}`,
 		"whole maps":          `{{.Labels}} {{.Data}}`,
 		"action labels":       `{{range .Actions}}[{{.Label}}]({{.URL}}){{end}}`,
 		"action labels plain": `{{range .Actions}}{{.Label}}{{end}}`,

@@ -17,8 +17,11 @@ import (
 // Template describes one kind of notification. Title, body and each action's label and URL
 // are Go text/template sources that produce Markdown; they are executed over a
 // MessagePayload (title and body at delivery, actions at enqueue) with the host's helper
-// functions. User-controlled values (labels, data, the recipient's names and email) are
-// Markdown-escaped before title and body run, so they cannot inject links or HTML.
+// functions. User-controlled values (label and data keys and values at any depth, the
+// recipient's names and email, action labels and URLs) are Markdown-escaped before title
+// and body run, so they cannot inject links or HTML; plain keys (letters and digits joined
+// by single - _ . : /) stay as they are. Action URLs escape user values for their place
+// in the URL (see TemplateAction).
 type Template struct {
 	ID    uuid.UUID
 	Name  string // unique
