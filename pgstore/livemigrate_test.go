@@ -75,6 +75,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 
 	h := notificationstest.NewRecordingHandler(nil)
 	cfg := notifications.DefaultConfig()
+	cfg.Method = notifications.MethodWebhook
 	cfg.LeaseCount = 50
 	cfg.StoreSyncInterval = 20 * time.Millisecond
 	cfg.FetchInterval = 100 * time.Millisecond
