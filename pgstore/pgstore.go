@@ -588,3 +588,26 @@ func refuseNUL(what string, values ...string) error {
 	}
 	return nil
 }
+
+// PendingByMethod counts pending messages by method (notifications.PendingCounter), from
+// the pending index.
+func (s *Store) PendingByMethod(ctx context.Context) (map[notifications.Method]int, error) {
+	rows, err := s.db.Query(ctx, s.q.pendingByMethod)
+	if err != nil {
+		return nil, xerrors.Errorf("count pending messages: %w", translate(err))
+	}
+	defer rows.Close()
+	out := make(map[notifications.Method]int)
+	for rows.Next() {
+		var method string
+		var n int
+		if err := rows.Scan(&method, &n); err != nil {
+			return nil, xerrors.Errorf("count pending messages: scan: %w", err)
+		}
+		out[notifications.Method(method)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, xerrors.Errorf("count pending messages: %w", translate(err))
+	}
+	return out, nil
+}
