@@ -235,6 +235,13 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 		}, "Manager", "purge")
 		wg.Go(func() { _ = purgeTicker.Wait() })
 	}
+	if counter, ok := m.store.(PendingCounter); ok {
+		pendingTicker := m.clock.TickerFunc(runCtx, pendingCheckInterval, func() error {
+			m.checkPending(runCtx, counter)
+			return nil
+		}, "Manager", "pending")
+		wg.Go(func() { _ = pendingTicker.Wait() })
+	}
 
 	n := &notifier{m: m}
 	n.run(runCtx, leaseCtx, listening)
