@@ -193,15 +193,7 @@ func TestPgBouncerManagerPollOnly(t *testing.T) {
 	if err := m.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[uuid.UUID]int{}
-	for _, d := range h.Deliveries() {
-		seen[d.MsgID]++
-	}
-	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Fatalf("message %s delivered %d times", id, seen[id])
-		}
-	}
+	requireEachOnce(t, h.Deliveries(), ids)
 	counts, err := store.CountByStatus(ctx)
 	if err != nil || counts[notifications.StatusSent] != total {
 		t.Fatalf("statuses %v, %v; want %d sent", counts, err, total)
