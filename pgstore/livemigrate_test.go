@@ -58,8 +58,16 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
+	var (
+		idsMu sync.Mutex
+		ids   []uuid.UUID
+	)
 	newMsg := func() notifications.NewMessage {
-		return notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
+		m := notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
+		idsMu.Lock()
+		ids = append(ids, m.ID)
+		idsMu.Unlock()
+		return m
 	}
 	// A backlog, so that the index builds have work to do while the Managers drain it.
 	const backlog = 20_000
@@ -144,18 +152,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	seen := map[uuid.UUID]int{}
-	for _, d := range h.Deliveries() {
-		seen[d.MsgID]++
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Fatalf("message %s delivered %d times", id, n)
-		}
-	}
-	if len(seen) != total {
-		t.Fatalf("%d distinct deliveries, want %d", len(seen), total)
-	}
+	requireEachOnce(t, h.Deliveries(), ids)
 	msg := fmt.Sprintf("migration %d -> %d took %s with %d messages and two Managers draining; during it the worst enqueue took %s and the worst lease %s (%d enqueues)",
 		previous, pgstore.SchemaVersion(), took.Round(time.Millisecond), backlog, enqDuring.Round(time.Microsecond), leaseDuring.Round(time.Microsecond), enqueued.Load())
 	t.Log(msg)

@@ -25,10 +25,12 @@ import (
 // (scripts/with-postgres.sh starts it), with the one connection option the README's
 // "Deploying" section asks for: default_query_exec_mode=exec (PgBouncer 1.18 cannot keep
 // prepared statements across transactions). The exec-mode matrix of `make test` runs them
-// in the other pooler-compatible modes too.
+// in cache_describe and simple_protocol too.
 
-// bouncerDSN is the PgBouncer URL with the exec mode of this run (exec unless the matrix
-// selects another).
+// bouncerDSN is the PgBouncer URL with the exec mode of this run, when that mode works
+// through a transaction pooler, and exec otherwise. cache_statement keeps named prepared
+// statements; describe_exec prepares and executes in two exchanges, which the pooler may
+// send to two different servers ("unnamed prepared statement does not exist").
 func bouncerDSN(t testing.TB) string {
 	t.Helper()
 	u, err := url.Parse(pgtest.PgBouncerURL(t))
@@ -36,7 +38,7 @@ func bouncerDSN(t testing.TB) string {
 		t.Fatal(err)
 	}
 	mode := os.Getenv(pgtest.EnvExecMode)
-	if mode == "" || mode == "cache_statement" {
+	if mode == "" || mode == "cache_statement" || mode == "describe_exec" {
 		mode = "exec"
 	}
 	q := u.Query()
@@ -191,15 +193,7 @@ func TestPgBouncerManagerPollOnly(t *testing.T) {
 	if err := m.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	seen := map[uuid.UUID]int{}
-	for _, d := range h.Deliveries() {
-		seen[d.MsgID]++
-	}
-	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Fatalf("message %s delivered %d times", id, seen[id])
-		}
-	}
+	requireEachOnce(t, h.Deliveries(), ids)
 	counts, err := store.CountByStatus(ctx)
 	if err != nil || counts[notifications.StatusSent] != total {
 		t.Fatalf("statuses %v, %v; want %d sent", counts, err, total)

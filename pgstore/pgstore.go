@@ -525,24 +525,11 @@ func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]
 
 // CountByStatus implements notifications.AdminStore.
 func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int, error) {
-	rows, err := s.db.Query(ctx, s.q.countByStatus)
+	counts, err := countBy[notifications.Status](ctx, s.db, s.q.countByStatus)
 	if err != nil {
-		return nil, xerrors.Errorf("count messages: %w", translate(err))
+		return nil, xerrors.Errorf("count messages: %w", err)
 	}
-	defer rows.Close()
-	out := make(map[notifications.Status]int)
-	for rows.Next() {
-		var status string
-		var n int
-		if err := rows.Scan(&status, &n); err != nil {
-			return nil, xerrors.Errorf("count messages: scan: %w", err)
-		}
-		out[notifications.Status(status)] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, xerrors.Errorf("count messages: %w", translate(err))
-	}
-	return out, nil
+	return counts, nil
 }
 
 // SetPreference implements notifications.AdminStore.
@@ -587,4 +574,36 @@ func refuseNUL(what string, values ...string) error {
 		}
 	}
 	return nil
+}
+
+// PendingByMethod counts pending messages by method (notifications.PendingCounter), from
+// the pending index.
+func (s *Store) PendingByMethod(ctx context.Context) (map[notifications.Method]int, error) {
+	counts, err := countBy[notifications.Method](ctx, s.db, s.q.pendingByMethod)
+	if err != nil {
+		return nil, xerrors.Errorf("count pending messages: %w", err)
+	}
+	return counts, nil
+}
+
+// countBy runs a "SELECT key, count(*) ... GROUP BY key" query.
+func countBy[K ~string](ctx context.Context, db dbtx, query string) (map[K]int, error) {
+	rows, err := db.Query(ctx, query)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	out := make(map[K]int)
+	for rows.Next() {
+		var key string
+		var n int
+		if err := rows.Scan(&key, &n); err != nil {
+			return nil, xerrors.Errorf("scan: %w", err)
+		}
+		out[K(key)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	return out, nil
 }

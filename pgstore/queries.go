@@ -12,6 +12,7 @@ type queries struct {
 	lease, markSent, markFailed, purge, purgeInbox, enqueue            string
 	template, upsertTemplates                                          string
 	message, messages, countByStatus, setPreference, setPaused, paused string
+	pendingByMethod                                                    string
 	inboxInsert, inboxList, inboxUnread, inboxMarkRead, inboxGet       string
 	inboxMaxSeq, inboxSince                                            string
 }
@@ -157,7 +158,8 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, grp = excluded.grp, kind = 
 		messages: q(`SELECT ` + messageColumns + ` FROM {{s}}.messages
 WHERE ($1 = '' OR status = $1) AND ($2::uuid IS NULL OR user_id = $2) AND ($3 = '' OR method = $3)
 ORDER BY seq LIMIT $4`),
-		countByStatus: q(`SELECT status, count(*) FROM {{s}}.messages GROUP BY status`),
+		countByStatus:   q(`SELECT status, count(*) FROM {{s}}.messages GROUP BY status`),
+		pendingByMethod: q(`SELECT method, count(*) FROM {{s}}.messages WHERE status = 'pending' GROUP BY method`),
 		setPreference: q(`
 INSERT INTO {{s}}.preferences (user_id, template_id, disabled, updated_at)
 VALUES ($2, $3, $4, coalesce($1::timestamptz, now()))

@@ -48,27 +48,26 @@ func Long() bool {
 // PgBouncerURL returns the PgBouncer URL, or skips (fails under CI) when there is none.
 func PgBouncerURL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv(EnvPgBouncerURL)
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set and CI=true: run the tests with `make test`, which starts PgBouncer", EnvPgBouncerURL)
-		}
-		t.Skipf("%s is not set; `make test` starts PgBouncer in front of a throw-away PostgreSQL", EnvPgBouncerURL)
-	}
-	return url
+	return env(t, EnvPgBouncerURL, "PgBouncer in front of a throw-away PostgreSQL")
 }
 
 // URL returns the test server URL, or skips (fails under CI) when there is none.
 func URL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv(EnvURL)
-	if url == "" {
+	return env(t, EnvURL, "a throw-away PostgreSQL")
+}
+
+// env returns the variable name, or skips (fails under CI=true) when it is unset.
+func env(t testing.TB, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set and CI=true: run the tests with `make test`, which starts PostgreSQL", EnvURL)
+			t.Fatalf("%s is not set and CI=true: run the tests with `make test`, which starts %s", name, what)
 		}
-		t.Skipf("%s is not set; `make test` starts a throw-away PostgreSQL", EnvURL)
+		t.Skipf("%s is not set; `make test` starts %s", name, what)
 	}
-	return url
+	return v
 }
 
 // Schema creates a uniquely named schema, drops it when the test ends, and returns a pool
