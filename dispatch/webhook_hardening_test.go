@@ -134,16 +134,7 @@ func TestNewWebhookValidatesHeaders(t *testing.T) {
 // given the same string verifies; raw key bytes are used only through RawSecrets.
 func TestWebhookSecretsFollowStandardWebhooks(t *testing.T) {
 	t.Parallel()
-	type got struct {
-		header http.Header
-		body   []byte
-	}
-	reqs := make(chan got, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		reqs <- got{r.Header.Clone(), b}
-	}))
-	t.Cleanup(srv.Close)
+	srvURL, reqs := captureServer(t)
 	const plain = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // base64 without the prefix
 	for _, tc := range []struct {
 		name   string
@@ -161,7 +152,7 @@ func TestWebhookSecretsFollowStandardWebhooks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
-			cfg.URL, cfg.AllowedNetworks = srv.URL, loopback
+			cfg.URL, cfg.AllowedNetworks = srvURL, loopback
 			h, err := dispatch.NewWebhook(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -195,13 +186,8 @@ func TestWebhookSecretsFollowStandardWebhooks(t *testing.T) {
 // [], never null, so typed consumers can decode them.
 func TestWebhookEmptyCollections(t *testing.T) {
 	t.Parallel()
-	bodies := make(chan []byte, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		bodies <- b
-	}))
-	t.Cleanup(srv.Close)
-	h, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: srv.URL, AllowedNetworks: loopback})
+	srvURL, reqs := captureServer(t)
+	h, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: srvURL, AllowedNetworks: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +203,7 @@ func TestWebhookEmptyCollections(t *testing.T) {
 	var body struct {
 		Payload map[string]json.RawMessage `json:"payload"`
 	}
-	raw := <-bodies
+	raw := (<-reqs).body
 	if err := json.Unmarshal(raw, &body); err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +212,23 @@ func TestWebhookEmptyCollections(t *testing.T) {
 			t.Errorf("payload.%s = %s, want %s\n%s", field, got, want, raw)
 		}
 	}
+}
+
+// capturedRequest is one request a captureServer received.
+type capturedRequest struct {
+	header http.Header
+	body   []byte
+}
+
+// captureServer is an httptest server that answers 200 and hands every request it
+// receives to the returned channel (buffered for one).
+func captureServer(t *testing.T) (string, <-chan capturedRequest) {
+	t.Helper()
+	reqs := make(chan capturedRequest, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		reqs <- capturedRequest{r.Header.Clone(), b}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, reqs
 }
