@@ -23,9 +23,9 @@ import (
 )
 
 // TestWebhookRetryAfterStrict: Retry-After is delta-seconds (digits only) or an HTTP-date;
-// anything else, a negative, a value that overflows, or a date not in the future means "no
-// specific delay" (the engine's backoff); an accepted delay is capped at
-// WebhookConfig.MaxRetryAfter.
+// anything else, a negative, a delay that would overflow time.Duration, or a date not in
+// the future means "no specific delay" (the engine's backoff); an accepted delay is capped
+// at WebhookConfig.MaxRetryAfter.
 func TestWebhookRetryAfterStrict(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
@@ -52,13 +52,15 @@ func TestWebhookRetryAfterStrict(t *testing.T) {
 		{value: "3600", want: time.Hour},
 		{value: "3601", want: time.Hour},
 		{value: "315360000", want: time.Hour},
-		{value: "9300000000", want: time.Hour},
-		{value: "99999999999999999999999", want: time.Hour},
+		{value: "9223372036", want: time.Hour},
+		{value: "9300000000"},
+		{value: "99999999999999999999999"},
 		{value: "600", max: 5 * time.Minute, want: 5 * time.Minute},
 		{value: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second},
 		{value: now.Add(-time.Minute).Format(http.TimeFormat)},
 		{value: now.Format(http.TimeFormat)},
-		{value: "Fri, 31 Dec 9999 23:59:59 GMT", want: time.Hour},
+		{value: "Fri, 31 Dec 9999 23:59:59 GMT"},
+		{value: "Sat, 01 Jan 2050 00:00:00 GMT", want: time.Hour},
 		{value: "Friday, 27-Nov-26 09:31:00 GMT", want: time.Minute},
 		{value: "Fri Nov 27 09:31:00 2026", want: time.Minute},
 		{value: "2026-11-27T09:31:00Z"},
