@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -435,10 +436,11 @@ func withEmptyCollections(p notifications.MessagePayload) notifications.MessageP
 
 // retryAfter parses a Retry-After header strictly (RFC 9110 §10.2.3): delay-seconds, only
 // digits, or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). It
-// returns the delay capped at limit, and false for anything that asks for no delay (zero,
-// a date not after now) or is not one of those forms (a sign, a fraction, other date
-// formats): the engine's own backoff applies then. Delay-seconds too large to represent
-// count as very large (RFC 9110 §1.2.2), so they are capped rather than overflowing.
+// returns the delay capped at limit, and false — the engine's own backoff applies then —
+// for anything else: a value that asks for no delay (zero, a date not after now), one that
+// is not one of those forms (a sign, a fraction, other date formats), or one whose delay
+// does not fit a time.Duration (about 292 years: 99999999999 seconds, a date in the year
+// 9999), which would overflow.
 func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bool) {
 	v = strings.Trim(v, " \t")
 	if v == "" {
@@ -446,9 +448,9 @@ func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bo
 	}
 	var d time.Duration
 	if strings.Trim(v, "0123456789") == "" {
-		secs, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || secs > uint64(limit/time.Second) {
-			return limit, true // ErrRange: more digits than fit, so over any limit
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > math.MaxInt64/int64(time.Second) {
+			return 0, false
 		}
 		d = time.Duration(secs) * time.Second
 	} else {
@@ -456,7 +458,9 @@ func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bo
 		if err != nil {
 			return 0, false
 		}
-		d = t.Sub(now) // saturates instead of overflowing
+		if d = t.Sub(now); d == math.MaxInt64 {
+			return 0, false // Sub saturated: the date is too far away to represent
+		}
 	}
 	if d <= 0 {
 		return 0, false

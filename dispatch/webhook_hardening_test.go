@@ -23,9 +23,9 @@ import (
 )
 
 // TestWebhookRetryAfterStrict: Retry-After is delta-seconds (digits only) or an HTTP-date;
-// anything else, a negative, a value that overflows, or a date not in the future means "no
-// specific delay" (the engine's backoff); an accepted delay is capped at
-// WebhookConfig.MaxRetryAfter.
+// anything else, a negative, a delay that would overflow time.Duration, or a date not in
+// the future means "no specific delay" (the engine's backoff); an accepted delay is capped
+// at WebhookConfig.MaxRetryAfter.
 func TestWebhookRetryAfterStrict(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
@@ -52,13 +52,15 @@ func TestWebhookRetryAfterStrict(t *testing.T) {
 		{value: "3600", want: time.Hour},
 		{value: "3601", want: time.Hour},
 		{value: "315360000", want: time.Hour},
-		{value: "9300000000", want: time.Hour},
-		{value: "99999999999999999999999", want: time.Hour},
+		{value: "9223372036", want: time.Hour},
+		{value: "9300000000"},
+		{value: "99999999999999999999999"},
 		{value: "600", max: 5 * time.Minute, want: 5 * time.Minute},
 		{value: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second},
 		{value: now.Add(-time.Minute).Format(http.TimeFormat)},
 		{value: now.Format(http.TimeFormat)},
-		{value: "Fri, 31 Dec 9999 23:59:59 GMT", want: time.Hour},
+		{value: "Fri, 31 Dec 9999 23:59:59 GMT"},
+		{value: "Sat, 01 Jan 2050 00:00:00 GMT", want: time.Hour},
 		{value: "Friday, 27-Nov-26 09:31:00 GMT", want: time.Minute},
 		{value: "Fri Nov 27 09:31:00 2026", want: time.Minute},
 		{value: "2026-11-27T09:31:00Z"},
@@ -134,16 +136,7 @@ func TestNewWebhookValidatesHeaders(t *testing.T) {
 // given the same string verifies; raw key bytes are used only through RawSecrets.
 func TestWebhookSecretsFollowStandardWebhooks(t *testing.T) {
 	t.Parallel()
-	type got struct {
-		header http.Header
-		body   []byte
-	}
-	reqs := make(chan got, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		reqs <- got{r.Header.Clone(), b}
-	}))
-	t.Cleanup(srv.Close)
+	srvURL, reqs := captureServer(t)
 	const plain = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // base64 without the prefix
 	for _, tc := range []struct {
 		name   string
@@ -161,7 +154,7 @@ func TestWebhookSecretsFollowStandardWebhooks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
-			cfg.URL, cfg.AllowedNetworks = srv.URL, loopback
+			cfg.URL, cfg.AllowedNetworks = srvURL, loopback
 			h, err := dispatch.NewWebhook(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -195,13 +188,8 @@ func TestWebhookSecretsFollowStandardWebhooks(t *testing.T) {
 // [], never null, so typed consumers can decode them.
 func TestWebhookEmptyCollections(t *testing.T) {
 	t.Parallel()
-	bodies := make(chan []byte, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		bodies <- b
-	}))
-	t.Cleanup(srv.Close)
-	h, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: srv.URL, AllowedNetworks: loopback})
+	srvURL, reqs := captureServer(t)
+	h, err := dispatch.NewWebhook(dispatch.WebhookConfig{URL: srvURL, AllowedNetworks: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +205,7 @@ func TestWebhookEmptyCollections(t *testing.T) {
 	var body struct {
 		Payload map[string]json.RawMessage `json:"payload"`
 	}
-	raw := <-bodies
+	raw := (<-reqs).body
 	if err := json.Unmarshal(raw, &body); err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +214,23 @@ func TestWebhookEmptyCollections(t *testing.T) {
 			t.Errorf("payload.%s = %s, want %s\n%s", field, got, want, raw)
 		}
 	}
+}
+
+// capturedRequest is one request a captureServer received.
+type capturedRequest struct {
+	header http.Header
+	body   []byte
+}
+
+// captureServer is an httptest server that answers 200 and hands every request it
+// receives to the returned channel (buffered for one).
+func captureServer(t *testing.T) (string, <-chan capturedRequest) {
+	t.Helper()
+	reqs := make(chan capturedRequest, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		reqs <- capturedRequest{r.Header.Clone(), b}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, reqs
 }
