@@ -129,7 +129,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...Option) error {
 	return migrateTo(ctx, pool, 0, opts...)
 }
 
-// migrateTo migrates up to version target (0: the latest).
+// migrateTo migrates up to version target (0: the latest). Its errors carry PostgreSQL's
+// own error, untranslated: a unique violation in a catalog is not a duplicate notification.
 func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Option) error {
 	o := newOptions(opts)
 	if err := o.validate(); err != nil {
@@ -144,11 +145,11 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Opti
 	}
 	mg := &migrator{pool: pool, o: o, schema: pgx.Identifier{o.schema}.Sanitize(), holder: uuid.New()}
 	if err := mg.bootstrap(ctx); err != nil {
-		return xerrors.Errorf("migrate: create schema %s: %w", o.schema, translate(err))
+		return xerrors.Errorf("migrate: create schema %s: %w", o.schema, err)
 	}
 	current, err := mg.version(ctx)
 	if err != nil {
-		return xerrors.Errorf("migrate: read version: %w", translate(err))
+		return xerrors.Errorf("migrate: read version: %w", err)
 	}
 	if current >= target {
 		return nil
@@ -160,14 +161,14 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Opti
 	defer release()
 	// Another migrator may have finished while this one waited.
 	if current, err = mg.version(ctx); err != nil {
-		return xerrors.Errorf("migrate: read version: %w", translate(err))
+		return xerrors.Errorf("migrate: read version: %w", err)
 	}
 	for _, m := range ms {
 		if m.version <= current || m.version > target {
 			continue
 		}
 		if err := mg.apply(ctx, m); err != nil {
-			return xerrors.Errorf("migrate: apply %s: %w", m.name, translate(err))
+			return xerrors.Errorf("migrate: apply %s: %w", m.name, err)
 		}
 	}
 	return nil
@@ -226,7 +227,7 @@ func (mg *migrator) claim(ctx context.Context) (func(), error) {
 			break
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return nil, xerrors.Errorf("claim the schema for migrating: %w", translate(err))
+			return nil, xerrors.Errorf("claim the schema for migrating: %w", err)
 		}
 		if err := mg.sleep(ctx, 100*time.Millisecond, "claimWait"); err != nil {
 			return nil, xerrors.Errorf("wait for another migrator: %w", err)
