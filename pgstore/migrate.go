@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/quartz"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -143,7 +144,7 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Opti
 	if target == 0 {
 		target = ms[len(ms)-1].version
 	}
-	mg := &migrator{pool: pool, o: o, schema: pgx.Identifier{o.schema}.Sanitize(), holder: uuid.New()}
+	mg := &migrator{pool: pool, o: o, schema: pgx.Identifier{o.schema}.Sanitize(), holder: uuid.New(), clock: quartz.NewReal()}
 	if err := mg.bootstrap(ctx); err != nil {
 		return xerrors.Errorf("migrate: create schema %s: %w", o.schema, err)
 	}
@@ -179,6 +180,10 @@ type migrator struct {
 	o      options
 	schema string // quoted
 	holder uuid.UUID
+	// clock paces the waits for another migrator, the claim's renewal and the lock
+	// retries. It is the real clock even when WithClock injects one: the claim expires on
+	// the database's clock, and a test's mock clock would stall a waiting migrator.
+	clock quartz.Clock
 }
 
 // bootstrap creates the schema, the version table and the claim table, serialised by a
@@ -237,7 +242,7 @@ func (mg *migrator) claim(ctx context.Context) (func(), error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := mg.o.clock.NewTicker(claimTTL/3, "pgstore", "migrateClaim")
+		t := mg.clock.NewTicker(claimTTL/3, "pgstore", "migrateClaim")
 		defer t.Stop()
 		for {
 			select {
@@ -259,7 +264,7 @@ func (mg *migrator) claim(ctx context.Context) (func(), error) {
 }
 
 func (mg *migrator) sleep(ctx context.Context, d time.Duration, tag string) error {
-	return sleep(ctx, mg.o.clock, d, tag)
+	return sleep(ctx, mg.clock, d, tag)
 }
 
 // apply runs one migration and records its version.
