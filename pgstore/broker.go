@@ -76,6 +76,8 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 		ready = func() {}
 	}
 	if !b.store.canListen() {
+		b.store.o.log.Info(ctx, "inbox broker: PollOnly without a listener connection source, polling for new items",
+			slog.F("interval", b.store.o.brokerPoll))
 		return b.poll(ctx, ready)
 	}
 	b.store.listen(ctx, b.store.inboxChannel(), ready, func(payload string) {

@@ -27,6 +27,7 @@ func (s *Store) Listen(ctx context.Context, wake func()) error {
 		return xerrors.Errorf("listen: %w", s.err)
 	}
 	if !s.canListen() {
+		s.o.log.Info(ctx, "PollOnly without a listener connection source: no wake-ups, notifiers find new work at their FetchInterval")
 		return nil
 	}
 	s.listen(ctx, s.channel(), wake, func(string) { wake() })

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/quartz"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -129,7 +130,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...Option) error {
 	return migrateTo(ctx, pool, 0, opts...)
 }
 
-// migrateTo migrates up to version target (0: the latest).
+// migrateTo migrates up to version target (0: the latest). Its errors carry PostgreSQL's
+// own error, untranslated: a unique violation in a catalog is not a duplicate notification.
 func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Option) error {
 	o := newOptions(opts)
 	if err := o.validate(); err != nil {
@@ -142,13 +144,13 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Opti
 	if target == 0 {
 		target = ms[len(ms)-1].version
 	}
-	mg := &migrator{pool: pool, o: o, schema: pgx.Identifier{o.schema}.Sanitize(), holder: uuid.New()}
+	mg := &migrator{pool: pool, o: o, schema: pgx.Identifier{o.schema}.Sanitize(), holder: uuid.New(), clock: quartz.NewReal()}
 	if err := mg.bootstrap(ctx); err != nil {
-		return xerrors.Errorf("migrate: create schema %s: %w", o.schema, translate(err))
+		return xerrors.Errorf("migrate: create schema %s: %w", o.schema, err)
 	}
 	current, err := mg.version(ctx)
 	if err != nil {
-		return xerrors.Errorf("migrate: read version: %w", translate(err))
+		return xerrors.Errorf("migrate: read version: %w", err)
 	}
 	if current >= target {
 		return nil
@@ -160,14 +162,14 @@ func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Opti
 	defer release()
 	// Another migrator may have finished while this one waited.
 	if current, err = mg.version(ctx); err != nil {
-		return xerrors.Errorf("migrate: read version: %w", translate(err))
+		return xerrors.Errorf("migrate: read version: %w", err)
 	}
 	for _, m := range ms {
 		if m.version <= current || m.version > target {
 			continue
 		}
 		if err := mg.apply(ctx, m); err != nil {
-			return xerrors.Errorf("migrate: apply %s: %w", m.name, translate(err))
+			return xerrors.Errorf("migrate: apply %s: %w", m.name, err)
 		}
 	}
 	return nil
@@ -178,6 +180,10 @@ type migrator struct {
 	o      options
 	schema string // quoted
 	holder uuid.UUID
+	// clock paces the waits for another migrator, the claim's renewal and the lock
+	// retries. It is the real clock even when WithClock injects one: the claim expires on
+	// the database's clock, and a test's mock clock would stall a waiting migrator.
+	clock quartz.Clock
 }
 
 // bootstrap creates the schema, the version table and the claim table, serialised by a
@@ -226,7 +232,7 @@ func (mg *migrator) claim(ctx context.Context) (func(), error) {
 			break
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return nil, xerrors.Errorf("claim the schema for migrating: %w", translate(err))
+			return nil, xerrors.Errorf("claim the schema for migrating: %w", err)
 		}
 		if err := mg.sleep(ctx, 100*time.Millisecond, "claimWait"); err != nil {
 			return nil, xerrors.Errorf("wait for another migrator: %w", err)
@@ -236,7 +242,7 @@ func (mg *migrator) claim(ctx context.Context) (func(), error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := mg.o.clock.NewTicker(claimTTL/3, "pgstore", "migrateClaim")
+		t := mg.clock.NewTicker(claimTTL/3, "pgstore", "migrateClaim")
 		defer t.Stop()
 		for {
 			select {
@@ -258,7 +264,7 @@ func (mg *migrator) claim(ctx context.Context) (func(), error) {
 }
 
 func (mg *migrator) sleep(ctx context.Context, d time.Duration, tag string) error {
-	return sleep(ctx, mg.o.clock, d, tag)
+	return sleep(ctx, mg.clock, d, tag)
 }
 
 // apply runs one migration and records its version.
