@@ -27,7 +27,9 @@ lint: check-size ## gofmt, go vet, staticcheck, and no tracked file over 1 MB.
 	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 check-size: ## Fail on any tracked file over 1 MB (build outputs and binaries do not belong in git).
-	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print $$2}'); \
+	@set -e; list=$$(mktemp); trap 'rm -f "$$list"' EXIT; \
+	git ls-files -z > "$$list" || { echo "check-size: git ls-files failed"; exit 1; }; \
+	big=$$(xargs -0 -r stat -c '%s %n' < "$$list" | awk '$$1 > 1048576 {print $$2}'); \
 	if [ -n "$$big" ]; then echo "tracked files over 1 MB (build outputs do not belong in git):"; echo "$$big"; exit 1; fi
 
 demo: ## The main job on the embedded in-memory store: email, webhook and inbox deliveries (DATABASE_URL=... for pgstore).

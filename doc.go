@@ -18,8 +18,9 @@
 // # Lifecycle
 //
 // NewManager validates the Config (and that Config.Method has a Handler) and starts
-// nothing. Run starts the Manager's goroutines and returns; the first lease happens at
-// once. A second Run returns ErrManagerAlreadyRunning, and Run after Stop returns
+// nothing. Run starts the Manager's goroutines and returns; the first lease happens as
+// soon as the store's listener is ready (at once for memstore and a reachable pgstore), or
+// at the first FetchInterval tick if the listener cannot start. A second Run returns ErrManagerAlreadyRunning, and Run after Stop returns
 // ErrManagerAlreadyClosed. Run's context is the Manager's whole life: cancelling it is a
 // hard stop (deliveries are cancelled and their messages stay leased until the lease
 // expires; results already buffered are kept for Stop to write).
@@ -33,9 +34,10 @@
 //
 // # Delivery guarantees
 //
-// Delivery is at-least-once. Every enqueued message ends in exactly one terminal status:
-// sent, permanent_failure (a non-retryable error, or MaxSendAttempts used up) or inhibited
-// (the user disabled the template after enqueue). A graceful Stop delivers no message
+// Delivery is at-least-once. Every enqueued message whose method a running Manager handles
+// ends in exactly one terminal status: sent, permanent_failure (a non-retryable error, or
+// MaxSendAttempts used up) or inhibited (the user disabled the template after enqueue); a
+// message of a method no running Manager handles stays pending. A graceful Stop delivers no message
 // twice. A crash, a hard stop or a Stop whose context ends leaves messages leased; they are
 // delivered again once LeasePeriod expires, so a handler can see a message ID twice and
 // should use it as an idempotency key. Attempts are counted at lease time, so a message

@@ -2,8 +2,9 @@
 // existing *pgxpool.Pool; the store keeps its tables in a schema of their own (default
 // "notifications"), created by Migrate.
 //
-// Leasing is one statement (FOR UPDATE SKIP LOCKED, oldest first); results are written in
-// bulk with unnest and fenced on the lessee and attempt; an enqueue is one statement that
+// Leasing is one statement (FOR UPDATE SKIP LOCKED; pending oldest first, retries as they
+// fall due); results are written in bulk with unnest and fenced on the lessee and attempt;
+// an enqueue is one statement that
 // also checks templates and preferences and sends pg_notify, so a notifier listening on
 // another connection wakes when the enqueuing transaction commits. Enqueue inside your own
 // transaction with WithTx.
