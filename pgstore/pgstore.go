@@ -4,9 +4,10 @@
 //
 // Leasing is one statement (FOR UPDATE SKIP LOCKED, oldest first); results are written in
 // bulk with unnest and fenced on the lessee and attempt; an enqueue is one statement that
-// also checks templates and preferences and sends pg_notify, so a notifier listening on
-// another connection wakes when the enqueuing transaction commits. Enqueue inside your own
-// transaction with WithTx.
+// also checks templates and preferences. Notifiers listening on another connection are
+// woken by a NOTIFY sent after the enqueue commits, from another connection and coalesced
+// (see Wake), never inside the enqueuing transaction. Enqueue inside your own transaction
+// with WithTx, and call Wake after committing it.
 package pgstore
 
 import (
@@ -44,6 +45,8 @@ type Store struct {
 	db   dbtx // the pool, or a transaction (WithTx)
 	o    options
 	q    queries
+	w    *waker // shared with the WithTx copies
+	inTx bool   // db is the host's transaction
 }
 
 var _ notifications.Store = (*Store)(nil)
@@ -94,16 +97,17 @@ func newOptions(opts []Option) options {
 // idempotent).
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	o := newOptions(opts)
-	return &Store{pool: pool, db: pool, o: o, q: buildQueries(o.schema)}
+	return &Store{pool: pool, db: pool, o: o, q: buildQueries(o.schema), w: &waker{}}
 }
 
 // WithTx returns a store whose reads and writes run in tx: enqueue inside the host's own
-// transaction, so a rollback leaves no message and the notifier is woken at commit. Use it
-// with StoreEnqueuer.WithStore. The returned store must not be used after tx ends, and is
-// not for a Manager.
+// transaction, so a rollback leaves no message. Use it with StoreEnqueuer.WithStore, and
+// call Wake after tx commits so that notifiers start on the new messages at once (without
+// it they are woken TxWakeDelay after the enqueue, or find the messages at their next
+// poll). The returned store must not be used after tx ends, and is not for a Manager.
 func (s *Store) WithTx(tx pgx.Tx) *Store {
 	c := *s
-	c.db = tx
+	c.db, c.inTx = tx, true
 	return &c
 }
 
@@ -220,9 +224,9 @@ func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) 
 	return int(tag.RowsAffected()), nil
 }
 
-// EnqueueMessages implements notifications.EnqueueStore: one statement inserts every row,
-// checks templates and preferences, and sends the wake-up notification (delivered at
-// commit).
+// EnqueueMessages implements notifications.EnqueueStore: one statement inserts every row
+// and checks templates and preferences. Outside a transaction it then wakes the notifiers
+// (Wake); inside one (WithTx) it schedules a wake-up TxWakeDelay later.
 func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage) error {
 	if len(msgs) == 0 {
 		return nil
@@ -254,7 +258,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		missing              *bool
 		inserted             int
 	)
-	err := s.db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys, s.channel()).
+	err := s.db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys).
 		Scan(&badTemplate, &badUser, &missing, &inserted)
 	if err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
@@ -267,6 +271,11 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 	}
 	if inserted != n {
 		return xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
+	}
+	if s.inTx {
+		s.wakeLater()
+	} else {
+		s.Wake()
 	}
 	return nil
 }

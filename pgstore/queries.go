@@ -89,7 +89,7 @@ WHERE (SELECT got FROM lock)
   AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'`),
 
 		// One statement: refuse the whole batch if a template is missing or a recipient
-		// disabled it, otherwise insert every row and notify listeners (at commit).
+		// disabled it, otherwise insert every row. (No pg_notify here: see notify.go.)
 		enqueue: q(`
 WITH input AS (
 	SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
@@ -111,10 +111,9 @@ ins AS (
 	FROM input WHERE NOT EXISTS (SELECT 1 FROM bad)
 	ORDER BY ord
 	RETURNING 1
-),
-wake AS (SELECT pg_notify($10, '') FROM (SELECT 1 FROM ins LIMIT 1) x)
+)
 SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad),
-	(SELECT count(*) FROM ins)::int + 0 * (SELECT count(*) FROM wake)::int`),
+	(SELECT count(*) FROM ins)::int`),
 
 		template: q(`SELECT id, name, grp, kind, title_template, body_template, actions::text, method, enabled_by_default
 FROM {{s}}.templates WHERE id = $1`),
