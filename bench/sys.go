@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,10 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -91,17 +88,7 @@ func (b *bench) rssOnce(ctx context.Context, backlog int) (float64, error) {
 		return 0, err
 	}
 	defer drop()
-	payload, _ := json.Marshal(notifications.MessagePayload{
-		Version: notifications.PayloadVersion, NotificationName: benchTemplate.Name, NotificationTemplateID: benchTemplate.ID.String(),
-		UserEmail: "u@example.com", UserName: "U", Labels: map[string]string{"build": "1"},
-	})
-	s := pgx.Identifier{schema}.Sanitize()
-	if _, err := b.pool.Exec(ctx, `INSERT INTO `+s+`.messages (id, template_id, user_id, method, payload, created_at, updated_at)
-SELECT gen_random_uuid(), $1, gen_random_uuid(), $2, $3::json, now(), now() FROM generate_series(1, $4)`,
-		benchTemplate.ID, string(oursConfig().Method), string(payload), backlog); err != nil {
-		return 0, fmt.Errorf("insert backlog: %w", err)
-	}
-	if _, err := b.pool.Exec(ctx, "ANALYZE "+s+".messages"); err != nil {
+	if err := b.insertBacklog(ctx, schema, backlog, false); err != nil {
 		return 0, err
 	}
 	cmd := exec.CommandContext(ctx, os.Args[0], "-rss-child", schema, "-rss-child-n", strconv.Itoa(b.o.rssDrain))
