@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -124,5 +125,37 @@ func TestEnqueueWakesAndPollOnlyDoesNot(t *testing.T) {
 	quiet.Wake()
 	if n := quiet.WakesSent(); n != 0 {
 		t.Fatalf("a PollOnly store sent %d NOTIFYs", n)
+	}
+}
+
+// A lease commits asynchronously only in its own transaction: leasing through WithTx
+// leaves the host transaction's synchronous_commit as it was.
+func TestLeaseInTxKeepsSynchronousCommit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if _, err := f.enq.Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(f.ctx) //nolint:errcheck
+	if _, err := tx.Exec(f.ctx, "SET LOCAL synchronous_commit = 'remote_apply'"); err != nil {
+		t.Fatal(err)
+	}
+	leased, err := f.store.WithTx(tx).LeaseMessages(f.ctx, notifications.LeaseParams{
+		NotifierID: uuid.New(), Limit: 10, MaxAttempts: 5, LeasePeriod: time.Minute,
+		Methods: []notifications.Method{notifications.MethodWebhook},
+	})
+	if err != nil || len(leased) != 1 {
+		t.Fatalf("lease in tx: %d messages, %v", len(leased), err)
+	}
+	var got string
+	if err := tx.QueryRow(f.ctx, "SHOW synchronous_commit").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "remote_apply" {
+		t.Fatalf("synchronous_commit in the host transaction is %q after a lease, want remote_apply", got)
 	}
 }
