@@ -68,6 +68,9 @@ func (b *bench) apply(ctx context.Context, p settings) error {
 		if len(wrong) == 0 {
 			b.pool.Close()
 			b.pool = pool
+			// The closed pool's backends exit in the background; let them go before the
+			// first CPU sample (their CPU time would vanish from the postgres total).
+			time.Sleep(time.Second)
 			var line []string
 			for _, k := range shownSettings {
 				line = append(line, k+"="+got[k])
