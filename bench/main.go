@@ -124,6 +124,7 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("bench: %d messages, %d rounds, PostgreSQL %s, %d CPUs, %s\n", b.o.n, b.o.rounds, version, runtime.NumCPU(), runtime.Version())
+	findPostmaster(ctx, b.pool)
 	var phases []settings
 	for _, name := range strings.Split(b.o.settings, ",") {
 		p, ok := settingsByName[name]
