@@ -34,12 +34,12 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 	}
 	defer pool.Close()
 
-	store, schema, drop, err := b.oursStore(ctx)
+	_, schema, drop, err := b.oursStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer drop()
-	store = storeOn(pool, schema)
+	store := storeOn(pool, schema) // the migrated schema, through the larger pool
 	enq, err := notifications.NewStoreEnqueuer(oursConfig(), store, notifications.EnqueuerOptions{})
 	if err != nil {
 		return err
