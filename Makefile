@@ -39,11 +39,11 @@ golden: ## Regenerate the golden files (dispatch/testdata/golden: rendered email
 	$(GO) test -count=1 -run '^TestGolden$$' ./dispatch/ -update
 	git status --short -- dispatch/testdata/golden
 
-bench: ## Side by side with River v0.51 and a raw pgx loop on a throw-away PostgreSQL, 3 rounds; see BENCHMARKS.md.
-	./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -rounds 3'
+bench: ## Side by side with River v0.51 and a raw pgx loop on a throw-away PostgreSQL, durable then fast settings, 3 rounds; see BENCHMARKS.md.
+	NOTIFICATIONS_PG_DURABLE=1 ./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -rounds 3'
 
-bench-quick: ## A small version of bench (one round, 20,000 messages): under a minute.
-	./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -quick'
+bench-quick: ## A small version of bench (one round, 20,000 messages, durable then fast settings): a few minutes.
+	NOTIFICATIONS_PG_DURABLE=1 ./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -quick'
 
 bench-go: ## The Go benchmarks of the library itself (memstore and pgstore drain, enqueue).
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/

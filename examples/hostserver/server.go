@@ -251,6 +251,9 @@ func (a *app) createUser(w http.ResponseWriter, r *http.Request) {
 		})
 		return err
 	})
+	if err == nil {
+		a.store.Wake() // committed: start the notifiers on it now
+	}
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "23505":
