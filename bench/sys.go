@@ -98,7 +98,7 @@ func (b *bench) rssOnce(ctx context.Context, backlog int) (float64, error) {
 	s := pgx.Identifier{schema}.Sanitize()
 	if _, err := b.pool.Exec(ctx, `INSERT INTO `+s+`.messages (id, template_id, user_id, method, payload, created_at, updated_at)
 SELECT gen_random_uuid(), $1, gen_random_uuid(), $2, $3::json, now(), now() FROM generate_series(1, $4)`,
-		benchTemplate.ID, string(oursConfig().Method), string(payload), backlog); err != nil {
+		benchTemplate.ID, string(benchMethod), string(payload), backlog); err != nil {
 		return 0, fmt.Errorf("insert backlog: %w", err)
 	}
 	if _, err := b.pool.Exec(ctx, "ANALYZE "+s+".messages"); err != nil {

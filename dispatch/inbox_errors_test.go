@@ -66,7 +66,8 @@ func TestInboxKeepsTitleMarkdown(t *testing.T) {
 	if _, err := fn(context.Background(), uuid.New()); err != nil {
 		t.Fatal(err)
 	}
-	items, err := store.InboxItems(context.Background(), user, notifications.InboxFilter{})
+	page, err := store.InboxItems(context.Background(), user, notifications.InboxQuery{})
+	items := page.Items
 	if err != nil || len(items) != 1 || items[0].Title != "Build 42 failed" || items[0].TitleMarkdown != "Build **42** failed" {
 		t.Fatalf("items %+v, %v", items, err)
 	}

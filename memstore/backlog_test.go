@@ -36,7 +36,7 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 		for j := range msgs {
 			msgs[j] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
 		}
-		if err := s.EnqueueMessages(ctx, msgs); err != nil {
+		if _, err := s.EnqueueMessages(ctx, msgs, true); err != nil {
 			t.Fatal(err)
 		}
 		leased, err := s.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: notifier, Methods: webhook, Limit: batch, LeasePeriod: time.Hour, MaxAttempts: 5})
@@ -55,7 +55,7 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 	for j := range other {
 		other[j] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "sms", Payload: []byte(`{}`)}
 	}
-	if err := s.EnqueueMessages(ctx, other); err != nil {
+	if _, err := s.EnqueueMessages(ctx, other, true); err != nil {
 		t.Fatal(err)
 	}
 

@@ -128,6 +128,22 @@ func (f *FakeEnqueuer) EnqueueWithData(_ context.Context, userID, templateID uui
 	return []uuid.UUID{uuid.New()}, nil
 }
 
+// Send implements notifications.Enqueuer: it records each request and returns one
+// message ID per request (or Err for the call).
+func (f *FakeEnqueuer) Send(_ context.Context, reqs ...notifications.EnqueueRequest) ([]notifications.SendResult, error) {
+	if f.Err != nil {
+		return nil, f.Err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]notifications.SendResult, len(reqs))
+	for i, r := range reqs {
+		f.sent = append(f.sent, Notification{UserID: r.UserID, TemplateID: r.TemplateID, Labels: r.Labels, Data: r.Data, CreatedBy: r.CreatedBy, Targets: r.Targets})
+		out[i].MessageIDs = []uuid.UUID{uuid.New()}
+	}
+	return out, nil
+}
+
 // Sent returns the recorded calls in order.
 func (f *FakeEnqueuer) Sent() []Notification {
 	f.mu.Lock()

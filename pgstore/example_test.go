@@ -33,11 +33,11 @@ func ExampleStore_WithTx() {
 	}
 	store := pgstore.New(pool, pgstore.WithSchema(schema))
 	invoice := notifications.Template{ID: uuid.New(), Name: "Invoice paid", TitleTemplate: "Invoice {{.Labels.number}} paid",
-		Method: notifications.MethodInbox, EnabledByDefault: true}
+		Methods: []notifications.Method{notifications.MethodInbox}, EnabledByDefault: true}
 	if err := notifications.RegisterTemplates(ctx, store, nil, invoice); err != nil {
 		panic(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		panic(err)
 	}
@@ -46,7 +46,7 @@ func ExampleStore_WithTx() {
 	payInvoice := func(number string, fail bool) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			// ... your own writes in tx, e.g. UPDATE invoices SET paid = true ...
-			_, err := enq.WithStore(store.WithTx(tx)).Send(ctx, notifications.EnqueueRequest{
+			_, err := enq.WithStore(store.WithTx(tx)).SendAtomic(ctx, notifications.EnqueueRequest{
 				TemplateID: invoice.ID, UserID: ada.UserID, Recipient: &ada, Labels: map[string]string{"number": number},
 			})
 			if err == nil && fail {

@@ -36,8 +36,8 @@ func TestDataErrorsAreInvalidMessage(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	err = store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
-		Method: "smtp", Payload: []byte(`{}`), CreatedBy: "evil\x00user"}})
+	_, err = store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
+		Method: "smtp", Payload: []byte(`{}`), CreatedBy: "evil\x00user"}}, true)
 	check("created_by with NUL", err)
 }
 
@@ -78,11 +78,11 @@ func TestSchemaNameLimit(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
-		Method: "smtp", Payload: []byte(`{}`)}}); err != nil {
+	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
+		Method: "smtp", Payload: []byte(`{}`)}}, true); err != nil {
 		t.Fatalf("enqueue on a %d-byte schema: %v", len(longest), err)
 	}
-	if err := store.NewInboxBroker().Publish(ctx, notifications.InboxItem{ID: uuid.New(), UserID: uuid.New()}); err != nil {
+	if err := store.NewInboxBroker().Publish(ctx, notifications.InboxEvent{Kind: notifications.InboxEventCreated, ItemID: uuid.New(), UserID: uuid.New()}); err != nil {
 		t.Fatalf("publish on a %d-byte schema: %v", len(longest), err)
 	}
 }

@@ -37,6 +37,7 @@ type dbtx interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error) // a transaction, or a savepoint in one
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
@@ -123,6 +124,7 @@ func (f failDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }
 func (f failDB) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, f.err }
 func (f failDB) QueryRow(context.Context, string, ...any) pgx.Row        { return failRow(f) }
+func (f failDB) Begin(context.Context) (pgx.Tx, error)                   { return nil, f.err }
 
 type failRow struct{ err error }
 
@@ -289,10 +291,9 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 	}
 }
 
-// EnqueueMessages implements notifications.EnqueueStore: one statement inserts every row,
-// checks templates and preferences, and sends the wake-up notification (delivered at
-// commit).
-func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage) error {
+// enqueueBatch stores every message or none: one statement on db inserts every row, checks
+// templates and preferences, and sends the wake-up notification (delivered at commit).
+func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.NewMessage) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -323,7 +324,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		missing              *bool
 		inserted             int
 	)
-	err := s.db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys, s.channel()).
+	err := db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys, s.channel()).
 		Scan(&badTemplate, &badUser, &missing, &inserted)
 	if err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
@@ -369,7 +370,9 @@ func (s *Store) Template(ctx context.Context, id uuid.UUID) (notifications.Templ
 	if err != nil {
 		return t, xerrors.Errorf("get template %s: %w", id, translate(err))
 	}
-	t.Method = notifications.Method(method)
+	if method != "" {
+		t.Methods = []notifications.Method{notifications.Method(method)}
+	}
 	if err := json.Unmarshal(actions, &t.Actions); err != nil {
 		return t, xerrors.Errorf("get template %s: decode actions: %w", id, err)
 	}
@@ -394,6 +397,14 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 	names, groups, kinds, titles, bodies, actions, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	enabled := make([]bool, n)
 	for i, t := range templates {
+		if len(t.Methods) > 1 || len(t.ExcludeMethods) > 0 {
+			// The templates table has one method column until pgstore implements StoreV1.
+			return xerrors.Errorf("upsert templates: template %q: pgstore stores at most one of Methods and no ExcludeMethods yet: %w", t.Name, notifications.ErrInvalidTemplate)
+		}
+		method := ""
+		if len(t.Methods) == 1 {
+			method = string(t.Methods[0])
+		}
 		acts := make([]storedAction, len(t.Actions))
 		for j, a := range t.Actions {
 			acts[j] = storedAction(a)
@@ -403,7 +414,7 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 			return xerrors.Errorf("upsert templates: encode actions of %q: %w", t.Name, err)
 		}
 		ids[i], names[i], groups[i], kinds[i] = t.ID, t.Name, t.Group, t.Kind
-		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), string(t.Method), t.EnabledByDefault
+		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), method, t.EnabledByDefault
 	}
 	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled); err != nil {
 		return xerrors.Errorf("upsert templates: %w", translate(err))
