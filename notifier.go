@@ -175,7 +175,7 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 		n.fail(runCtx, msg, StatusInhibited, "disabled by user", 0, 0)
 		return
 	}
-	retryable, err, delivered, took := n.attempt(runCtx, msg)
+	retryable, delivered, took, err := n.attempt(runCtx, msg)
 	if !delivered {
 		return // the handler ended the goroutine; attempt recorded the failure
 	}
@@ -203,7 +203,7 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 // carries the panic text. If the handler ends the goroutine (runtime.Goexit, which
 // t.FailNow calls), attempt records a permanent failure on the way out and reports
 // delivered=false; the goroutine then ends. took is how long the DeliveryFunc ran.
-func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable bool, err error, delivered bool, took time.Duration) {
+func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable, delivered bool, took time.Duration, err error) {
 	m := n.m
 	returned := false
 	defer func() {
@@ -222,7 +222,7 @@ func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable
 	deliver, err := n.prepare(msg)
 	if err != nil {
 		returned = true
-		return isRetryable(err, false), err, true, 0
+		return isRetryable(err, false), true, 0, err
 	}
 	inflight := m.metrics.InflightDispatches.WithLabelValues(string(msg.Method), msg.TemplateID.String())
 	inflight.Inc()
@@ -237,7 +237,7 @@ func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable
 	if err != nil && ctx.exceeded() {
 		err = xerrors.Errorf("delivery exceeded DispatchTimeout (%s): %w", m.cfg.DispatchTimeout, err)
 	}
-	return isRetryable(err, retryable), err, true, took
+	return isRetryable(err, retryable), true, took, err
 }
 
 // prepare decodes the payload, renders title and body and asks the method's handler for a

@@ -29,7 +29,9 @@ func newSendFixture(t *testing.T, defaults []notifications.Method, templates ...
 		t.Fatal(err)
 	}
 	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: defaults,
-		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) { return notifications.Recipient{UserID: id}, nil }})
+		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
+			return notifications.Recipient{UserID: id}, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

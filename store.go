@@ -109,8 +109,8 @@ type LeasedMessage struct {
 	TitleTemplate string
 	BodyTemplate  string
 	Payload       []byte // JSON-encoded MessagePayload, decoded by the Manager
-	// Disabled: the recipient disabled the template after the message was enqueued; the
-	// Manager marks it inhibited without delivering.
+	// Disabled: the recipient disabled the template for the message's method after the
+	// message was enqueued; the Manager marks it inhibited without delivering.
 	Disabled     bool
 	AttemptCount int // after this lease's increment, so 1 on the first lease
 	CreatedAt    time.Time
@@ -139,16 +139,16 @@ type FailedResult struct {
 
 // EnqueueStore is what an Enqueuer needs.
 type EnqueueStore interface {
-	// EnqueueMessages stores msgs and reports, in refused, one entry per message: nil when
-	// it was stored, else why not, wrapping ErrCannotEnqueueDisabledNotification (the
-	// recipient disabled the template for the message's method, or did not opt in),
-	// ErrDuplicate (the DedupeKey or ID exists, or appears twice in the call), ErrNotFound
-	// (unknown or deleted template) or ErrInvalidMessage. With atomic, any refusal stores
-	// nothing: refused still names each refused message and err wraps the first refusal.
-	// Without atomic, the others are stored. err is non-nil exactly when nothing was
-	// stored because of the call as a whole (atomic refusal, context, database); refused
-	// is then nil unless the cause was a refusal. It wakes listening notifiers once the
-	// messages are visible (for transactional stores: at commit).
+	// EnqueueMessages stores msgs and reports why any was refused: refused is nil when
+	// every message was stored, else it has one entry per message, nil for a message
+	// stored, else an error wrapping ErrCannotEnqueueDisabledNotification (the recipient
+	// disabled the template for the message's method, or did not opt in), ErrDuplicate
+	// (the DedupeKey or ID exists, or appears twice in the call), ErrNotFound (unknown or
+	// deleted template) or ErrInvalidMessage. Without atomic the other messages are
+	// stored; with atomic any refusal stores nothing, and err wraps the first refusal.
+	// err is non-nil exactly when nothing was stored because of the call as a whole
+	// (atomic refusal, context, database). It wakes listening notifiers once the messages
+	// are visible (for transactional stores: at commit).
 	EnqueueMessages(ctx context.Context, msgs []NewMessage, atomic bool) (refused []error, err error)
 
 	// Template returns the template with the given ID, or ErrNotFound (also for a deleted
@@ -183,11 +183,9 @@ type AdminStore interface {
 	Paused(ctx context.Context) (bool, error)
 }
 
-// MessageFilter selects messages for pgstore's Messages, which predates MessageQuery.
-// Zero fields match everything; Limit 0 means no limit.
-//
-// Deprecated: use OperatorStore.Messages with a MessageQuery. MessageFilter goes when
-// pgstore implements StoreV1.
+// MessageFilter selects messages for pgstore's Messages, which predates MessageQuery (use
+// OperatorStore.Messages with a MessageQuery). Zero fields match everything; Limit 0
+// means no limit. It goes when pgstore implements StoreV1.
 type MessageFilter struct {
 	Status Status
 	UserID uuid.UUID
@@ -208,11 +206,9 @@ type InboxStore interface {
 	MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) error
 }
 
-// InboxFilter selects inbox items for pgstore's InboxItems, which predates InboxQuery.
-// Limit 0 means 50.
-//
-// Deprecated: use InboxViewStore.InboxItems with an InboxQuery. InboxFilter goes when
-// pgstore implements StoreV1.
+// InboxFilter selects inbox items for pgstore's InboxItems, which predates InboxQuery (use
+// InboxViewStore.InboxItems with an InboxQuery). Limit 0 means 50. It goes when pgstore
+// implements StoreV1.
 type InboxFilter struct {
 	UnreadOnly bool
 	Limit      int

@@ -182,9 +182,9 @@ func (h *suite) inboxIDs(user uuid.UUID, unreadOnly bool) []notifications.InboxI
 		}
 		return page.Items
 	case interface {
-		InboxItems(ctx context.Context, userID uuid.UUID, f notifications.InboxFilter) ([]notifications.InboxItem, error) //nolint:staticcheck // stores that predate InboxQuery
+		InboxItems(ctx context.Context, userID uuid.UUID, f notifications.InboxFilter) ([]notifications.InboxItem, error)
 	}:
-		items, err := s.InboxItems(h.ctx, user, notifications.InboxFilter{UnreadOnly: unreadOnly}) //nolint:staticcheck // idem
+		items, err := s.InboxItems(h.ctx, user, notifications.InboxFilter{UnreadOnly: unreadOnly})
 		if err != nil {
 			h.t.Fatalf("list inbox: %v", err)
 		}
@@ -250,9 +250,13 @@ func (h *suite) markFailed(notifier uuid.UUID, status notifications.Status, dela
 }
 
 func ids(msgs []notifications.LeasedMessage) []uuid.UUID {
-	out := make([]uuid.UUID, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.ID
+	return idsOf(msgs, func(m notifications.LeasedMessage) uuid.UUID { return m.ID })
+}
+
+func idsOf[T any](xs []T, id func(T) uuid.UUID) []uuid.UUID {
+	out := make([]uuid.UUID, len(xs))
+	for i, x := range xs {
+		out[i] = id(x)
 	}
 	return out
 }

@@ -234,11 +234,7 @@ func (h *suiteV1) page(user uuid.UUID, q notifications.InboxQuery) notifications
 }
 
 func itemIDs(items []notifications.InboxItem) []uuid.UUID {
-	out := make([]uuid.UUID, len(items))
-	for i, it := range items {
-		out[i] = it.ID
-	}
-	return out
+	return idsOf(items, func(it notifications.InboxItem) uuid.UUID { return it.ID })
 }
 
 // testInboxPaging: newest first, pages joined give every item once, items inserted while
@@ -353,11 +349,7 @@ func testInboxStates(t *testing.T, h *suiteV1) {
 }
 
 func msgIDs(ms []notifications.Message) []uuid.UUID {
-	out := make([]uuid.UUID, len(ms))
-	for i, m := range ms {
-		out[i] = m.ID
-	}
-	return out
+	return idsOf(ms, func(m notifications.Message) uuid.UUID { return m.ID })
 }
 
 func (h *suiteV1) query(q notifications.MessageQuery) notifications.MessagePage {

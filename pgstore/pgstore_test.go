@@ -109,7 +109,7 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 		t.Errorf("lease with a cancelled context: err %v", err)
 	}
 
-	all, err := store.Messages(ctx, notifications.MessageFilter{}) //nolint:staticcheck // pgstore predates MessageQuery
+	all, err := store.Messages(ctx, notifications.MessageFilter{})
 	if err != nil || len(all) != 1 || all[0].ID != good.ID || all[0].Status != notifications.StatusPending {
 		t.Fatalf("table changed by bad input: %+v, %v", all, err)
 	}

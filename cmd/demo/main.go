@@ -117,7 +117,7 @@ func (s pgStore) disable(ctx context.Context, userID, templateID uuid.UUID, disa
 }
 
 func (s pgStore) all(ctx context.Context) ([]notifications.Message, error) {
-	return s.Messages(ctx, notifications.MessageFilter{}) //nolint:staticcheck // until pgstore implements StoreV1
+	return s.Messages(ctx, notifications.MessageFilter{})
 }
 
 func openStore(ctx context.Context, databaseURL string) (demoStore, string, func(), error) {

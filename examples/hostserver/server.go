@@ -297,7 +297,7 @@ func (a *app) listInbox(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	items, err := a.store.InboxItems(r.Context(), user, f) //nolint:staticcheck // InboxQuery when pgstore implements StoreV1
+	items, err := a.store.InboxItems(r.Context(), user, f)
 	if err != nil {
 		a.log.Error(r.Context(), "list inbox", slog.Error(err))
 		httpError(w, http.StatusInternalServerError, "could not list the inbox")
