@@ -11,7 +11,8 @@ import (
 )
 
 // EnqueueMessages implements notifications.EnqueueStore. The whole batch is tried in one
-// statement first (the common case: nothing refused). When that refuses it, each message
+// statement first (the common case: nothing refused). When that refuses a batch of more
+// than one message, each message
 // is tried on its own under a savepoint, inside one transaction (or a savepoint of the
 // caller's, with WithTx), so every refusal is attributed to its message; atomic then rolls
 // everything back, otherwise the accepted messages are committed.
@@ -25,6 +26,12 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 	}
 	if !refusal(err) || ctx.Err() != nil {
 		return nil, xerrors.Errorf("enqueue messages: %w", err)
+	}
+	if len(msgs) == 1 { // the batch's refusal is the message's
+		if atomic {
+			return []error{err}, xerrors.Errorf("enqueue messages: nothing stored: %w", err)
+		}
+		return []error{err}, nil
 	}
 	tx, err := s.db.Begin(ctx)
 	if err != nil {
