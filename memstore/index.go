@@ -12,23 +12,26 @@ import (
 	"github.com/notifykit/notifications"
 )
 
-// messageIndex keeps every message in creation order, overall and per user, so that a
-// newest-first page reads only what it returns (plus what its filters skip) and a
-// user's page reads only that user's messages. Purged messages are flagged and dropped
-// in bulk once they are half of the index.
+// messageIndex keeps every message in creation order, overall, per user and per
+// template, so that a newest-first page reads only what it returns (plus what its other
+// filters skip), a user's page only that user's messages and a template's page only that
+// template's. Purged messages are flagged and dropped in bulk once they are half of the
+// index.
 type messageIndex struct {
-	all    []*message
-	byUser map[uuid.UUID][]*message
-	gone   int
+	all        []*message
+	byUser     map[uuid.UUID][]*message
+	byTemplate map[uuid.UUID][]*message
+	gone       int
 }
 
 func newMessageIndex() messageIndex {
-	return messageIndex{byUser: make(map[uuid.UUID][]*message)}
+	return messageIndex{byUser: make(map[uuid.UUID][]*message), byTemplate: make(map[uuid.UUID][]*message)}
 }
 
 func (x *messageIndex) add(m *message) {
 	x.all = append(x.all, m)
 	x.byUser[m.UserID] = append(x.byUser[m.UserID], m)
+	x.byTemplate[m.TemplateID] = append(x.byTemplate[m.TemplateID], m)
 }
 
 func (x *messageIndex) remove(m *message) {
@@ -48,11 +51,13 @@ func (x *messageIndex) remove(m *message) {
 		return out
 	}
 	x.all = keep(x.all)
-	for u, ms := range x.byUser {
-		if ms = keep(ms); len(ms) == 0 {
-			delete(x.byUser, u)
-		} else {
-			x.byUser[u] = ms
+	for _, by := range []map[uuid.UUID][]*message{x.byUser, x.byTemplate} {
+		for k, ms := range by {
+			if ms = keep(ms); len(ms) == 0 {
+				delete(by, k)
+			} else {
+				by[k] = ms
+			}
 		}
 	}
 	x.gone = 0
@@ -62,8 +67,11 @@ func (x *messageIndex) remove(m *message) {
 // whether more follow.
 func (x *messageIndex) page(q notifications.MessageQuery, before int64, limit int) ([]*message, bool) {
 	list := x.all
-	if q.UserID != uuid.Nil {
+	switch {
+	case q.UserID != uuid.Nil:
 		list = x.byUser[q.UserID]
+	case q.TemplateID != uuid.Nil:
+		list = x.byTemplate[q.TemplateID]
 	}
 	// Creation times and seqs both ascend along the list.
 	end := sort.Search(len(list), func(i int) bool { return list[i].seq >= before })

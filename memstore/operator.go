@@ -12,8 +12,8 @@ import (
 	"github.com/notifykit/notifications/internal/storecheck"
 )
 
-// Messages implements notifications.OperatorStore. A query by user reads only that user's
-// messages; a time range is found by binary search.
+// Messages implements notifications.OperatorStore. A query by user (or else by template)
+// reads only that user's (template's) messages; a time range is found by binary search.
 func (s *Store) Messages(ctx context.Context, q notifications.MessageQuery) (notifications.MessagePage, error) {
 	if err := ctx.Err(); err != nil {
 		return notifications.MessagePage{}, xerrors.Errorf("list messages: %w", err)
