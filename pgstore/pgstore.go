@@ -462,7 +462,8 @@ func (s *Store) Message(ctx context.Context, id uuid.UUID) (notifications.Messag
 	return m, nil
 }
 
-// Messages implements notifications.AdminStore.
+// Messages lists messages oldest first (the form before notifications.OperatorStore,
+// whose MessageQuery pgstore does not implement yet).
 func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]notifications.Message, error) {
 	var user *uuid.UUID
 	if f.UserID != uuid.Nil {
@@ -513,7 +514,9 @@ func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int
 	return out, nil
 }
 
-// SetPreference implements notifications.AdminStore.
+// SetPreference records whether userID disabled templateID for every method (the form
+// before notifications.PreferenceStore, whose per-method Preference pgstore does not
+// implement yet).
 func (s *Store) SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
 	if _, err := s.db.Exec(ctx, s.q.setPreference, s.now(), userID, templateID, disabled); err != nil {
 		return xerrors.Errorf("set preference: %w", translate(err))
