@@ -200,7 +200,8 @@ func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]Sen
 // disabled the template for one of its methods, an invalid request) stores nothing and
 // returns an error naming the first refused request. It returns the message IDs in request
 // order, one per delivery method of each request. Use it where a partial enqueue would be
-// wrong; use Send for fan-out.
+// wrong; use Send for fan-out, and inside a host transaction whose work must not be
+// undone because a recipient turned a method off.
 func (e *StoreEnqueuer) SendAtomic(ctx context.Context, reqs ...EnqueueRequest) ([]uuid.UUID, error) {
 	if len(reqs) == 0 {
 		return nil, nil

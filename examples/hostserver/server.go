@@ -244,14 +244,25 @@ func (a *app) createUser(w http.ResponseWriter, r *http.Request) {
 			id, in.Email, in.Name, in.Username); err != nil {
 			return err
 		}
-		var err error
-		// All or nothing with the user row: SendAtomic fails the transaction on any refusal.
-		msgIDs, err = a.enqueuer.WithStore(a.store.WithTx(tx)).SendAtomic(r.Context(), notifications.EnqueueRequest{
+		// In the user's transaction: rolled back with it. Send, not SendAtomic: a refused
+		// welcome (its template deleted, say) is logged and does not undo the signup;
+		// invalid input does.
+		res, err := a.enqueuer.WithStore(a.store.WithTx(tx)).Send(r.Context(), notifications.EnqueueRequest{
 			TemplateID: welcome.ID, UserID: id, CreatedBy: "signup",
 			Recipient:      &notifications.Recipient{UserID: id, Email: in.Email, Name: in.Name, Username: in.Username},
 			IdempotencyKey: "welcome:" + id.String(),
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		if err := res[0].Err; err != nil {
+			if errors.Is(err, notifications.ErrInvalidMessage) {
+				return err
+			}
+			a.log.Warn(r.Context(), "welcome notification refused", slog.Error(err))
+		}
+		msgIDs = res[0].MessageIDs
+		return nil
 	})
 	var pgErr *pgconn.PgError
 	switch {
