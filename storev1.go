@@ -67,8 +67,9 @@ type OperatorStore interface {
 	// message.
 	MessageAttempts(ctx context.Context, id uuid.UUID) ([]Attempt, error)
 	// RetryMessage makes a temporary_failure, permanent_failure or canceled message
-	// pending now with its attempts reset (the attempt history keeps the earlier
-	// reasons). Other statuses: ErrWrongStatus.
+	// pending now with its attempts reset; the attempt history keeps the earlier
+	// attempts and StatusReason says what was retried. Other statuses: ErrWrongStatus;
+	// a deleted template: ErrNotFound.
 	RetryMessage(ctx context.Context, id uuid.UUID) error
 	// CancelMessage cancels a pending or temporary_failure message now. A leased message
 	// is canceled when its delivery's result arrives, unless that result is a success or

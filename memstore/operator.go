@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -95,8 +96,8 @@ func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 		s.finished.Remove(msg.finElem)
 		msg.finElem = nil
 	}
+	msg.StatusReason = fmt.Sprintf("retried by an operator after %s: %s", msg.Status, msg.StatusReason)
 	msg.Status = notifications.StatusPending
-	msg.StatusReason = ""
 	msg.AttemptCount = 0
 	msg.NextRetryAfter = time.Time{}
 	msg.UpdatedAt = s.now()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -451,8 +452,8 @@ func testRetryMessage(t *testing.T, h *suiteV1) {
 		if err := h.v1.RetryMessage(h.ctx, id); err != nil {
 			t.Fatalf("retry: %v", err)
 		}
-		if m := h.wantStatus(id, notifications.StatusPending); m.AttemptCount != 0 || !m.NextRetryAfter.IsZero() {
-			t.Fatalf("retried message: %+v, want attempts reset", m)
+		if m := h.wantStatus(id, notifications.StatusPending); m.AttemptCount != 0 || !m.NextRetryAfter.IsZero() || !strings.Contains(m.StatusReason, "boom") {
+			t.Fatalf("retried message: %+v, want attempts reset and the earlier reason kept", m)
 		}
 	}
 	if as := h.attempts(ids[0]); len(as) != 1 || as[0].Reason != "boom permanent_failure" {
