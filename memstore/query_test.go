@@ -1,15 +1,12 @@
 package memstore_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/coder/quartz"
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
-	"github.com/notifykit/notifications/memstore"
 )
 
 // TestMessageQueriesDoNotScan: with 200,000 messages of other users and templates, a page
@@ -17,18 +14,9 @@ import (
 // messages. The bound is wide (a scan costs milliseconds under -race, an index lookup
 // microseconds), so the test holds on a loaded machine.
 func TestMessageQueriesDoNotScan(t *testing.T) {
-	if testing.Short() {
-		t.Skip("200,000 messages")
-	}
-	t.Parallel()
-	ctx := context.Background()
-	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	s := memstore.New(memstore.WithClock(clk))
 	busy := notifications.Template{ID: uuid.New(), Name: "busy", TitleTemplate: "x", EnabledByDefault: true}
 	rare := notifications.Template{ID: uuid.New(), Name: "rare", TitleTemplate: "x", EnabledByDefault: true}
-	if err := s.UpsertTemplates(ctx, busy, rare); err != nil {
-		t.Fatal(err)
-	}
+	ctx, clk, s := largeStore(t, busy, rare)
 	user := uuid.New()
 	enqueue := func(tmpl, user uuid.UUID) {
 		msg := notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl, UserID: user, Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
