@@ -215,3 +215,38 @@ func TestManagerRecordsAttempts(t *testing.T) {
 		t.Fatalf("attempts: %+v, %v; want one sent attempt of 250ms", as, err)
 	}
 }
+
+// TestDeleteTemplateDuringDelivery: a template deleted while its message is being
+// delivered: the delivery's retryable failure ends the message canceled instead of
+// scheduling a retry, and nothing is delivered again.
+func TestDeleteTemplateDuringDelivery(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	inHandler, release := make(chan struct{}), make(chan struct{})
+	h.handler = notificationstest.NewRecordingHandler(func(context.Context, notificationstest.Delivery) (bool, error) {
+		close(inHandler)
+		<-release
+		return true, errors.New("503 try later")
+	})
+	ids := h.enqueue(1)
+	m := h.manager(testConfig(), nil)
+	h.run(m)
+	<-inHandler
+	if err := h.store.DeleteTemplate(h.ctx, h.tmpl.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.status(ids[0]).Status; st != notifications.StatusLeased {
+		t.Fatalf("in flight after delete: %s, want leased until the result arrives", st)
+	}
+	close(release)
+	h.waitBuffered(1)
+	h.stop(m)
+	msg := h.status(ids[0])
+	if msg.Status != notifications.StatusCanceled || !strings.Contains(msg.StatusReason, "template deleted") || !strings.Contains(msg.StatusReason, "503 try later") {
+		t.Fatalf("after the result: %s %q, want canceled saying why and what the attempt said", msg.Status, msg.StatusReason)
+	}
+	as, err := h.store.MessageAttempts(h.ctx, ids[0])
+	if err != nil || len(as) != 1 || as[0].Outcome != notifications.StatusTemporaryFailure || as[0].Reason != "503 try later" {
+		t.Fatalf("attempts: %+v, %v", as, err)
+	}
+}
