@@ -135,8 +135,10 @@ func (e *StoreEnqueuer) Enqueue(ctx context.Context, userID, templateID uuid.UUI
 
 // EnqueueWithData implements Enqueuer.
 func (e *StoreEnqueuer) EnqueueWithData(ctx context.Context, userID, templateID uuid.UUID, labels map[string]string, data map[string]any, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error) {
-	res, err := e.Send(ctx, EnqueueRequest{
+	res, err := e.send(ctx, []EnqueueRequest{{
 		TemplateID: templateID, UserID: userID, Labels: labels, Data: data, CreatedBy: createdBy, Targets: targets,
+	}}, func(_ int, req EnqueueRequest, err error) error {
+		return xerrors.Errorf("enqueue for user %s: %w", req.UserID, err)
 	})
 	if err != nil {
 		return nil, err
@@ -151,11 +153,19 @@ func (e *StoreEnqueuer) EnqueueWithData(ctx context.Context, userID, templateID 
 // recipient's preference. The error is for the call as a whole (the store failed, the
 // context ended): then nothing was stored.
 func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]SendResult, error) {
+	return e.send(ctx, reqs, requestError)
+}
+
+// send is Send with wrap naming a request in its error.
+func (e *StoreEnqueuer) send(ctx context.Context, reqs []EnqueueRequest, wrap func(i int, req EnqueueRequest, err error) error) ([]SendResult, error) {
 	if len(reqs) == 0 {
 		return nil, nil
 	}
 	results := make([]SendResult, len(reqs))
-	msgs, owner := e.buildAll(ctx, reqs, results)
+	msgs, owner := e.buildAll(ctx, reqs, results, wrap)
+	if err := ctx.Err(); err != nil {
+		return nil, xerrors.Errorf("enqueue: %w", err)
+	}
 	if len(msgs) == 0 {
 		return results, nil
 	}
@@ -188,9 +198,9 @@ func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]Sen
 		switch {
 		case results[r].Err != nil:
 		case firstOther[r] != nil:
-			results[r].Err = requestError(r, reqs[r], firstOther[r])
+			results[r].Err = wrap(r, reqs[r], firstOther[r])
 		case len(results[r].MessageIDs) == 0 && firstAny[r] != nil:
-			results[r].Err = requestError(r, reqs[r], firstAny[r])
+			results[r].Err = wrap(r, reqs[r], firstAny[r])
 		}
 	}
 	return results, nil
@@ -207,7 +217,7 @@ func (e *StoreEnqueuer) SendAtomic(ctx context.Context, reqs ...EnqueueRequest) 
 		return nil, nil
 	}
 	results := make([]SendResult, len(reqs))
-	msgs, owner := e.buildAll(ctx, reqs, results)
+	msgs, owner := e.buildAll(ctx, reqs, results, requestError)
 	for _, r := range results {
 		if r.Err != nil {
 			return nil, xerrors.Errorf("enqueue: %w", r.Err)
@@ -231,7 +241,7 @@ func (e *StoreEnqueuer) SendAtomic(ctx context.Context, reqs ...EnqueueRequest) 
 
 // buildAll builds the messages of every request, recording a request's build error in
 // results, and returns the messages with the index of the request each belongs to.
-func (e *StoreEnqueuer) buildAll(ctx context.Context, reqs []EnqueueRequest, results []SendResult) ([]NewMessage, []int) {
+func (e *StoreEnqueuer) buildAll(ctx context.Context, reqs []EnqueueRequest, results []SendResult, wrap func(int, EnqueueRequest, error) error) ([]NewMessage, []int) {
 	now := e.opts.Clock.Now("Enqueuer")
 	day := now.UTC().Format(time.DateOnly)
 	msgs := make([]NewMessage, 0, len(reqs)*2)
@@ -239,7 +249,7 @@ func (e *StoreEnqueuer) buildAll(ctx context.Context, reqs []EnqueueRequest, res
 	for i, req := range reqs {
 		built, err := e.build(ctx, req, now, day)
 		if err != nil {
-			results[i].Err = requestError(i, req, err)
+			results[i].Err = wrap(i, req, err)
 			continue
 		}
 		for range built {

@@ -106,7 +106,8 @@ func TestSendReportsEachRecipient(t *testing.T) {
 		t.Fatalf("atomic send: %v, %v; want 4 messages", ids, err)
 	}
 	// Enqueue (the coder-compatible call) returns the request's own error.
-	if _, err := f.enq.Enqueue(f.ctx, off, tmpl.ID, nil, "test"); !errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
+	if _, err := f.enq.Enqueue(f.ctx, off, tmpl.ID, nil, "test"); !errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) ||
+		!strings.HasPrefix(err.Error(), "enqueue for user "+off.String()+": ") {
 		t.Fatalf("Enqueue for a user who disabled the template: %v", err)
 	}
 }
