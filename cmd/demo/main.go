@@ -246,8 +246,7 @@ func run(o options) error {
 	fmt.Printf("  inbox → the store, live to subscribers\n")
 
 	var refusedDup, refusedDisabled, enqueued int
-	enqueue := func(u notifications.Recipient, t notifications.Template, n int) error {
-		ids, err := enq.Enqueue(ctx, u.UserID, t.ID, sample.Labels(t, n), "demo")
+	count := func(ids []uuid.UUID, err error) error {
 		switch {
 		case errors.Is(err, notifications.ErrDuplicate):
 			refusedDup++
@@ -260,6 +259,9 @@ func run(o options) error {
 			lat.enqueued(ids)
 		}
 		return nil
+	}
+	enqueue := func(u notifications.Recipient, t notifications.Template, n int) error {
+		return count(enq.Enqueue(ctx, u.UserID, t.ID, sample.Labels(t, n), "demo"))
 	}
 	// Before the Manager starts: mentions for every 20th user, who then turns mentions off;
 	// those messages end inhibited (the preference is checked again at delivery).
@@ -291,14 +293,24 @@ func run(o options) error {
 	}
 	start := time.Now()
 	templates := sample.Templates()
+	// Each round is one fan-out to every user: a refused recipient (a duplicate, a
+	// template turned off) is reported on its own request and the others are stored.
 	for i := 0; i < o.perUser; i++ {
+		reqs := make([]notifications.EnqueueRequest, 0, len(users))
 		for j, u := range users {
 			t := templates[(i+j)%len(templates)]
 			labels := i*len(users) + j
 			if t.ID == sample.Welcome.ID {
 				labels = 0 // identical every time: the second one a day is a duplicate
 			}
-			if err := enqueue(u, t, labels); err != nil {
+			reqs = append(reqs, notifications.EnqueueRequest{TemplateID: t.ID, UserID: u.UserID, Labels: sample.Labels(t, labels), CreatedBy: "demo"})
+		}
+		results, err := enq.Send(ctx, reqs...)
+		if err != nil {
+			return err
+		}
+		for _, r := range results {
+			if err := count(r.MessageIDs, r.Err); err != nil {
 				return err
 			}
 		}
