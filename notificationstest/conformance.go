@@ -65,15 +65,21 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-			// A fixed midday start keeps "same UTC day" tests away from midnight.
-			clk.Set(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)).MustWait(context.Background())
+			clk := suiteClock(t)
 			store := newStore(t, clk)
 			h := &suite{t: t, clk: clk, store: store, ctx: testContext(t)}
 			h.tmpl = h.template(true)
 			tc.fn(t, h)
 		})
 	}
+}
+
+// suiteClock is a mock clock at a fixed midday start, which keeps "same UTC day" tests
+// away from midnight.
+func suiteClock(t *testing.T) *quartz.Mock {
+	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
+	clk.Set(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)).MustWait(context.Background())
+	return clk
 }
 
 type suite struct {

@@ -1,7 +1,6 @@
 package notificationstest
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,8 +49,7 @@ func RunStoreTestsV1(t *testing.T, newStore NewStoreV1Func) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-			clk.Set(time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)).MustWait(context.Background())
+			clk := suiteClock(t)
 			store := newStore(t, clk)
 			h := &suiteV1{suite: &suite{t: t, clk: clk, store: store, ctx: testContext(t)}, v1: store}
 			h.tmpl = h.template(true)
