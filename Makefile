@@ -9,8 +9,13 @@ PKGS := ./...
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-test: ## Run every test with -race, against a throw-away PostgreSQL unless NOTIFICATIONS_TEST_DATABASE_URL is set.
-	./scripts/with-postgres.sh $(GO) test -race -count=1 $(PKGS)
+# pgx exec modes besides the default (cache_statement) that the pgstore tests run in too.
+EXEC_MODES := cache_describe describe_exec exec simple_protocol
+
+test: ## Run every test with -race against a throw-away PostgreSQL and PgBouncer, then the pgstore tests in every other pgx exec mode.
+	./scripts/with-postgres.sh sh -c '$(GO) test -race -count=1 $(PKGS) && \
+		for m in $(EXEC_MODES); do echo "== pgstore in pgx exec mode $$m (long tests: default mode only)"; \
+		NOTIFICATIONS_TEST_EXEC_MODE=$$m $(GO) test -race -count=1 ./pgstore/ || exit 1; done'
 
 test-short: ## Run the tests that need no database.
 	$(GO) test -race -count=1 -short $(PKGS)
@@ -42,7 +47,7 @@ bench-go: ## The Go benchmarks of the library itself (memstore and pgstore drain
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/
 
 FUZZTIME ?= 60s
-FUZZ_TARGETS := .:FuzzRenderTitleBody .:FuzzDecodePayload ./internal/markdown:FuzzMarkdown \
+FUZZ_TARGETS := .:FuzzRenderTitleBody .:FuzzDecodePayload .:FuzzRenderActionURL ./internal/markdown:FuzzMarkdown \
 	./internal/email:FuzzEncodeHeaderText ./internal/email:FuzzFormatAddress ./dispatch:FuzzVerifyWebhook
 
 fuzz: ## Run every fuzz target for FUZZTIME (default 60s) each; seeds live in testdata/fuzz.

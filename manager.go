@@ -260,6 +260,13 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 		}, "Manager", "purge")
 		wg.Go(func() { _ = purgeTicker.Wait() })
 	}
+	if counter, ok := m.store.(PendingCounter); ok {
+		pendingTicker := m.clock.TickerFunc(runCtx, pendingCheckInterval, func() error {
+			m.checkPending(runCtx, counter)
+			return nil
+		}, "Manager", "pending")
+		wg.Go(func() { _ = pendingTicker.Wait() })
+	}
 
 	n := m.notifier
 	n.run(runCtx, leaseCtx, listening)

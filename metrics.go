@@ -1,6 +1,11 @@
 package notifications
 
 import (
+	"context"
+	"slices"
+	"time"
+
+	"cdr.dev/slog"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,6 +34,44 @@ type Metrics struct {
 	PendingUpdates prometheus.Gauge
 	// SyncedUpdates counts results written to the store.
 	SyncedUpdates prometheus.Counter
+	// PendingMessages is the number of pending messages by method, read from the store
+	// every minute when it is a PendingCounter.
+	PendingMessages *prometheus.GaugeVec
+}
+
+// PendingCounter is implemented by stores that count pending messages by method cheaply
+// (memstore and pgstore do). A running Manager on such a store sets the pending_messages
+// gauge from it every minute and logs, once a minute, the methods with pending messages
+// that it has no handler for: during a rolling deploy they wait for a replica that can
+// deliver them; if none runs, they wait forever.
+type PendingCounter interface {
+	PendingByMethod(ctx context.Context) (map[Method]int, error)
+}
+
+// pendingCheckInterval is how often a Manager reads PendingByMethod.
+const pendingCheckInterval = time.Minute
+
+// checkPending updates the pending_messages gauge and logs methods nobody here handles.
+func (m *Manager) checkPending(ctx context.Context, counter PendingCounter) {
+	counts, err := counter.PendingByMethod(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn(ctx, "count pending messages by method", slog.Error(err))
+		}
+		return
+	}
+	m.metrics.PendingMessages.Reset()
+	unhandled := map[string]int{}
+	for method, n := range counts {
+		m.metrics.PendingMessages.WithLabelValues(string(method)).Set(float64(n))
+		if !slices.Contains(m.methods, method) {
+			unhandled[string(method)] = n
+		}
+	}
+	if len(unhandled) > 0 {
+		m.log.Warn(ctx, "pending messages of methods this Manager has no handler for; they wait for a replica that has one",
+			slog.F("pending_by_method", unhandled))
+	}
 }
 
 type metricsOptions struct {
@@ -94,10 +137,14 @@ func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
 			Namespace: o.namespace, Subsystem: o.subsystem, Name: "synced_updates_total",
 			Help: "Delivery results written to the store.",
 		}),
+		PendingMessages: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: o.namespace, Subsystem: o.subsystem, Name: "pending_messages",
+			Help: "Pending messages by method (read from the store every minute).",
+		}, []string{labelMethod}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.DispatchAttempts, m.RetryCount, m.QueuedSeconds, m.InflightDispatches,
-			m.DispatcherSendSeconds, m.PendingUpdates, m.SyncedUpdates)
+			m.DispatcherSendSeconds, m.PendingUpdates, m.SyncedUpdates, m.PendingMessages)
 	}
 	return m
 }

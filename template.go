@@ -17,8 +17,11 @@ import (
 // Template describes one kind of notification. Title, body and each action's label and URL
 // are Go text/template sources that produce Markdown; they are executed over a
 // MessagePayload (title and body at delivery, actions at enqueue) with the host's helper
-// functions. User-controlled values (labels, data, the recipient's names and email) are
-// Markdown-escaped before title and body run, so they cannot inject links or HTML.
+// functions. User-controlled values (label and data keys and values at any depth, the
+// recipient's names and email, action labels and URLs) are Markdown-escaped before title
+// and body run, so they cannot inject links or HTML; plain keys (letters and digits joined
+// by single - _ . : /) stay as they are. Action URLs escape user values for their place
+// in the URL (see TemplateAction).
 type Template struct {
 	ID    uuid.UUID
 	Name  string // unique
@@ -42,7 +45,13 @@ type Template struct {
 	EnabledByDefault bool
 }
 
-// TemplateAction is an action whose label and URL are templates rendered at enqueue.
+// TemplateAction is an action whose label and URL are templates rendered at enqueue. The
+// label is plain text. In the URL, every value printed is escaped for its place
+// (url.PathEscape in the path and fragment, url.QueryEscape in the query) except the
+// output of the host's helpers, of urlquery, of url_path (a value whose "/" separates
+// escaped path segments) and of url_raw (a value as it is); a rendered URL whose scheme,
+// host or user info differs from what the template's text and helpers before the first
+// escaped value give is refused with ErrInvalidMessage.
 type TemplateAction struct {
 	Label string
 	URL   string
@@ -88,7 +97,16 @@ func (t Template) Validate(helpers template.FuncMap) error {
 			struct{ name, src string }{fmt.Sprintf("Actions[%d].URL", i), a.URL})
 	}
 	for _, f := range fields {
-		tpl, err := parseTemplate(f.name, f.src, helpers)
+		var tpl *template.Template
+		var err error
+		if strings.HasSuffix(f.name, ".URL") {
+			var u *actionURLTemplate
+			if u, err = parseActionURL(f.name, f.src, helpers); err == nil {
+				tpl = u.full
+			}
+		} else {
+			tpl, err = parseTemplate(f.name, f.src, helpers)
+		}
 		if err != nil {
 			return xerrors.Errorf("template %q: field %s does not parse: %v: %w", t.Name, f.name, err, ErrInvalidTemplate)
 		}
@@ -135,9 +153,10 @@ func parseTemplate(name, src string, helpers template.FuncMap) (*template.Templa
 // renderer executes templates with a fixed set of helpers and caches parsed templates by
 // source text. Safe for concurrent use.
 type renderer struct {
-	helpers template.FuncMap
-	mu      sync.RWMutex
-	cache   map[string]*template.Template
+	helpers  template.FuncMap
+	mu       sync.RWMutex
+	cache    map[string]*template.Template
+	urlCache map[string]*actionURLTemplate
 }
 
 // maxCachedTemplates bounds the parse cache; it is cleared when full (templates are few
@@ -145,27 +164,64 @@ type renderer struct {
 const maxCachedTemplates = 4096
 
 func newRenderer(helpers template.FuncMap) *renderer {
-	return &renderer{helpers: helpers, cache: make(map[string]*template.Template)}
+	return &renderer{helpers: helpers, cache: make(map[string]*template.Template), urlCache: make(map[string]*actionURLTemplate)}
 }
 
 func (r *renderer) parse(src string) (*template.Template, error) {
-	r.mu.RLock()
-	t, ok := r.cache[src]
-	r.mu.RUnlock()
+	return cachedParse(&r.mu, r.cache, src, func() (*template.Template, error) {
+		return parseTemplate("notification", src, r.helpers)
+	})
+}
+
+// parseURL is parse for action URL templates (parseActionURL), with its own cache.
+func (r *renderer) parseURL(src string) (*actionURLTemplate, error) {
+	return cachedParse(&r.mu, r.urlCache, src, func() (*actionURLTemplate, error) {
+		return parseActionURL("url", src, r.helpers)
+	})
+}
+
+// cachedParse returns cache[src], or parses and caches it (clearing a full cache first).
+func cachedParse[T any](mu *sync.RWMutex, cache map[string]T, src string, parse func() (T, error)) (T, error) {
+	mu.RLock()
+	t, ok := cache[src]
+	mu.RUnlock()
 	if ok {
 		return t, nil
 	}
-	t, err := parseTemplate("notification", src, r.helpers)
+	t, err := parse()
 	if err != nil {
-		return nil, err
+		return t, err
 	}
-	r.mu.Lock()
-	if len(r.cache) >= maxCachedTemplates {
-		clear(r.cache)
+	mu.Lock()
+	if len(cache) >= maxCachedTemplates {
+		clear(cache)
 	}
-	r.cache[src] = t
-	r.mu.Unlock()
+	cache[src] = t
+	mu.Unlock()
 	return t, nil
+}
+
+// executeURL renders an action URL template and checks that user values did not change
+// the scheme, host or user info its literal prefix gives.
+func (r *renderer) executeURL(src string, data any) (string, error) {
+	t, err := r.parseURL(src)
+	if err != nil {
+		return "", xerrors.Errorf("parse template: %v: %w", err, ErrInvalidTemplate)
+	}
+	var out, prefix strings.Builder
+	if err := t.full.Execute(&out, data); err != nil {
+		return "", xerrors.Errorf("execute template: %v: %w", err, ErrInvalidTemplate)
+	}
+	if t.prefix != nil {
+		if err := t.prefix.Execute(&prefix, data); err != nil {
+			return "", xerrors.Errorf("execute template prefix: %v: %w", err, ErrInvalidTemplate)
+		}
+	}
+	rendered := strings.TrimSpace(out.String())
+	if err := checkActionURL(strings.TrimSpace(prefix.String()), rendered); err != nil {
+		return "", xerrors.Errorf("%v: %w", err, ErrInvalidMessage)
+	}
+	return rendered, nil
 }
 
 func (r *renderer) execute(src string, data any) (string, error) {
@@ -183,7 +239,9 @@ func (r *renderer) execute(src string, data any) (string, error) {
 	return b.String(), nil
 }
 
-// escapedPayload returns a copy of p whose user-controlled values are Markdown-escaped.
+// escapedPayload returns a copy of p whose user-controlled values are Markdown-escaped:
+// names and email, label and data keys and values at any depth, and each action's label
+// and URL.
 func escapedPayload(p MessagePayload) MessagePayload {
 	p.UserName = markdown.Escape(p.UserName)
 	p.UserUsername = markdown.Escape(p.UserUsername)
@@ -194,6 +252,13 @@ func escapedPayload(p MessagePayload) MessagePayload {
 	}
 	if p.Data != nil {
 		p.Data = markdown.EscapeAny(p.Data).(map[string]any)
+	}
+	if p.Actions != nil {
+		actions := make([]Action, len(p.Actions))
+		for i, a := range p.Actions {
+			actions[i] = Action{Label: markdown.Escape(a.Label), URL: markdown.Escape(a.URL)}
+		}
+		p.Actions = actions
 	}
 	return p
 }
@@ -219,9 +284,9 @@ func (r *renderer) actions(tmpl Template, payload MessagePayload) ([]Action, err
 		if err != nil {
 			return nil, xerrors.Errorf("template %q: render Actions[%d].Label: %v: %w", tmpl.Name, i, err, ErrInvalidTemplate)
 		}
-		url, err := r.execute(a.URL, payload)
+		url, err := r.executeURL(a.URL, payload)
 		if err != nil {
-			return nil, xerrors.Errorf("template %q: render Actions[%d].URL: %v: %w", tmpl.Name, i, err, ErrInvalidTemplate)
+			return nil, xerrors.Errorf("template %q: render Actions[%d].URL: %w", tmpl.Name, i, err)
 		}
 		out = append(out, Action{Label: strings.TrimSpace(label), URL: strings.TrimSpace(url)})
 	}

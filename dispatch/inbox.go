@@ -39,8 +39,10 @@ func NewInbox(store notifications.InboxStore, broker Broker) (*Inbox, error) {
 	return &Inbox{store: store, broker: broker}, nil
 }
 
-// Dispatcher implements notifications.Handler. A redelivered message (same ID) is a
-// success that stores and publishes nothing new.
+// Dispatcher implements notifications.Handler. The item's Title is the rendered title as
+// plain text and TitleMarkdown the rendered Markdown (user values escaped); Content is the
+// rendered Markdown body. A redelivered message (same ID) is a success that stores and
+// publishes nothing new.
 func (h *Inbox) Dispatcher(payload notifications.MessagePayload, title, body string, _ template.FuncMap) (notifications.DeliveryFunc, error) {
 	userID, err := uuid.Parse(payload.UserID)
 	if err != nil {

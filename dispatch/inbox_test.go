@@ -100,3 +100,42 @@ func TestDefaultHandlers(t *testing.T) {
 		t.Fatal("an empty config was accepted")
 	}
 }
+
+// recordingInboxStore keeps the items the handler asks it to insert.
+type recordingInboxStore struct {
+	notifications.InboxStore
+	inserted chan notifications.InboxItem
+}
+
+func (s *recordingInboxStore) InsertInboxItem(ctx context.Context, item notifications.InboxItem) (bool, error) {
+	s.inserted <- item
+	return s.InboxStore.InsertInboxItem(ctx, item)
+}
+
+// TestInboxKeepsBothTitleForms: the item carries the title as plain text (Title) and as
+// the rendered Markdown (TitleMarkdown), in the store and to live subscribers.
+func TestInboxKeepsBothTitleForms(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	store := &recordingInboxStore{InboxStore: memstore.New(), inserted: make(chan notifications.InboxItem, 1)}
+	broker := dispatch.NewMemoryBroker()
+	h, err := dispatch.NewInbox(store, broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := samplePayload()
+	events := broker.Subscribe(ctx, uuid.MustParse(p.UserID))
+	fn, err := h.Dispatcher(p, `Build **42** of \[api\] failed`, "body", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fn(ctx, uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	for name, it := range map[string]notifications.InboxItem{"stored": <-store.inserted, "published": (<-events).Item} {
+		if it.Title != "Build 42 of [api] failed" || it.TitleMarkdown != `Build **42** of \[api\] failed` {
+			t.Errorf("%s item: Title %q TitleMarkdown %q", name, it.Title, it.TitleMarkdown)
+		}
+	}
+}

@@ -387,42 +387,13 @@ func TestSMTPNetworkFailuresAreRetryable(t *testing.T) {
 // says nothing and reads until the client goes away.
 func rawServer(t *testing.T, reply string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	conns := make(chan net.Conn, 16)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns <- c
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if reply != "" {
-					_, _ = io.WriteString(c, reply)
-					_ = c.Close()
-					return
-				}
-				_, _ = io.Copy(io.Discard, c)
-			}()
+	return streamingServer(t, func(c net.Conn) {
+		if reply != "" {
+			_, _ = io.WriteString(c, reply)
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		close(conns)
-		for c := range conns {
-			_ = c.Close()
-		}
-		wg.Wait()
+		_, _ = io.Copy(io.Discard, c)
 	})
-	return l.Addr().String()
 }
 
 func TestSMTPHeaders(t *testing.T) {

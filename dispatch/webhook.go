@@ -10,10 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
@@ -35,12 +39,17 @@ const WebhookVersion = "1.1"
 type WebhookConfig struct {
 	// URL receives every notification as a JSON POST. Required; http or https.
 	URL string
-	// Headers are added to every request (e.g. an API key).
+	// Headers are added to every request (e.g. an API key). Names must be RFC 9110 tokens
+	// and values field-values (no control characters but tab); the headers the handler
+	// sets itself (X-Message-Id, webhook-*, Host, Content-Length, ...) are
+	// refused. Default: none.
 	Headers map[string]string
 	// Secrets sign requests with Standard Webhooks (webhook-id, webhook-timestamp,
-	// webhook-signature). Each is "whsec_" followed by base64, or any other string used as
-	// raw key bytes. With several secrets (rotation) every one signs, space-separated.
-	// Default: unsigned.
+	// webhook-signature). Each is the base64 of the key, with or without a "whsec_"
+	// prefix — the convention of the specification and its official libraries, so a
+	// receiver given the same string verifies. A secret that is not base64 is refused; use
+	// RawSecrets for raw key bytes. With several secrets (rotation) every one signs,
+	// space-separated. Default: unsigned.
 	Secrets []string
 	// AllowedNetworks lists address ranges the handler may connect to although they are
 	// refused by default: every range of the IANA IPv4 and IPv6 special-purpose registries
@@ -59,6 +68,10 @@ type WebhookConfig struct {
 	// retry at Config.MaxRetryInterval in any case). Default (zero): 1h; must not be
 	// negative.
 	MaxRetryAfter time.Duration
+	// RawSecrets are signing keys used as the raw bytes given, for receivers configured
+	// with raw keys (NewWebhookRaw in the official libraries); they sign besides Secrets.
+	// Default: none.
+	RawSecrets [][]byte
 	// Clock stamps webhook-timestamp and reads Retry-After dates. Default: real.
 	Clock quartz.Clock
 	// Transport replaces the HTTP transport (its dialer then bypasses AllowedNetworks:
@@ -66,7 +79,8 @@ type WebhookConfig struct {
 	Transport http.RoundTripper
 }
 
-// WebhookBody is the JSON the webhook handler POSTs.
+// WebhookBody is the JSON the webhook handler POSTs. In Payload, absent labels, data,
+// actions and targets are sent as {} and [], never null.
 type WebhookBody struct {
 	Version       string                       `json:"_version"`
 	MsgID         uuid.UUID                    `json:"msg_id"`
@@ -97,18 +111,24 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, xerrors.Errorf("new webhook handler: WebhookConfig.URL %q must be an absolute http or https URL", cfg.URL)
 	}
-	for k, v := range cfg.Headers {
-		if strings.ContainsAny(k+v, "\r\n") || k == "" {
-			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Headers[%q] is not a valid header", k)
+	for _, k := range slices.Sorted(maps.Keys(cfg.Headers)) {
+		if err := checkHeader(k, cfg.Headers[k]); err != nil {
+			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Headers[%q]: %w", k, err)
 		}
 	}
-	secrets := make([][]byte, 0, len(cfg.Secrets))
+	secrets := make([][]byte, 0, len(cfg.Secrets)+len(cfg.RawSecrets))
 	for i, s := range cfg.Secrets {
 		key, err := decodeSecret(s)
 		if err != nil {
 			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.Secrets[%d]: %w", i, err)
 		}
 		secrets = append(secrets, key)
+	}
+	for i, key := range cfg.RawSecrets {
+		if len(key) == 0 {
+			return nil, xerrors.Errorf("new webhook handler: WebhookConfig.RawSecrets[%d] is empty", i)
+		}
+		secrets = append(secrets, bytes.Clone(key))
 	}
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = 64 << 10
@@ -148,21 +168,39 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	}, nil
 }
 
+// reservedHeaders are set by the handler or by net/http; a configured value would be
+// overwritten or ignored, so it is refused.
+var reservedHeaders = []string{"Content-Length", "Transfer-Encoding", "Host", "Connection",
+	"X-Message-Id", "Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"}
+
+// checkHeader validates a configured header: the name an RFC 9110 token, the value a
+// field-value (visible characters, spaces and tabs, no other control characters).
+func checkHeader(name, value string) error {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return xerrors.New("the name is not an RFC 9110 token (letters, digits and !#$%&'*+-.^_`|~ only)")
+	}
+	if !httpguts.ValidHeaderFieldValue(value) {
+		return xerrors.New("the value holds a control character (CR, LF, NUL, DEL, ...)")
+	}
+	if slices.Contains(reservedHeaders, http.CanonicalHeaderKey(name)) {
+		return xerrors.Errorf("the handler sets %s itself", http.CanonicalHeaderKey(name))
+	}
+	return nil
+}
+
 func decodeSecret(s string) ([]byte, error) {
-	if s == "" {
+	rest := strings.TrimPrefix(s, "whsec_")
+	if rest == "" {
 		return nil, xerrors.New("secret is empty")
 	}
-	if rest, ok := strings.CutPrefix(s, "whsec_"); ok {
-		key, err := base64.StdEncoding.DecodeString(rest)
-		if err != nil {
-			return nil, xerrors.Errorf("secret after whsec_ is not base64: %w", err)
-		}
-		if len(key) == 0 {
-			return nil, xerrors.New("secret after whsec_ is empty")
-		}
-		return key, nil
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return nil, xerrors.Errorf("secret is not base64 (Standard Webhooks secrets are base64, optionally prefixed with whsec_; use RawSecrets for raw key bytes): %w", err)
 	}
-	return []byte(s), nil
+	if len(key) == 0 {
+		return nil, xerrors.New("secret is empty")
+	}
+	return key, nil
 }
 
 // addressGuard refuses connections to addresses that are not globally reachable unless
@@ -293,8 +331,8 @@ var ErrBadSignature = xerrors.New("webhook signature does not verify")
 // VerifyWebhook checks a received webhook the way a Standard Webhooks receiver does: the
 // webhook-timestamp is within tolerance of now (replays are refused), and one of the
 // space-separated "v1,<base64>" signatures in webhook-signature is the HMAC-SHA256 of
-// "id.timestamp.body" under one of secrets (same forms as WebhookConfig.Secrets). Use it
-// in your receiver, or in tests of one.
+// "id.timestamp.body" under one of secrets (base64, optionally prefixed with "whsec_", as
+// WebhookConfig.Secrets). Use it in your receiver, or in tests of one.
 func VerifyWebhook(secrets []string, header http.Header, body []byte, now time.Time, tolerance time.Duration) error {
 	id, ts, sigs := header.Get("webhook-id"), header.Get("webhook-timestamp"), header.Get("webhook-signature")
 	if id == "" || ts == "" || sigs == "" {
@@ -324,6 +362,7 @@ func VerifyWebhook(secrets []string, header http.Header, body []byte, now time.T
 
 // Dispatcher implements notifications.Handler.
 func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body string, _ template.FuncMap) (notifications.DeliveryFunc, error) {
+	payload = withEmptyCollections(payload)
 	return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
 		b, err := json.Marshal(WebhookBody{
 			Version: WebhookVersion, MsgID: msgID, Payload: payload,
@@ -377,12 +416,31 @@ func (w *Webhook) Dispatcher(payload notifications.MessagePayload, title, body s
 	}, nil
 }
 
+// withEmptyCollections returns p with absent labels, data, actions and targets made
+// empty, so that the JSON carries {} and [] instead of null.
+func withEmptyCollections(p notifications.MessagePayload) notifications.MessagePayload {
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
+	}
+	if p.Data == nil {
+		p.Data = map[string]any{}
+	}
+	if p.Actions == nil {
+		p.Actions = []notifications.Action{}
+	}
+	if p.Targets == nil {
+		p.Targets = []uuid.UUID{}
+	}
+	return p
+}
+
 // retryAfter parses a Retry-After header strictly (RFC 9110 §10.2.3): delay-seconds, only
 // digits, or an HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). It
-// returns the delay capped at limit, and false for anything that asks for no delay (zero,
-// a date not after now) or is not one of those forms (a sign, a fraction, other date
-// formats): the engine's own backoff applies then. Delay-seconds too large to represent
-// count as very large (RFC 9110 §1.2.2), so they are capped rather than overflowing.
+// returns the delay capped at limit, and false — the engine's own backoff applies then —
+// for anything else: a value that asks for no delay (zero, a date not after now), one that
+// is not one of those forms (a sign, a fraction, other date formats), or one whose delay
+// does not fit a time.Duration (about 292 years: 99999999999 seconds, a date in the year
+// 9999), which would overflow.
 func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bool) {
 	v = strings.Trim(v, " \t")
 	if v == "" {
@@ -390,9 +448,9 @@ func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bo
 	}
 	var d time.Duration
 	if strings.Trim(v, "0123456789") == "" {
-		secs, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || secs > uint64(limit/time.Second) {
-			return limit, true // ErrRange: more digits than fit, so over any limit
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > math.MaxInt64/int64(time.Second) {
+			return 0, false
 		}
 		d = time.Duration(secs) * time.Second
 	} else {
@@ -400,7 +458,9 @@ func retryAfter(v string, now time.Time, limit time.Duration) (time.Duration, bo
 		if err != nil {
 			return 0, false
 		}
-		d = t.Sub(now) // saturates instead of overflowing
+		if d = t.Sub(now); d == math.MaxInt64 {
+			return 0, false // Sub saturated: the date is too far away to represent
+		}
 	}
 	if d <= 0 {
 		return 0, false

@@ -73,19 +73,10 @@ func TestWebhookSignedBody(t *testing.T) {
 	t.Parallel()
 	oldSecret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("old-secret-bytes-0123456789"))
 	newSecret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("new-secret-bytes-9876543210"))
-	type got struct {
-		header http.Header
-		body   []byte
-	}
-	reqs := make(chan got, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		reqs <- got{r.Header.Clone(), b}
-	}))
-	defer srv.Close()
+	srvURL, reqs := captureServer(t)
 	clk := quartz.NewMock(t)
 	h, err := dispatch.NewWebhook(dispatch.WebhookConfig{
-		URL: srv.URL, Secrets: []string{newSecret, oldSecret}, AllowedNetworks: loopback, Clock: clk,
+		URL: srvURL, Secrets: []string{newSecret, oldSecret}, AllowedNetworks: loopback, Clock: clk,
 		Headers: map[string]string{"Authorization": "Bearer t"},
 	})
 	if err != nil {

@@ -551,3 +551,19 @@ func (s *Store) Paused(ctx context.Context) (bool, error) {
 	defer s.mu.Unlock()
 	return s.paused, nil
 }
+
+// PendingByMethod counts pending messages by method (notifications.PendingCounter).
+func (s *Store) PendingByMethod(ctx context.Context) (map[notifications.Method]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, xerrors.Errorf("count pending messages: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[notifications.Method]int)
+	for method, q := range s.queues {
+		if n := q.pending.Len(); n > 0 {
+			out[method] = n
+		}
+	}
+	return out, nil
+}

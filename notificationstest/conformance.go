@@ -41,6 +41,7 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 	}{
 		{"LeaseOldestFirst", testLeaseOldestFirst},
 		{"LeaseOnlyTheGivenMethods", testLeaseMethods},
+		{"PendingByMethod", testPendingByMethod},
 		{"ConcurrentLesseesNeverShare", testConcurrentLessees},
 		{"ExpiredLeaseIsReleased", testExpiredLease},
 		{"RetryNotLeasedBeforeItsTime", testRetryDelay},
@@ -345,6 +346,25 @@ func testLeaseMethods(t *testing.T, h *suite) {
 		t.Fatalf("sms lease: %+v, %v; want %s", ids(got), err, smsPending)
 	}
 	h.wantStatus(smsExpired, notifications.StatusPermanentFailure)
+}
+
+// testPendingByMethod: stores that count pending messages by method (for the Manager's
+// gauge and its log of methods nobody handles) count exactly the pending ones.
+func testPendingByMethod(t *testing.T, h *suite) {
+	counter, ok := h.store.(interface {
+		PendingByMethod(ctx context.Context) (map[notifications.Method]int, error)
+	})
+	if !ok {
+		t.Log("the store does not count pending messages by method: nothing to check")
+		return
+	}
+	h.enqueue(3)
+	h.newMessageFor(h.tmpl.ID, uuid.New(), "sms")
+	h.lease(uuid.New(), 1)
+	got, err := counter.PendingByMethod(h.ctx)
+	if err != nil || len(got) != 2 || got[notifications.MethodWebhook] != 2 || got["sms"] != 1 {
+		t.Fatalf("pending by method: %v, %v; want webhook 2, sms 1", got, err)
+	}
 }
 
 func testConcurrentLessees(t *testing.T, h *suite) {

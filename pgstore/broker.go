@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"cdr.dev/slog"
 	"github.com/google/uuid"
@@ -56,8 +57,16 @@ func (b *InboxBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan no
 	return b.hub.Subscribe(ctx, userID)
 }
 
-// Run listens for published items until ctx ends, on a dedicated connection that it
-// re-establishes after losing it. ready, if not nil, is called each time it listens.
+// DefaultBrokerPollInterval is how often a broker that cannot listen looks for new items.
+const DefaultBrokerPollInterval = time.Second
+
+// Run delivers published items to subscribers until ctx ends. It listens on a dedicated
+// connection (the same source as Store.Listen) that it re-establishes after losing it;
+// ready, if not nil, is called each time it listens. With PollOnly and no listener
+// connection source it cannot listen: it polls the inbox for new items of its subscribers
+// every broker poll interval instead (so live items arrive up to that much later; only
+// created events, since read-state changes leave nothing to poll for), and calls ready
+// once it has its starting point.
 func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 	if b.store.err != nil {
 		return xerrors.Errorf("run inbox broker: %w", b.store.err)
@@ -67,6 +76,11 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 	}
 	if ready == nil {
 		ready = func() {}
+	}
+	if !b.store.canListen() {
+		b.store.o.log.Info(ctx, "inbox broker: PollOnly without a listener connection source, polling for new items",
+			slog.F("interval", b.store.o.brokerPoll))
+		return b.poll(ctx, ready)
 	}
 	b.store.listen(ctx, b.store.inboxChannel(), ready, func(payload string) {
 		var ev inboxEvent
@@ -85,4 +99,75 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 		b.hub.Publish(ev.UserID, out)
 	})
 	return nil
+}
+
+// poll publishes the items inserted since the last look for users with subscribers.
+func (b *InboxBroker) poll(ctx context.Context, ready func()) error {
+	s := b.store
+	var last int64
+	for {
+		err := s.db.QueryRow(ctx, s.q.inboxMaxSeq).Scan(&last)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.o.log.Warn(ctx, "inbox broker: read the starting point", slog.Error(err))
+		if sleep(ctx, s.o.clock, s.o.brokerPoll, "brokerPoll") != nil {
+			return nil
+		}
+	}
+	ready()
+	for {
+		if sleep(ctx, s.o.clock, s.o.brokerPoll, "brokerPoll") != nil {
+			return nil
+		}
+		users := b.hub.Keys()
+		if len(users) == 0 {
+			// Nobody to tell: skip what was inserted meanwhile.
+			if err := s.db.QueryRow(ctx, s.q.inboxMaxSeq).Scan(&last); err != nil && ctx.Err() == nil {
+				s.o.log.Warn(ctx, "inbox broker: poll", slog.Error(err))
+			}
+			continue
+		}
+		next, err := b.pollOnce(ctx, last, users)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.o.log.Warn(ctx, "inbox broker: poll", slog.Error(err))
+			continue
+		}
+		last = next
+	}
+}
+
+// pollOnce publishes the subscribers' items with seq in (after, max] and returns max.
+func (b *InboxBroker) pollOnce(ctx context.Context, after int64, users []uuid.UUID) (int64, error) {
+	s := b.store
+	var upTo int64
+	if err := s.db.QueryRow(ctx, s.q.inboxMaxSeq).Scan(&upTo); err != nil {
+		return after, translate(err)
+	}
+	ids := make([]string, len(users))
+	for i, u := range users {
+		ids[i] = u.String()
+	}
+	rows, err := s.db.Query(ctx, s.q.inboxSince, after, upTo, ids)
+	if err != nil {
+		return after, translate(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		it, err := scanInboxItem(rows)
+		if err != nil {
+			return after, err
+		}
+		b.hub.Publish(it.UserID, notifications.InboxEvent{Kind: notifications.InboxEventCreated, UserID: it.UserID, ItemID: it.ID, Item: it})
+	}
+	if err := rows.Err(); err != nil {
+		return after, translate(err)
+	}
+	return upTo, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/notificationstest"
 )
 
@@ -85,6 +86,9 @@ func (h *chaosHandler) deliver(_ context.Context, id uuid.UUID) (bool, error) {
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long")
+	}
+	if !pgtest.Long() {
+		t.Skipf("long test: runs in the default exec mode only (this run: %s)", os.Getenv(pgtest.EnvExecMode))
 	}
 	t.Parallel()
 	n := 20000

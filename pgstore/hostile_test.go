@@ -16,29 +16,48 @@ import (
 	"github.com/notifykit/notifications/pgstore"
 )
 
-// TestDataErrorsAreInvalidMessage: values PostgreSQL cannot store (a NUL byte in text) are
-// the caller's input error, ErrInvalidMessage, with the driver's error kept as the cause.
+// TestDataErrorsAreInvalidMessage: values PostgreSQL cannot store (a NUL byte or invalid
+// UTF-8 in text) are the caller's input error, ErrInvalidMessage; a data exception from the
+// server keeps the driver's error as the cause. NUL bytes are refused before they are sent
+// (in the simple protocol they would break the message, not raise a data exception).
 func TestDataErrorsAreInvalidMessage(t *testing.T) {
 	t.Parallel()
 	store, _, _ := newStore(t)
 	ctx := context.Background()
-	check := func(what string, err error) {
+	check := func(what string, err error, sqlstate string) {
 		t.Helper()
 		var pgErr *pgconn.PgError
-		if !errors.Is(err, notifications.ErrInvalidMessage) || !errors.As(err, &pgErr) || pgErr.Code != "22021" {
-			t.Errorf("%s: err %v, want ErrInvalidMessage wrapping SQLSTATE 22021", what, err)
+		if !errors.Is(err, notifications.ErrInvalidMessage) || (sqlstate != "" && (!errors.As(err, &pgErr) || pgErr.Code != sqlstate)) {
+			t.Errorf("%s: err %v, want ErrInvalidMessage (SQLSTATE %q)", what, err, sqlstate)
 		}
 	}
-	_, err := store.InsertInboxItem(ctx, notifications.InboxItem{ID: uuid.New(), UserID: uuid.New(), TemplateID: uuid.New(), Title: "evil\x00user"})
-	check("inbox title with NUL", err)
+	item := func(title string) notifications.InboxItem {
+		return notifications.InboxItem{ID: uuid.New(), UserID: uuid.New(), TemplateID: uuid.New(), Title: title}
+	}
+	_, err := store.InsertInboxItem(ctx, item("evil\x00user"))
+	check("inbox title with NUL", err, "")
+	_, err = store.InsertInboxItem(ctx, item("evil\xffuser"))
+	check("inbox title with invalid UTF-8", err, "22021")
 
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	_, err = store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
-		Method: "smtp", Payload: []byte(`{}`), CreatedBy: "evil\x00user"}}, true)
-	check("created_by with NUL", err)
+	msg := func(createdBy string) []notifications.NewMessage {
+		return []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), CreatedBy: createdBy}}
+	}
+	enqueue := func(msgs []notifications.NewMessage) error {
+		_, err := store.EnqueueMessages(ctx, msgs, true)
+		return err
+	}
+	check("created_by with NUL", enqueue(msg("evil\x00user")), "")
+	check("created_by with invalid UTF-8", enqueue(msg("evil\xffuser")), "22021")
+	bad := tmpl
+	bad.ID, bad.Name = uuid.New(), "evil\x00name"
+	check("template name with NUL", store.UpsertTemplates(ctx, bad), "")
+	if all, err := store.Messages(ctx, notifications.MessageFilter{}); err != nil || len(all) != 0 {
+		t.Fatalf("refused input stored %d messages (%v)", len(all), err)
+	}
 }
 
 // TestSchemaNameLimit: NOTIFY channel names ("<schema>.wake", "<schema>.inbox") are limited

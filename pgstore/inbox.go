@@ -17,6 +17,9 @@ func (s *Store) InsertInboxItem(ctx context.Context, item notifications.InboxIte
 	if item.ID == uuid.Nil || item.UserID == uuid.Nil {
 		return false, xerrors.Errorf("insert inbox item: ID and UserID must be set: %w", notifications.ErrInvalidMessage)
 	}
+	if err := refuseNUL("insert inbox item "+item.ID.String(), item.Title, item.TitleMarkdown, item.Content); err != nil {
+		return false, err
+	}
 	actions := item.Actions
 	if actions == nil {
 		actions = []notifications.Action{}

@@ -5,25 +5,38 @@ import (
 	"time"
 
 	"cdr.dev/slog"
-
+	"github.com/coder/quartz"
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/xerrors"
 )
 
-// Listen implements notifications.NotifierStore. It holds a dedicated connection (outside
-// the pool, so it never starves the host's queries) that LISTENs on the schema's channel,
-// calls wake for every notification, and reconnects with backoff after losing the
-// connection, calling wake again once it listens (notifications sent while it was away are
-// lost, so the notifier should look). With PollOnly it returns nil at once.
+// Listen implements notifications.NotifierStore. It holds a dedicated connection that
+// LISTENs on the schema's channel, calls wake for every notification, and reconnects with
+// backoff after losing the connection, calling wake again once it listens (notifications
+// sent while it was away are lost, so the notifier should look). An idle connection is
+// pinged every listener ping interval (default 30 s), so a dead one is replaced within
+// about twice that.
+//
+// The connection comes from WithListenerConn or WithListenerDSN when given; otherwise it
+// is acquired from the pool (through the pool's BeforeConnect/AfterConnect hooks, so
+// rotated credentials work) and taken out of it. With PollOnly and no listener
+// connection source, Listen returns nil at once: LISTEN cannot work through a transaction
+// pooler, and the notifier relies on its FetchInterval.
 func (s *Store) Listen(ctx context.Context, wake func()) error {
 	if s.err != nil {
 		return xerrors.Errorf("listen: %w", s.err)
 	}
-	if s.o.pollOnly || s.pool == nil {
+	if !s.canListen() {
+		s.o.log.Info(ctx, "PollOnly without a listener connection source: no wake-ups, notifiers find new work at their FetchInterval")
 		return nil
 	}
 	s.listen(ctx, s.channel(), wake, func(string) { wake() })
 	return nil
+}
+
+// canListen reports whether the store has a session it can LISTEN on.
+func (s *Store) canListen() bool {
+	return s.o.listenConnect != nil || (!s.o.pollOnly && s.pool != nil)
 }
 
 // listen LISTENs on channel until ctx ends, calling connected each time it (re)starts
@@ -40,12 +53,8 @@ func (s *Store) listen(ctx context.Context, channel string, connected func(), no
 		}
 		s.o.log.Warn(ctx, "notification listener lost its connection; reconnecting",
 			slog.F("channel", channel), slog.F("backoff", backoff), slog.Error(err))
-		t := s.o.clock.NewTimer(backoff, "pgstore", "listenBackoff")
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if sleep(ctx, s.o.clock, backoff, "listenBackoff") != nil {
 			return
-		case <-t.C:
 		}
 		backoff = min(backoff*2, listenMaxBackoff)
 	}
@@ -54,10 +63,26 @@ func (s *Store) listen(ctx context.Context, channel string, connected func(), no
 const (
 	listenMinBackoff = 50 * time.Millisecond
 	listenMaxBackoff = 5 * time.Second
+	// DefaultListenerPingInterval is how long the listener's connection may stay silent
+	// before it is pinged; see WithListenerPingInterval.
+	DefaultListenerPingInterval = 30 * time.Second
 )
 
+// listenConn returns a connection of the listener's own: from the host's source, or taken
+// out of the pool.
+func (s *Store) listenConn(ctx context.Context) (*pgx.Conn, error) {
+	if s.o.listenConnect != nil {
+		return s.o.listenConnect(ctx)
+	}
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Hijack(), nil
+}
+
 func (s *Store) listenOnce(ctx context.Context, channel string, connected func(), notify func(string)) error {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	conn, err := s.listenConn(ctx)
 	if err != nil {
 		return xerrors.Errorf("listen: connect: %w", err)
 	}
@@ -69,10 +94,42 @@ func (s *Store) listenOnce(ctx context.Context, channel string, connected func()
 	}
 	connected()
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
+		// Wait at most one ping interval, then make sure the connection is alive: a
+		// half-open TCP connection would otherwise wait forever.
+		waitCtx, cancel := withClockTimeout(ctx, s.o.clock, s.o.pingInterval, "listenPing")
+		n, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		if err == nil {
+			notify(n.Payload)
+			continue
+		}
+		if ctx.Err() != nil || waitCtx.Err() == nil {
 			return xerrors.Errorf("listen: wait for notification: %w", err)
 		}
-		notify(n.Payload)
+		pingCtx, cancel := withClockTimeout(ctx, s.o.clock, s.o.pingInterval, "listenPingTimeout")
+		err = conn.Ping(pingCtx)
+		cancel()
+		if err != nil {
+			return xerrors.Errorf("listen: ping: %w", err)
+		}
+	}
+}
+
+// withClockTimeout is context.WithTimeout on c.
+func withClockTimeout(ctx context.Context, c quartz.Clock, d time.Duration, tag string) (context.Context, context.CancelFunc) {
+	inner, cancel := context.WithCancel(ctx)
+	t := c.AfterFunc(d, cancel, "pgstore", tag)
+	return inner, func() { t.Stop(); cancel() }
+}
+
+// sleep waits d on c, or until ctx ends.
+func sleep(ctx context.Context, c quartz.Clock, d time.Duration, tag string) error {
+	t := c.NewTimer(d, "pgstore", tag)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

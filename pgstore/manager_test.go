@@ -102,18 +102,7 @@ func TestThreeManagersDeliverExactlyOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	seen := make(map[uuid.UUID]int, total)
-	for _, d := range h.Deliveries() {
-		seen[d.MsgID]++
-	}
-	for _, id := range ids {
-		if seen[id] != 1 {
-			t.Fatalf("message %s delivered %d times", id, seen[id])
-		}
-	}
-	if len(seen) != total {
-		t.Fatalf("%d distinct deliveries, want %d", len(seen), total)
-	}
+	requireEachOnce(t, h.Deliveries(), ids)
 	counts, err := f.store.CountByStatus(f.ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -224,4 +213,21 @@ func (f *fixture) listenerPID(channel string, not int) int {
 	}
 	f.t.Fatalf("no listener on %s", channel)
 	return 0
+}
+
+// requireEachOnce fails unless deliveries are exactly the messages ids, each delivered once.
+func requireEachOnce(t *testing.T, deliveries []notificationstest.Delivery, ids []uuid.UUID) {
+	t.Helper()
+	seen := make(map[uuid.UUID]int, len(ids))
+	for _, d := range deliveries {
+		seen[d.MsgID]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Fatalf("message %s delivered %d times", id, seen[id])
+		}
+	}
+	if len(seen) != len(ids) {
+		t.Fatalf("%d distinct messages delivered, want %d", len(seen), len(ids))
+	}
 }

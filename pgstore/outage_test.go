@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,9 @@ func TestDatabaseOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes a database offline")
 	}
+	if !pgtest.Long() {
+		t.Skipf("long test: runs in the default exec mode only (this run: %s)", os.Getenv(pgtest.EnvExecMode))
+	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -101,10 +105,16 @@ func TestDatabaseOutage(t *testing.T) {
 
 	sink := newEventSink()
 	var delivered atomic.Int64
-	quarter := make(chan struct{})
+	quarter, outage := make(chan struct{}), make(chan struct{})
 	h := notificationstest.NewRecordingHandler(func(context.Context, notificationstest.Delivery) (bool, error) {
-		if delivered.Add(1) == n/4 {
+		switch d := delivered.Add(1); {
+		case d == n/4:
 			close(quarter)
+			fallthrough
+		case d > n/4:
+			// Deliveries from here on finish only once the outage has begun, so their
+			// results must be written during it (however fast the drain was).
+			<-outage
 		}
 		return false, nil
 	})
@@ -131,6 +141,7 @@ func TestDatabaseOutage(t *testing.T) {
 	if _, err := admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", dbName); err != nil {
 		t.Fatal(err)
 	}
+	close(outage)
 	var bufferedDuringOutage int
 	if err := sink.waitFor(ctx, func(c map[string]int) bool {
 		// Three failed writes: the first batch failed, was kept, and failed again on retry.

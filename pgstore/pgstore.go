@@ -52,11 +52,14 @@ type Store struct {
 var _ notifications.Store = (*Store)(nil)
 
 type options struct {
-	schema   string
-	clock    quartz.Clock
-	pollOnly bool
-	fixedNow bool // clock injected: pass its time instead of the database's now()
-	log      slog.Logger
+	schema        string
+	clock         quartz.Clock
+	pollOnly      bool
+	fixedNow      bool // clock injected: pass its time instead of the database's now()
+	log           slog.Logger
+	listenConnect func(context.Context) (*pgx.Conn, error)
+	pingInterval  time.Duration
+	brokerPoll    time.Duration
 }
 
 // Option configures New and Migrate.
@@ -79,14 +82,45 @@ func WithLogger(l slog.Logger) Option {
 	return func(o *options) { o.log = l.Named("pgstore") }
 }
 
-// PollOnly disables LISTEN/NOTIFY wake-ups (for PgBouncer in transaction mode, which
-// cannot hold a LISTEN): notifiers then find new work at their FetchInterval.
+// PollOnly says the pool goes through a transaction pooler (PgBouncer in transaction
+// mode), which cannot hold a LISTEN: without a listener connection source
+// (WithListenerConn, WithListenerDSN), notifiers find new work at their FetchInterval and
+// the inbox broker polls for new items (see WithBrokerPollInterval). With one, wake-ups
+// and live inbox events go through it.
 func PollOnly() Option {
 	return func(o *options) { o.pollOnly = true }
 }
 
+// WithListenerConn gives the listener (notifier wake-ups and the inbox broker) its own
+// connection source: connect is called for each listening connection, which the store
+// closes when done. Use it behind a transaction pooler, with a connection that reaches
+// PostgreSQL directly (or through a session-mode pool). Default: a connection acquired
+// from the store's pool, through its hooks, and taken out of it.
+func WithListenerConn(connect func(ctx context.Context) (*pgx.Conn, error)) Option {
+	return func(o *options) { o.listenConnect = connect }
+}
+
+// WithListenerDSN is WithListenerConn with pgx.Connect on dsn.
+func WithListenerDSN(dsn string) Option {
+	return WithListenerConn(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) })
+}
+
+// WithListenerPingInterval sets how long the listener's connection may stay silent before
+// it is pinged (and replaced when the ping fails within the same time). Default
+// DefaultListenerPingInterval.
+func WithListenerPingInterval(d time.Duration) Option {
+	return func(o *options) { o.pingInterval = d }
+}
+
+// WithBrokerPollInterval sets how often the inbox broker looks for new items when it
+// cannot listen (PollOnly without a listener connection source). Default
+// DefaultBrokerPollInterval.
+func WithBrokerPollInterval(d time.Duration) Option {
+	return func(o *options) { o.brokerPoll = d }
+}
+
 func newOptions(opts []Option) options {
-	o := options{schema: DefaultSchema, clock: quartz.NewReal()}
+	o := options{schema: DefaultSchema, clock: quartz.NewReal(), pingInterval: DefaultListenerPingInterval, brokerPoll: DefaultBrokerPollInterval}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -97,6 +131,9 @@ func newOptions(opts []Option) options {
 func (o options) validate() error {
 	if o.schema == "" {
 		return xerrors.New("pgstore: the schema name is empty")
+	}
+	if o.pingInterval <= 0 || o.brokerPoll <= 0 {
+		return xerrors.New("pgstore: the listener ping and broker poll intervals must be positive")
 	}
 	if len(o.schema) > MaxSchemaLen {
 		return xerrors.Errorf("pgstore: schema name %q is %d bytes; at most %d bytes are allowed, since the NOTIFY channel \"<schema>.inbox\" must fit PostgreSQL's 63-byte identifier limit",
@@ -214,10 +251,10 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 	if len(results) == 0 {
 		return 0, nil
 	}
-	ids := make([]uuid.UUID, len(results))
+	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
 	for i, r := range results {
-		ids[i], attempts[i] = r.ID, int32(r.AttemptCount)
+		ids[i], attempts[i] = r.ID.String(), int32(r.AttemptCount)
 	}
 	tag, err := s.db.Exec(ctx, s.q.markSent, s.now(), notifierID, ids, attempts)
 	if err != nil {
@@ -231,7 +268,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	if len(results) == 0 {
 		return 0, nil
 	}
-	ids := make([]uuid.UUID, len(results))
+	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
 	statuses := make([]string, len(results))
 	reasons := make([]string, len(results))
@@ -242,7 +279,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
-		ids[i], attempts[i], statuses[i] = r.ID, int32(r.AttemptCount), string(r.Status)
+		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
 		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
 		delays[i] = r.RetryDelay.Microseconds()
 	}
@@ -298,7 +335,7 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.
 		return nil
 	}
 	n := len(msgs)
-	ids, tmpls, users := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	ids, tmpls, users := make([]string, n), make([]string, n), make([]string, n)
 	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	for i, m := range msgs {
 		if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
@@ -310,9 +347,12 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.
 		if len(m.Payload) == 0 {
 			return xerrors.Errorf("enqueue message %s: payload is empty: %w", m.ID, notifications.ErrInvalidMessage)
 		}
+		if err := refuseNUL("enqueue message "+m.ID.String(), string(m.Method), m.CreatedBy, m.DedupeKey, string(m.Payload)); err != nil {
+			return err
+		}
 		// PostgreSQL validates the JSON (the column is json); invalid JSON is translated to
 		// ErrInvalidMessage and the whole batch is refused.
-		ids[i], tmpls[i], users[i], methods[i] = m.ID, m.TemplateID, m.UserID, string(m.Method)
+		ids[i], tmpls[i], users[i], methods[i] = m.ID.String(), m.TemplateID.String(), m.UserID.String(), string(m.Method)
 		payloads[i], targets[i], createdBy[i] = string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy
 		if m.DedupeKey != "" {
 			k := m.DedupeKey
@@ -393,7 +433,7 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		return xerrors.Errorf("upsert templates: %w", err)
 	}
 	n := len(templates)
-	ids := make([]uuid.UUID, n)
+	ids := make([]string, n)
 	names, groups, kinds, titles, bodies, actions, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	enabled := make([]bool, n)
 	for i, t := range templates {
@@ -413,7 +453,10 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		if err != nil {
 			return xerrors.Errorf("upsert templates: encode actions of %q: %w", t.Name, err)
 		}
-		ids[i], names[i], groups[i], kinds[i] = t.ID, t.Name, t.Group, t.Kind
+		if err := refuseNUL("upsert template "+t.ID.String(), t.Name, t.Group, t.Kind, t.TitleTemplate, t.BodyTemplate, method); err != nil {
+			return err
+		}
+		ids[i], names[i], groups[i], kinds[i] = t.ID.String(), t.Name, t.Group, t.Kind
 		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), method, t.EnabledByDefault
 	}
 	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled); err != nil {
@@ -494,24 +537,11 @@ func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]
 
 // CountByStatus implements notifications.AdminStore.
 func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int, error) {
-	rows, err := s.db.Query(ctx, s.q.countByStatus)
+	counts, err := countBy[notifications.Status](ctx, s.db, s.q.countByStatus)
 	if err != nil {
-		return nil, xerrors.Errorf("count messages: %w", translate(err))
+		return nil, xerrors.Errorf("count messages: %w", err)
 	}
-	defer rows.Close()
-	out := make(map[notifications.Status]int)
-	for rows.Next() {
-		var status string
-		var n int
-		if err := rows.Scan(&status, &n); err != nil {
-			return nil, xerrors.Errorf("count messages: scan: %w", err)
-		}
-		out[notifications.Status(status)] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, xerrors.Errorf("count messages: %w", translate(err))
-	}
-	return out, nil
+	return counts, nil
 }
 
 // SetPreference records whether userID disabled templateID for every method (the form
@@ -548,3 +578,46 @@ const MaxSchemaLen = 57
 
 // defaultPurgeBatch is the purge batch size when PurgeParams.BatchSize is 0.
 const defaultPurgeBatch = 1000
+
+// refuseNUL refuses text with a NUL byte, which PostgreSQL text cannot hold; in the simple
+// protocol it would not even reach the server as a data error.
+func refuseNUL(what string, values ...string) error {
+	for _, v := range values {
+		if strings.IndexByte(v, 0) >= 0 {
+			return xerrors.Errorf("%s: %q contains a NUL byte, which PostgreSQL text cannot hold: %w", what, v, notifications.ErrInvalidMessage)
+		}
+	}
+	return nil
+}
+
+// PendingByMethod counts pending messages by method (notifications.PendingCounter), from
+// the pending index.
+func (s *Store) PendingByMethod(ctx context.Context) (map[notifications.Method]int, error) {
+	counts, err := countBy[notifications.Method](ctx, s.db, s.q.pendingByMethod)
+	if err != nil {
+		return nil, xerrors.Errorf("count pending messages: %w", err)
+	}
+	return counts, nil
+}
+
+// countBy runs a "SELECT key, count(*) ... GROUP BY key" query.
+func countBy[K ~string](ctx context.Context, db dbtx, query string) (map[K]int, error) {
+	rows, err := db.Query(ctx, query)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	out := make(map[K]int)
+	for rows.Next() {
+		var key string
+		var n int
+		if err := rows.Scan(&key, &n); err != nil {
+			return nil, xerrors.Errorf("scan: %w", err)
+		}
+		out[K(key)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate(err)
+	}
+	return out, nil
+}

@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CRASH_CHILD") == "1" {
 		os.Exit(crashChildMain())
 	}
+	if os.Getenv("MIGRATE_CHILD") == "1" {
+		os.Exit(migrateChildMain())
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -12,7 +12,9 @@ type queries struct {
 	lease, markSent, markFailed, purge, purgeInbox, enqueue            string
 	template, upsertTemplates                                          string
 	message, messages, countByStatus, setPreference, setPaused, paused string
+	pendingByMethod                                                    string
 	inboxInsert, inboxList, inboxUnread, inboxMarkRead, inboxGet       string
+	inboxMaxSeq, inboxSince                                            string
 }
 
 func buildQueries(schema string) queries {
@@ -21,26 +23,32 @@ func buildQueries(schema string) queries {
 	return queries{
 		// One statement: pick eligible rows oldest first (skipping rows another notifier
 		// is leasing right now), fail those whose attempts are used up, lease the rest and
-		// return them with their template and the recipient's current preference. Pending
-		// messages, due retries and expired leases are each read from their own partial
-		// index, so in-flight messages are never scanned.
+		// return them with their template and the recipient's current preference. For each
+		// method ($6), pending messages (by enqueue order), due retries (by retry time) and
+		// expired leases (by expiry) are each read from a partial index in that order, so
+		// LIMIT stops after the rows taken: the cost does not grow with the number of due
+		// retries, expired leases, in-flight messages or messages of other methods.
 		lease: q(`
 WITH now AS (SELECT coalesce($1::timestamptz, now()) AS ts),
 paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
+methods AS (SELECT DISTINCT method FROM unnest($6::text[]) AS u(method) WHERE NOT (SELECT paused FROM paused)),
 pending AS (
-	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'pending' AND m.method = ANY($6::text[]) AND NOT (SELECT paused FROM paused)
-	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+	SELECT c.* FROM methods, LATERAL (
+		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		WHERE m.status = 'pending' AND m.method = methods.method
+		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 due AS (
-	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'temporary_failure' AND m.method = ANY($6::text[]) AND m.next_retry_after <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
-	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+	SELECT c.* FROM methods, LATERAL (
+		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		WHERE m.status = 'temporary_failure' AND m.method = methods.method AND m.next_retry_after <= (SELECT ts FROM now)
+		ORDER BY m.next_retry_after LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 expired AS (
-	SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
-	WHERE m.status = 'leased' AND m.method = ANY($6::text[]) AND m.leased_until <= (SELECT ts FROM now) AND NOT (SELECT paused FROM paused)
-	ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED
+	SELECT c.* FROM methods, LATERAL (
+		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		WHERE m.status = 'leased' AND m.method = methods.method AND m.leased_until <= (SELECT ts FROM now)
+		ORDER BY m.leased_until LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 candidates AS (
 	SELECT id, attempt_count FROM (
@@ -70,7 +78,7 @@ ORDER BY l.seq`),
 		markSent: q(`
 UPDATE {{s}}.messages m SET status = 'sent', status_reason = '', sent_at = coalesce($1::timestamptz, now()),
 	updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL
-FROM unnest($3::uuid[], $4::int[]) AS r(id, attempt)
+FROM unnest($3::text[]::uuid[], $4::int[]) AS r(id, attempt)
 WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
 
 		markFailed: q(`
@@ -78,7 +86,7 @@ UPDATE {{s}}.messages m SET status = r.status, status_reason = r.reason, updated
 	next_retry_after = CASE WHEN r.status = 'temporary_failure'
 		THEN coalesce($1::timestamptz, now()) + r.delay * interval '1 microsecond' END,
 	leased_by = NULL, leased_until = NULL
-FROM unnest($3::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
+FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
 WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
 
 		// One batch of the purge: at most $4 rows, oldest first, skipping rows that are
@@ -110,7 +118,7 @@ SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
 		// disabled it, otherwise insert every row and notify listeners (at commit).
 		enqueue: q(`
 WITH input AS (
-	SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
 		WITH ORDINALITY AS r(id, template_id, user_id, method, payload, targets, created_by, dedupe_key, ord)
 ),
 bad AS (
@@ -140,7 +148,7 @@ FROM {{s}}.templates WHERE id = $1`),
 		upsertTemplates: q(`
 INSERT INTO {{s}}.templates (id, name, grp, kind, title_template, body_template, actions, method, enabled_by_default, updated_at)
 SELECT r.id, r.name, r.grp, r.kind, r.title, r.body, r.actions::jsonb, r.method, r.enabled, coalesce($1::timestamptz, now())
-FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[])
+FROM unnest($2::text[]::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[])
 	AS r(id, name, grp, kind, title, body, actions, method, enabled)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, grp = excluded.grp, kind = excluded.kind,
 	title_template = excluded.title_template, body_template = excluded.body_template, actions = excluded.actions,
@@ -150,7 +158,8 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, grp = excluded.grp, kind = 
 		messages: q(`SELECT ` + messageColumns + ` FROM {{s}}.messages
 WHERE ($1 = '' OR status = $1) AND ($2::uuid IS NULL OR user_id = $2) AND ($3 = '' OR method = $3)
 ORDER BY seq LIMIT $4`),
-		countByStatus: q(`SELECT status, count(*) FROM {{s}}.messages GROUP BY status`),
+		countByStatus:   q(`SELECT status, count(*) FROM {{s}}.messages GROUP BY status`),
+		pendingByMethod: q(`SELECT method, count(*) FROM {{s}}.messages WHERE status = 'pending' GROUP BY method`),
 		setPreference: q(`
 INSERT INTO {{s}}.preferences (user_id, template_id, disabled, updated_at)
 VALUES ($2, $3, $4, coalesce($1::timestamptz, now()))
@@ -166,6 +175,9 @@ ON CONFLICT (id) DO NOTHING`),
 FROM {{s}}.inbox WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) ORDER BY seq DESC LIMIT $3`),
 		inboxGet: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
 FROM {{s}}.inbox WHERE id = $1`),
+		inboxMaxSeq: q(`SELECT coalesce(max(seq), 0) FROM {{s}}.inbox`),
+		inboxSince: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
+FROM {{s}}.inbox WHERE seq > $1 AND seq <= $2 AND user_id = ANY($3::text[]::uuid[]) ORDER BY seq`),
 		inboxUnread: q(`SELECT count(*) FROM {{s}}.inbox WHERE user_id = $1 AND read_at IS NULL`),
 		inboxMarkRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce(read_at, coalesce($1::timestamptz, now()))
 WHERE id = $3 AND user_id = $2`),

@@ -59,7 +59,7 @@ type config struct {
 
 	SMTPSmarthost, SMTPFrom, SMTPUsername, SMTPPasswordFile, SMTPCAFile string // SMTP_*
 	SMTPStartTLS                                                        bool   // SMTP_STARTTLS
-	WebhookURL, WebhookSecret                                           string // WEBHOOK_URL, WEBHOOK_SECRET
+	WebhookURL, WebhookSecret                                           string // WEBHOOK_URL, WEBHOOK_SECRET (base64, "whsec_" optional)
 }
 
 func configFromEnv(getenv func(string) string) (config, error) {

@@ -245,15 +245,23 @@ func foldASCII(s string, prefix int) string {
 	return b.String()
 }
 
+// maxAddress is the longest address SMTP carries (RFC 5321 §4.5.3.1.3: a path of 256
+// octets including the angle brackets), so an address line stays far below 998 octets.
+const maxAddress = 254
+
 // FormatAddress renders a mailbox for a header field whose name and ": " take prefix
 // columns: the display name sanitised, then as a quoted string folded at its spaces when it
 // is printable ASCII whose words fit on a line, otherwise as RFC 2047 encoded words of at
 // most 75 characters folded onto lines of at most 76; the address follows, on a line of
 // its own when the last line has no room. Every line stays within 78 octets unless the
-// address alone is longer. The address is checked, not changed.
+// address alone is longer (it is at most 254 octets). The address is checked, not
+// changed.
 func FormatAddress(a mail.Address, prefix int) (string, error) {
 	if _, err := mail.ParseAddress(a.Address); err != nil || strings.ContainsAny(a.Address, "<> \r\n") {
 		return "", xerrors.Errorf("%q is not a valid email address", a.Address)
+	}
+	if len(a.Address) > maxAddress {
+		return "", xerrors.Errorf("email address %.40q... is %d octets, over the limit of %d (RFC 5321)", a.Address, len(a.Address), maxAddress)
 	}
 	addr := "<" + a.Address + ">"
 	name := Sanitize(a.Name)

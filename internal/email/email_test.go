@@ -162,6 +162,14 @@ func TestFormatAddressFolds(t *testing.T) {
 	}
 }
 
+func TestFormatAddressRefusesOverlongAddress(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 63) + ".example"
+	if _, err := FormatAddress(mail.Address{Name: "x", Address: long}, 4); err == nil || !strings.Contains(err.Error(), "254") {
+		t.Fatalf("a %d-octet address: err = %v", len(long), err)
+	}
+}
+
 // FuzzFormatAddress: any display name folds into lines of at most 78 octets and parses
 // back to the sanitised name.
 func FuzzFormatAddress(f *testing.F) {

@@ -58,3 +58,14 @@ func (h *Hub[K, V]) Publish(key K, v V) {
 		}
 	}
 }
+
+// Keys returns the keys that have subscribers.
+func (h *Hub[K, V]) Keys() []K {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]K, 0, len(h.subs))
+	for k := range h.subs {
+		out = append(out, k)
+	}
+	return out
+}

@@ -3,7 +3,11 @@
 // and to plain text).
 package markdown
 
-import "strings"
+import (
+	"reflect"
+	"strings"
+	"unicode"
+)
 
 // escaper backslash-escapes every character that could open Markdown syntax (emphasis,
 // code, links, images, autolinks, raw HTML, headings, lists, tables, strikethrough) and
@@ -55,34 +59,83 @@ func Escape(s string) string {
 	return s
 }
 
-// EscapeAny escapes strings inside v (maps, slices, plain strings) and returns a copy;
-// other values are returned as they are.
+// EscapeKey escapes a map key for interpolation. A plain key — letters and digits, joined
+// by single "-", "_", ".", ":" or "/" (user_name, app.kubernetes.io/name) — can form no
+// Markdown and is returned unchanged, so templates can still name it; any other key is
+// escaped like a value (Escape).
+func EscapeKey(k string) string {
+	if isPlainKey(k) {
+		return k
+	}
+	return Escape(k)
+}
+
+func isPlainKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	sep := true // at the start, as after a separator
+	for _, r := range k {
+		switch {
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			sep = false
+		case strings.ContainsRune("-_.:/", r) && !sep:
+			sep = true
+		default:
+			return false
+		}
+	}
+	return !sep
+}
+
+// EscapeAny returns a copy of v with every string in it escaped: strings, and at any
+// depth the elements of slices and arrays and the keys (EscapeKey) and values of maps,
+// whatever their element types (map[string]any, []any, map[string][]string, ...). Other
+// values (numbers, booleans, structs) are returned as they are.
 func EscapeAny(v any) any {
-	switch t := v.(type) {
-	case string:
-		return Escape(t)
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[k] = EscapeAny(x)
+	if v == nil {
+		return nil
+	}
+	return escapeValue(reflect.ValueOf(v)).Interface()
+}
+
+func escapeValue(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.String:
+		return reflect.ValueOf(Escape(v.String())).Convert(v.Type())
+	case reflect.Interface:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.New(v.Type()).Elem()
+		out.Set(escapeValue(v.Elem()))
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.MakeMapWithSize(v.Type(), v.Len())
+		for it := v.MapRange(); it.Next(); {
+			k := it.Key()
+			if k.Kind() == reflect.String {
+				k = reflect.ValueOf(EscapeKey(k.String())).Convert(k.Type())
+			}
+			out.SetMapIndex(k, escapeValue(it.Value()))
 		}
 		return out
-	case map[string]string:
-		out := make(map[string]string, len(t))
-		for k, x := range t {
-			out[k] = Escape(x)
+	case reflect.Slice:
+		if v.IsNil() || v.Type().Elem().Kind() == reflect.Uint8 {
+			return v // nil, or bytes
+		}
+		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := range v.Len() {
+			out.Index(i).Set(escapeValue(v.Index(i)))
 		}
 		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = EscapeAny(x)
-		}
-		return out
-	case []string:
-		out := make([]string, len(t))
-		for i, x := range t {
-			out[i] = Escape(x)
+	case reflect.Array:
+		out := reflect.New(v.Type()).Elem()
+		for i := range v.Len() {
+			out.Index(i).Set(escapeValue(v.Index(i)))
 		}
 		return out
 	default:

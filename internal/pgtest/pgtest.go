@@ -19,17 +19,55 @@ import (
 // EnvURL names the variable that holds the test server's URL.
 const EnvURL = "NOTIFICATIONS_TEST_DATABASE_URL"
 
+// EnvExecMode names the variable that selects the pgx QueryExecMode of every test pool
+// (cache_statement, cache_describe, describe_exec, exec, simple_protocol); unset: pgx's
+// default. `make test` runs the store tests once per mode.
+const EnvExecMode = "NOTIFICATIONS_TEST_EXEC_MODE"
+
+// EnvPgBouncerURL names the variable that holds the URL of a PgBouncer in transaction mode
+// in front of the test server (scripts/with-postgres.sh starts one).
+const EnvPgBouncerURL = "NOTIFICATIONS_TEST_PGBOUNCER_URL"
+
+// ExecModes are the pgx query exec modes by the names their connection-string parameter
+// default_query_exec_mode uses.
+var ExecModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// Long reports whether the long tests run: always, unless the run selects a non-default
+// exec mode (the matrix repeats only the shorter store tests in the other modes).
+func Long() bool {
+	m := os.Getenv(EnvExecMode)
+	return m == "" || m == "cache_statement"
+}
+
+// PgBouncerURL returns the PgBouncer URL, or skips (fails under CI) when there is none.
+func PgBouncerURL(t testing.TB) string {
+	t.Helper()
+	return env(t, EnvPgBouncerURL, "PgBouncer in front of a throw-away PostgreSQL")
+}
+
 // URL returns the test server URL, or skips (fails under CI) when there is none.
 func URL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv(EnvURL)
-	if url == "" {
+	return env(t, EnvURL, "a throw-away PostgreSQL")
+}
+
+// env returns the variable name, or skips (fails under CI=true) when it is unset.
+func env(t testing.TB, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set and CI=true: run the tests with `make test`, which starts PostgreSQL", EnvURL)
+			t.Fatalf("%s is not set and CI=true: run the tests with `make test`, which starts %s", name, what)
 		}
-		t.Skipf("%s is not set; `make test` starts a throw-away PostgreSQL", EnvURL)
+		t.Skipf("%s is not set; `make test` starts %s", name, what)
 	}
-	return url
+	return v
 }
 
 // Schema creates a uniquely named schema, drops it when the test ends, and returns a pool
@@ -59,9 +97,23 @@ func Schema(t testing.TB) (*pgxpool.Pool, string) {
 // Pool returns a pool on the test server, closed when the test ends.
 func Pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(URL(t))
+	return PoolOn(t, URL(t))
+}
+
+// PoolOn returns a pool on url in the exec mode the run selects, closed when the test
+// ends.
+func PoolOn(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		t.Fatalf("parse %s: %v", EnvURL, err)
+		t.Fatalf("parse database URL: %v", err)
+	}
+	if name := os.Getenv(EnvExecMode); name != "" {
+		mode, ok := ExecModes[name]
+		if !ok {
+			t.Fatalf("%s=%q is not a pgx exec mode", EnvExecMode, name)
+		}
+		cfg.ConnConfig.DefaultQueryExecMode = mode
 	}
 	cfg.MaxConns = 8
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

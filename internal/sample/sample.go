@@ -50,7 +50,7 @@ var (
 		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a04"), Name: "Mention", Group: "Collaboration", Kind: "event",
 		TitleTemplate: "{{.Labels.author}} mentioned you",
 		BodyTemplate:  "{{.Labels.author}} mentioned you on **{{.Labels.repo}}**:\n\n> {{.Labels.excerpt}}",
-		Actions:       []notifications.TemplateAction{{Label: "Open the discussion", URL: "{{base_url}}/{{.Labels.repo}}/discussions/{{.Labels.thread}}"}},
+		Actions:       []notifications.TemplateAction{{Label: "Open the discussion", URL: "{{base_url}}/{{url_path .Labels.repo}}/discussions/{{.Labels.thread}}"}},
 		Methods:       []notifications.Method{notifications.MethodInbox}, EnabledByDefault: true,
 	}
 	WeeklyDigest = notifications.Template{

@@ -1,0 +1,162 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/notificationstest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// leaseTimer records the longest LeaseMessages call.
+type leaseTimer struct {
+	notifications.NotifierStore
+	worst atomic.Int64
+}
+
+func (l *leaseTimer) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+	start := time.Now()
+	msgs, err := l.NotifierStore.LeaseMessages(ctx, p)
+	d := int64(time.Since(start))
+	for {
+		w := l.worst.Load()
+		if d <= w || l.worst.CompareAndSwap(w, d) {
+			return msgs, err
+		}
+	}
+}
+
+// TestMigrateWhileReplicasRun migrates a schema from the previous version (2) to the
+// current one while two Managers drain a backlog and a host keeps enqueueing, and bounds
+// the longest enqueue and lease during the migration: index builds run CONCURRENTLY and
+// every other DDL waits at most lock_timeout for its lock.
+func TestMigrateWhileReplicasRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20,000 messages")
+	}
+	if !pgtest.Long() {
+		t.Skip("long test: runs in the default exec mode only")
+	}
+	t.Parallel()
+	pool, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const previous = 2
+	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.WithSchema(schema)); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", BodyTemplate: "b", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		idsMu sync.Mutex
+		ids   []uuid.UUID
+	)
+	newMsg := func() notifications.NewMessage {
+		m := notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
+		idsMu.Lock()
+		ids = append(ids, m.ID)
+		idsMu.Unlock()
+		return m
+	}
+	// A backlog, so that the index builds have work to do while the Managers drain it.
+	const backlog = 20_000
+	for i := 0; i < backlog; i += 5000 {
+		batch := make([]notifications.NewMessage, 5000)
+		for j := range batch {
+			batch[j] = newMsg()
+		}
+		if _, err := store.EnqueueMessages(ctx, batch, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	h := notificationstest.NewRecordingHandler(nil)
+	cfg := notifications.DefaultConfig()
+	cfg.LeaseCount = 50
+	cfg.StoreSyncInterval = 20 * time.Millisecond
+	cfg.FetchInterval = 100 * time.Millisecond
+	timer := &leaseTimer{NotifierStore: store}
+	var managers []*notifications.Manager
+	for range 2 {
+		m, err := notifications.NewManager(cfg, timer, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Run(ctx)
+		managers = append(managers, m)
+	}
+
+	// The host keeps enqueueing, one message per call, and times each call.
+	var (
+		enqueued    atomic.Int64
+		worstEnq    atomic.Int64
+		stopEnqueue = make(chan struct{})
+		wg          sync.WaitGroup
+	)
+	var enqErr error
+	wg.Go(func() {
+		for {
+			select {
+			case <-stopEnqueue:
+				return
+			default:
+			}
+			start := time.Now()
+			if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{newMsg()}, true); err != nil {
+				enqErr = err
+				return
+			}
+			if d := int64(time.Since(start)); d > worstEnq.Load() {
+				worstEnq.Store(d)
+			}
+			enqueued.Add(1)
+		}
+	})
+
+	// Let the drain get going, then migrate under load; only waits during the migration
+	// count.
+	if err := h.WaitForDeliveries(ctx, 1000); err != nil {
+		t.Fatal(err)
+	}
+	worstEnq.Store(0)
+	timer.worst.Store(0)
+	start := time.Now()
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+		t.Fatalf("migrate under load: %v", err)
+	}
+	took := time.Since(start)
+	enqDuring, leaseDuring := time.Duration(worstEnq.Load()), time.Duration(timer.worst.Load())
+	close(stopEnqueue)
+	wg.Wait()
+	if enqErr != nil {
+		t.Fatalf("enqueue during the migration: %v", enqErr)
+	}
+	total := backlog + int(enqueued.Load())
+	if err := h.WaitForDeliveries(ctx, total); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range managers {
+		if err := m.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireEachOnce(t, h.Deliveries(), ids)
+	msg := fmt.Sprintf("migration %d -> %d took %s with %d messages and two Managers draining; during it the worst enqueue took %s and the worst lease %s (%d enqueues)",
+		previous, pgstore.SchemaVersion(), took.Round(time.Millisecond), backlog, enqDuring.Round(time.Microsecond), leaseDuring.Round(time.Microsecond), enqueued.Load())
+	t.Log(msg)
+	const bound = time.Second
+	if enqDuring > bound || leaseDuring > bound {
+		t.Fatalf("%s; want both under %s", msg, bound)
+	}
+}

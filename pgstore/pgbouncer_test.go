@@ -1,0 +1,247 @@
+package pgstore_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/notificationstest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// The tests in this file run through a real PgBouncer in transaction mode
+// (scripts/with-postgres.sh starts it), with the one connection option the README's
+// "Deploying" section asks for: default_query_exec_mode=exec (PgBouncer 1.18 cannot keep
+// prepared statements across transactions). The exec-mode matrix of `make test` runs them
+// in cache_describe and simple_protocol too.
+
+// bouncerDSN is the PgBouncer URL with the exec mode of this run, when that mode works
+// through a transaction pooler, and exec otherwise. cache_statement keeps named prepared
+// statements; describe_exec prepares and executes in two exchanges, which the pooler may
+// send to two different servers ("unnamed prepared statement does not exist").
+func bouncerDSN(t testing.TB) string {
+	t.Helper()
+	u, err := url.Parse(pgtest.PgBouncerURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mode := os.Getenv(pgtest.EnvExecMode)
+	if mode == "" || mode == "cache_statement" || mode == "describe_exec" {
+		mode = "exec"
+	}
+	q := u.Query()
+	q.Set("default_query_exec_mode", mode)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func bouncerPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(bouncerDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// TestPgBouncerConformance: the Store conformance suite through PgBouncer, with wake-ups
+// on a direct listener connection (WithListenerDSN).
+func TestPgBouncerConformance(t *testing.T) {
+	t.Parallel()
+	direct := pgtest.URL(t)
+	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
+		_, schema := pgtest.Schema(t)
+		pool := bouncerPool(t)
+		opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.WithClock(clk), pgstore.PollOnly(), pgstore.WithListenerDSN(direct)}
+		if err := pgstore.Migrate(context.Background(), pool, opts...); err != nil {
+			t.Fatalf("migrate through PgBouncer: %v", err)
+		}
+		return pgstore.New(pool, opts...)
+	})
+}
+
+// TestPgBouncerMigrateFromFourProcesses: four processes migrate one schema through
+// PgBouncer at once: all succeed, every migration applies once, and no lock or claim is
+// left behind.
+func TestPgBouncerMigrateFromFourProcesses(t *testing.T) {
+	t.Parallel()
+	direct, schema := pgtest.Schema(t)
+	dsn := bouncerDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "MIGRATE_CHILD=1", "MIGRATE_DSN="+dsn, "MIGRATE_SCHEMA="+schema)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("%v: %s", err, out)
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("migrate process %d: %v", i, err)
+		}
+	}
+	sch := pgx.Identifier{schema}.Sanitize()
+	var rows, version, claims int
+	if err := direct.QueryRow(ctx, "SELECT count(*), max(version) FROM "+sch+".schema_version").Scan(&rows, &version); err != nil {
+		t.Fatal(err)
+	}
+	if rows != pgstore.SchemaVersion() || version != pgstore.SchemaVersion() {
+		t.Fatalf("schema_version: %d rows, version %d; want each of %d migrations once", rows, version, pgstore.SchemaVersion())
+	}
+	if err := direct.QueryRow(ctx, "SELECT count(*) FROM "+sch+".migration_claim").Scan(&claims); err != nil || claims != 0 {
+		t.Fatalf("migration claims left: %d, %v", claims, err)
+	}
+	// A session advisory lock left on a pooled server connection would show on an idle
+	// backend.
+	var leaked int
+	if err := direct.QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND a.state = 'idle'`).Scan(&leaked); err != nil || leaked != 0 {
+		t.Fatalf("advisory locks held by idle backends: %d, %v", leaked, err)
+	}
+	var invalid int
+	if err := direct.QueryRow(ctx, `SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND NOT i.indisvalid`, schema).Scan(&invalid); err != nil || invalid != 0 {
+		t.Fatalf("invalid indexes: %d, %v", invalid, err)
+	}
+}
+
+// migrateChildMain is a migrating process of TestPgBouncerMigrateFromFourProcesses.
+func migrateChildMain() int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, os.Getenv("MIGRATE_DSN"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer pool.Close()
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(os.Getenv("MIGRATE_SCHEMA"))); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// TestPgBouncerManagerPollOnly: a Manager on a PollOnly store through PgBouncer drains
+// 1,000 messages, each delivered exactly once.
+func TestPgBouncerManagerPollOnly(t *testing.T) {
+	t.Parallel()
+	_, schema := pgtest.Schema(t)
+	pool := bouncerPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.PollOnly()}
+	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, opts...)
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "b", EnabledByDefault: true}
+	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	cfg := notifications.DefaultConfig()
+	cfg.FetchInterval = 50 * time.Millisecond
+	cfg.StoreSyncInterval = 50 * time.Millisecond
+	cfg.LeaseCount = 50
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodWebhook}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 1000
+	reqs := make([]notifications.EnqueueRequest, total)
+	for i := range reqs {
+		reqs[i] = notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: uuid.New(), Recipient: &notifications.Recipient{Name: "u"}}
+	}
+	ids, err := enq.SendAtomic(ctx, reqs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := notificationstest.NewRecordingHandler(nil)
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Run(ctx)
+	if err := h.WaitForDeliveries(ctx, total); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	requireEachOnce(t, h.Deliveries(), ids)
+	counts, err := store.CountByStatus(ctx)
+	if err != nil || counts[notifications.StatusSent] != total {
+		t.Fatalf("statuses %v, %v; want %d sent", counts, err, total)
+	}
+}
+
+// TestPgBouncerBrokerPolls: behind a transaction pooler without a listener connection the
+// inbox broker polls, and a subscriber receives every item.
+func TestPgBouncerBrokerPolls(t *testing.T) {
+	t.Parallel()
+	_, schema := pgtest.Schema(t)
+	pool := bouncerPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.PollOnly(), pgstore.WithBrokerPollInterval(20 * time.Millisecond)}
+	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, opts...)
+	broker := store.NewInboxBroker()
+	user := uuid.New()
+	events := broker.Subscribe(ctx, user)
+	runCtx, stop := context.WithCancel(ctx)
+	ready := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() { done <- broker.Run(runCtx, func() { ready <- struct{}{} }) }()
+	<-ready
+	const n = 50
+	for i := range n {
+		item := notifications.InboxItem{ID: uuid.New(), UserID: user, TemplateID: uuid.New(), Title: fmt.Sprint(i)}
+		if _, err := store.InsertInboxItem(ctx, item); err != nil {
+			t.Fatal(err)
+		}
+		if err := broker.Publish(ctx, notifications.InboxEvent{Kind: notifications.InboxEventCreated, UserID: user, ItemID: item.ID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		select {
+		case ev := <-events:
+			if it := ev.Item; ev.Kind != notifications.InboxEventCreated || it.Title != fmt.Sprint(i) {
+				t.Fatalf("event %d: %+v", i, it)
+			}
+		case <-ctx.Done():
+			t.Fatalf("received %d of %d items", i, n)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
