@@ -6,13 +6,9 @@ import (
 	"time"
 )
 
-// Config tunes a Manager and the Enqueuer. Start from DefaultConfig and change what you
-// need; NewManager and NewStoreEnqueuer validate it.
+// Config tunes a Manager. Start from DefaultConfig and change what you need; NewManager
+// validates it.
 type Config struct {
-	// Method is the delivery method used for templates that do not name one.
-	// Default: MethodSMTP.
-	Method Method
-
 	// MaxSendAttempts bounds how many times one message is leased for delivery, including
 	// leases that expired because the process died mid-delivery. Default: 5. Bounds: 1 to
 	// 1,000.
@@ -93,7 +89,6 @@ const (
 // DefaultConfig returns the configuration documented on each Config field.
 func DefaultConfig() Config {
 	return Config{
-		Method:               MethodSMTP,
 		MaxSendAttempts:      5,
 		RetryInterval:        5 * time.Minute,
 		MaxRetryInterval:     5 * time.Minute,
@@ -115,9 +110,6 @@ func (c Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
-	}
-	if c.Method == "" {
-		bad("Config.Method must name a delivery method, such as %q.", MethodSMTP)
 	}
 	if c.MaxSendAttempts < 1 || c.MaxSendAttempts > maxSendAttempts {
 		bad("Config.MaxSendAttempts must be at least 1 and at most %d, got %d.", maxSendAttempts, c.MaxSendAttempts)

@@ -6,21 +6,31 @@
 // # Pieces
 //
 //   - An Enqueuer (NewStoreEnqueuer) turns "tell user U about event T" into stored
-//     messages, one per delivery method, atomically, refusing duplicates (ErrDuplicate) and
-//     notifications the user disabled (ErrCannotEnqueueDisabledNotification).
+//     messages, one per delivery method of the template (Template.Methods, or the
+//     enqueuer's DefaultMethods less Template.ExcludeMethods) that the user has not
+//     disabled. Send reports each request on its own (SendResult: the message IDs, or why
+//     it was refused — ErrDuplicate, ErrCannotEnqueueDisabledNotification, ErrNotFound,
+//     ErrInvalidMessage — naming the request and user), so one recipient never sinks a
+//     fan-out; SendAtomic stores all requests or none.
 //   - A Manager (NewManager) runs one notifier that leases messages from the store, renders
 //     each template's title and body (Markdown, with user-controlled values escaped), calls
 //     the Handler for the message's method, and writes results back in bulk.
 //   - A Store keeps it all; its contract is in store.go and notificationstest checks it.
+//     StoreV1 adds what a host's screens and support tools need: preferences per user,
+//     template and method (PreferenceStore, StoreEnqueuer.Preferences for a settings
+//     screen), template listing and deletion, the inbox view (cursor pages, filters, mark
+//     all read, archive, delete) and operator actions (message search, retry, cancel,
+//     resend, the attempt history). memstore implements StoreV1; pgstore implements Store.
 //   - Handlers deliver. Package dispatch has the built-in ones — SMTP email, signed
 //     webhooks, the in-app inbox — and dispatch.DefaultHandlers wires them in one call.
 //
 // # Lifecycle
 //
-// NewManager validates the Config (and that Config.Method has a Handler) and starts
-// nothing. Run starts the Manager's goroutines and returns; the first lease happens as
-// soon as the store's listener is ready (at once for memstore and a reachable pgstore), or
-// at the first FetchInterval tick if the listener cannot start. A second Run returns ErrManagerAlreadyRunning, and Run after Stop returns
+// NewManager validates the Config and starts nothing; the Manager leases the methods it
+// has Handlers for. Run starts the Manager's goroutines and returns; the first lease
+// happens as soon as the store's listener is ready (at once for memstore and a reachable
+// pgstore), or at the first FetchInterval tick if the listener cannot start. A second Run
+// returns ErrManagerAlreadyRunning, and Run after Stop returns
 // ErrManagerAlreadyClosed. Run's context is the Manager's whole life: cancelling it is a
 // hard stop (deliveries are cancelled and their messages stay leased until the lease
 // expires; results already buffered are kept for Stop to write).
@@ -36,8 +46,10 @@
 //
 // Delivery is at-least-once. Every enqueued message whose method a running Manager handles
 // ends in exactly one terminal status: sent, permanent_failure (a non-retryable error, or
-// MaxSendAttempts used up) or inhibited (the user disabled the template after enqueue); a
-// message of a method no running Manager handles stays pending. A graceful Stop delivers no message
+// MaxSendAttempts used up), inhibited (the user disabled the template or its method after
+// enqueue) or canceled (an operator canceled it, or its template was deleted, before it was
+// delivered); a message of a method no running Manager handles stays pending. A graceful
+// Stop delivers no message
 // twice. A crash, a hard stop or a Stop whose context ends leaves messages leased; they are
 // delivered again once LeasePeriod expires, so a handler can see a message ID twice and
 // should use it as an idempotency key. Attempts are counted at lease time, so a message

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"slices"
 	"sync"
 	"text/template"
 	"time"
@@ -22,6 +24,23 @@ type Enqueuer interface {
 	Enqueue(ctx context.Context, userID, templateID uuid.UUID, labels map[string]string, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error)
 	// EnqueueWithData is Enqueue with structured data for templates and webhooks.
 	EnqueueWithData(ctx context.Context, userID, templateID uuid.UUID, labels map[string]string, data map[string]any, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error)
+	// Send enqueues each request on its own: one recipient's refusal does not stop the
+	// others. It returns one SendResult per request, in request order; the error is for
+	// the call as a whole (nothing stored).
+	Send(ctx context.Context, reqs ...EnqueueRequest) ([]SendResult, error)
+}
+
+// SendResult is the outcome of one EnqueueRequest in Send.
+type SendResult struct {
+	// MessageIDs are the messages stored for the request, one per delivery method that
+	// the recipient has enabled.
+	MessageIDs []uuid.UUID
+	// Err is why the request stored nothing, or why a method was refused for a reason
+	// other than the recipient's preference (a duplicate, say). It names the request's
+	// index and user and wraps ErrDuplicate, ErrCannotEnqueueDisabledNotification,
+	// ErrNotFound, ErrInvalidMessage or ErrInvalidTemplate, or the RecipientLookup's
+	// error.
+	Err error
 }
 
 // RecipientLookup returns the recipient for a user ID, for enqueues that do not carry the
@@ -53,9 +72,11 @@ type EnqueuerOptions struct {
 	Clock quartz.Clock
 	// Helpers are the host functions available to action templates. Default: none.
 	Helpers template.FuncMap
-	// Inbox also delivers every notification to the in-app inbox (method "inbox") besides
-	// its own method. Default: false.
-	Inbox bool
+	// DefaultMethods deliver templates that list no Methods (less their ExcludeMethods):
+	// {MethodSMTP, MethodInbox} is email plus the in-app inbox. Empty is valid: then every
+	// template must list its Methods, and one that does not is refused at enqueue with an
+	// error naming it. Default: none.
+	DefaultMethods []Method
 	// TemplateCacheTTL is how long a template read from the store is reused. Default: 1m.
 	TemplateCacheTTL time.Duration
 }
@@ -63,7 +84,6 @@ type EnqueuerOptions struct {
 // StoreEnqueuer is the Enqueuer that writes to an EnqueueStore.
 type StoreEnqueuer struct {
 	store  EnqueueStore
-	method Method
 	opts   EnqueuerOptions
 	render *renderer
 	cache  *templateCache
@@ -71,15 +91,19 @@ type StoreEnqueuer struct {
 
 var _ Enqueuer = (*StoreEnqueuer)(nil)
 
-// NewStoreEnqueuer returns an Enqueuer writing to store. cfg.Method is the method used for
-// templates that do not name one.
-func NewStoreEnqueuer(cfg Config, store EnqueueStore, opts EnqueuerOptions) (*StoreEnqueuer, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, xerrors.Errorf("new enqueuer: %w", err)
-	}
+// NewStoreEnqueuer returns an Enqueuer writing to store.
+func NewStoreEnqueuer(store EnqueueStore, opts EnqueuerOptions) (*StoreEnqueuer, error) {
 	if store == nil {
 		return nil, xerrors.New("new enqueuer: store must not be nil")
 	}
+	seen := make(map[Method]bool, len(opts.DefaultMethods))
+	for i, m := range opts.DefaultMethods {
+		if m == "" || seen[m] {
+			return nil, xerrors.Errorf("new enqueuer: EnqueuerOptions.DefaultMethods[%d] %q is empty or repeated: %w", i, m, ErrInvalidConfig)
+		}
+		seen[m] = true
+	}
+	opts.DefaultMethods = slices.Clone(opts.DefaultMethods)
 	if opts.Clock == nil {
 		opts.Clock = quartz.NewReal()
 	}
@@ -88,7 +112,6 @@ func NewStoreEnqueuer(cfg Config, store EnqueueStore, opts EnqueuerOptions) (*St
 	}
 	return &StoreEnqueuer{
 		store:  store,
-		method: cfg.Method,
 		opts:   opts,
 		render: newRenderer(opts.Helpers),
 		cache:  &templateCache{m: make(map[uuid.UUID]cachedTemplate)},
@@ -104,39 +127,109 @@ func (e *StoreEnqueuer) WithStore(store EnqueueStore) *StoreEnqueuer {
 	return &c
 }
 
-// Enqueue implements Enqueuer.
+// Enqueue implements Enqueuer. It returns the IDs of the messages stored, one per method
+// the recipient has enabled, or the error that stored nothing (see SendResult.Err).
 func (e *StoreEnqueuer) Enqueue(ctx context.Context, userID, templateID uuid.UUID, labels map[string]string, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error) {
 	return e.EnqueueWithData(ctx, userID, templateID, labels, nil, createdBy, targets...)
 }
 
 // EnqueueWithData implements Enqueuer.
 func (e *StoreEnqueuer) EnqueueWithData(ctx context.Context, userID, templateID uuid.UUID, labels map[string]string, data map[string]any, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error) {
-	return e.Send(ctx, EnqueueRequest{
+	res, err := e.send(ctx, []EnqueueRequest{{
 		TemplateID: templateID, UserID: userID, Labels: labels, Data: data, CreatedBy: createdBy, Targets: targets,
+	}}, func(_ int, req EnqueueRequest, err error) error {
+		return xerrors.Errorf("enqueue for user %s: %w", req.UserID, err)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].MessageIDs, res[0].Err
 }
 
-// Send enqueues every request atomically: all messages are stored, or none (and the error
-// says which request failed). It returns the message IDs in request order, one per
-// delivery method of each request.
-func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]uuid.UUID, error) {
+// Send implements Enqueuer: every request is enqueued on its own, so in a fan-out one
+// recipient who disabled the template or already got it does not stop the others. A
+// request stores one message per method the recipient has enabled; its SendResult.Err is
+// set when it stored nothing, or when a method was refused for a reason other than the
+// recipient's preference. The error is for the call as a whole (the store failed, the
+// context ended): then nothing was stored.
+func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]SendResult, error) {
+	return e.send(ctx, reqs, requestError)
+}
+
+// send is Send with wrap naming a request in its error.
+func (e *StoreEnqueuer) send(ctx context.Context, reqs []EnqueueRequest, wrap func(i int, req EnqueueRequest, err error) error) ([]SendResult, error) {
 	if len(reqs) == 0 {
 		return nil, nil
 	}
-	now := e.opts.Clock.Now("Enqueuer")
-	day := now.UTC().Format(time.DateOnly)
-	msgs := make([]NewMessage, 0, len(reqs)*2)
-	for i, req := range reqs {
-		built, err := e.build(ctx, req, now, day)
-		if err != nil {
-			if len(reqs) > 1 {
-				return nil, xerrors.Errorf("enqueue request %d: %w", i, err)
-			}
-			return nil, xerrors.Errorf("enqueue: %w", err)
-		}
-		msgs = append(msgs, built...)
+	results := make([]SendResult, len(reqs))
+	msgs, owner := e.buildAll(ctx, reqs, results, wrap)
+	if err := ctx.Err(); err != nil {
+		return nil, xerrors.Errorf("enqueue: %w", err)
 	}
-	if err := e.store.EnqueueMessages(ctx, msgs); err != nil {
+	if len(msgs) == 0 {
+		return results, nil
+	}
+	refused, err := e.store.EnqueueMessages(ctx, msgs, false)
+	if err != nil {
+		return nil, xerrors.Errorf("enqueue: %w", err)
+	}
+	// Per request: what was stored, the first refusal that is not a preference, else the
+	// first refusal when nothing was stored.
+	firstOther := make([]error, len(reqs))
+	firstAny := make([]error, len(reqs))
+	for i, m := range msgs {
+		r := owner[i]
+		var rerr error
+		if i < len(refused) {
+			rerr = refused[i]
+		}
+		if rerr == nil {
+			results[r].MessageIDs = append(results[r].MessageIDs, m.ID)
+			continue
+		}
+		if firstAny[r] == nil {
+			firstAny[r] = rerr
+		}
+		if firstOther[r] == nil && !errors.Is(rerr, ErrCannotEnqueueDisabledNotification) {
+			firstOther[r] = rerr
+		}
+	}
+	for r := range results {
+		switch {
+		case results[r].Err != nil:
+		case firstOther[r] != nil:
+			results[r].Err = wrap(r, reqs[r], firstOther[r])
+		case len(results[r].MessageIDs) == 0 && firstAny[r] != nil:
+			results[r].Err = wrap(r, reqs[r], firstAny[r])
+		}
+	}
+	return results, nil
+}
+
+// SendAtomic enqueues every request or none: any refusal (a duplicate, a recipient who
+// disabled the template for one of its methods, an invalid request) stores nothing and
+// returns an error naming the first refused request. It returns the message IDs in request
+// order, one per delivery method of each request. Use it where a partial enqueue would be
+// wrong; use Send for fan-out, and inside a host transaction whose work must not be
+// undone because a recipient turned a method off.
+func (e *StoreEnqueuer) SendAtomic(ctx context.Context, reqs ...EnqueueRequest) ([]uuid.UUID, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	results := make([]SendResult, len(reqs))
+	msgs, owner := e.buildAll(ctx, reqs, results, requestError)
+	for _, r := range results {
+		if r.Err != nil {
+			return nil, xerrors.Errorf("enqueue: %w", r.Err)
+		}
+	}
+	refused, err := e.store.EnqueueMessages(ctx, msgs, true)
+	if err != nil {
+		for i, rerr := range refused {
+			if rerr != nil {
+				return nil, xerrors.Errorf("enqueue: %w", requestError(owner[i], reqs[owner[i]], rerr))
+			}
+		}
 		return nil, xerrors.Errorf("enqueue: %w", err)
 	}
 	ids := make([]uuid.UUID, len(msgs))
@@ -144,6 +237,50 @@ func (e *StoreEnqueuer) Send(ctx context.Context, reqs ...EnqueueRequest) ([]uui
 		ids[i] = m.ID
 	}
 	return ids, nil
+}
+
+// buildAll builds the messages of every request, recording a request's build error in
+// results, and returns the messages with the index of the request each belongs to.
+func (e *StoreEnqueuer) buildAll(ctx context.Context, reqs []EnqueueRequest, results []SendResult, wrap func(int, EnqueueRequest, error) error) ([]NewMessage, []int) {
+	now := e.opts.Clock.Now("Enqueuer")
+	day := now.UTC().Format(time.DateOnly)
+	msgs := make([]NewMessage, 0, len(reqs)*2)
+	owner := make([]int, 0, len(reqs)*2)
+	for i, req := range reqs {
+		built, err := e.build(ctx, req, now, day)
+		if err != nil {
+			results[i].Err = wrap(i, req, err)
+			continue
+		}
+		for range built {
+			owner = append(owner, i)
+		}
+		msgs = append(msgs, built...)
+	}
+	return msgs, owner
+}
+
+func requestError(i int, req EnqueueRequest, err error) error {
+	return xerrors.Errorf("request %d (user %s): %w", i, req.UserID, err)
+}
+
+// Methods returns the methods t is delivered by with this enqueuer's DefaultMethods, or
+// an error naming the template when there are none.
+func (e *StoreEnqueuer) Methods(t Template) ([]Method, error) {
+	if len(t.Methods) > 0 {
+		return slices.Clone(t.Methods), nil
+	}
+	var out []Method
+	for _, m := range e.opts.DefaultMethods {
+		if !slices.Contains(t.ExcludeMethods, m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return nil, xerrors.Errorf("template %q lists no Methods and EnqueuerOptions.DefaultMethods %v (less ExcludeMethods %v) leave none: %w",
+			t.Name, e.opts.DefaultMethods, t.ExcludeMethods, ErrInvalidTemplate)
+	}
+	return out, nil
 }
 
 func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.Time, day string) ([]NewMessage, error) {
@@ -207,13 +344,9 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 		return nil, xerrors.Errorf("payload is %d bytes, over the limit of %d (MaxPayloadBytes): %w", len(raw), MaxPayloadBytes, ErrInvalidMessage)
 	}
 
-	method := e.method
-	if tmpl.Method != "" {
-		method = tmpl.Method
-	}
-	methods := []Method{method}
-	if e.opts.Inbox && method != MethodInbox {
-		methods = append(methods, MethodInbox)
+	methods, err := e.Methods(tmpl)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]NewMessage, 0, len(methods))
 	for _, m := range methods {

@@ -38,6 +38,13 @@ var (
 	// (missing IDs, unknown method, payload too large, payload that is not JSON).
 	ErrInvalidMessage = xerrors.New("invalid message")
 
+	// ErrWrongStatus is returned by an operator action the message's status does not
+	// allow: retrying a message that has not failed, canceling a finished one.
+	ErrWrongStatus = xerrors.New("not allowed in the message's status")
+
+	// ErrInvalidCursor is returned for a page cursor that the store did not produce.
+	ErrInvalidCursor = xerrors.New("invalid cursor")
+
 	// ErrUnknownMethod is returned when no Handler is registered for a message's method.
 	ErrUnknownMethod = xerrors.New("no handler for method")
 )

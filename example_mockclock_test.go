@@ -38,7 +38,6 @@ func Example_testingWithMockClock() {
 	})
 
 	cfg := notifications.DefaultConfig()
-	cfg.Method = "chat"
 	cfg.StoreSyncBufferSize = 1 // write each result at once, so the test can wait for it
 	cfg.RetryJitter = 0
 	cfg.RetryInterval = cfg.FetchInterval // the retry is due when the notifier next looks
@@ -49,12 +48,12 @@ func Example_testingWithMockClock() {
 		t.Fatal(err)
 	}
 	mgr.Run(ctx)
-	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{Clock: clk})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{Clock: clk, DefaultMethods: []notifications.Method{"chat"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	user := notifications.Recipient{UserID: uuid.New(), Name: "Ada"}
-	ids, err := enq.Send(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: user.UserID, Recipient: &user,
+	ids, err := enq.SendAtomic(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: user.UserID, Recipient: &user,
 		Labels: map[string]string{"version": "v1.2.3"}})
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,6 @@ func Example() {
 	}
 
 	cfg := notifications.DefaultConfig()
-	cfg.Method = "print"
 	h := printHandler{done: make(chan struct{})}
 	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{"print": h},
 		notifications.WithHelpers(helpers))
@@ -54,7 +53,8 @@ func Example() {
 	}
 	mgr.Run(ctx)
 
-	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+		DefaultMethods: []notifications.Method{"print"}, // templates that list no Methods
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "ada@example.com", Name: "Ada"}, nil
 		},
@@ -80,39 +80,50 @@ func Example() {
 	// sent: 1
 }
 
-// Enqueue several notifications atomically (all are stored or none), with an idempotency
-// key so that a retried request does not notify twice.
+// Fan out to every member of a team: each recipient's outcome is reported on its own, so
+// one who turned the notification off (or already got it) does not stop the others. An
+// idempotency key makes a retried request a duplicate instead of a second notification.
 func ExampleStoreEnqueuer_Send() {
 	ctx := context.Background()
 	store := memstore.New()
 	build := notifications.Template{
 		ID: uuid.MustParse("5d1c0f3a-0000-4000-8000-000000000001"), Name: "Build failed",
-		TitleTemplate: "Build {{.Labels.build}} failed", EnabledByDefault: true, Method: notifications.MethodWebhook,
+		TitleTemplate: "Build {{.Labels.build}} failed", EnabledByDefault: true, // by the default methods
 	}
 	if err := notifications.RegisterTemplates(ctx, store, nil, build); err != nil {
 		panic(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{
-		Inbox: true, // every notification also lands in the in-app inbox
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+		DefaultMethods: []notifications.Method{notifications.MethodSMTP, notifications.MethodInbox}, // email plus inbox
 	})
 	if err != nil {
 		panic(err)
 	}
 	ada := notifications.Recipient{UserID: uuid.New(), Email: "ada@example.com", Name: "Ada"}
 	grace := notifications.Recipient{UserID: uuid.New(), Email: "grace@example.com", Name: "Grace"}
+	linus := notifications.Recipient{UserID: uuid.New(), Email: "linus@example.com", Name: "Linus"}
+	// Grace keeps the inbox but stopped the email; Linus turned the template off.
+	_ = store.SetPreference(ctx, grace.UserID, notifications.Preference{TemplateID: build.ID, Method: notifications.MethodSMTP, Disabled: true})
+	_ = store.SetPreference(ctx, linus.UserID, notifications.Preference{TemplateID: build.ID, Disabled: true})
 	req := func(r notifications.Recipient) notifications.EnqueueRequest {
 		return notifications.EnqueueRequest{
 			TemplateID: build.ID, UserID: r.UserID, Recipient: &r, Labels: map[string]string{"build": "42"},
 			CreatedBy: "ci", IdempotencyKey: "build-42-failed:" + r.UserID.String(),
 		}
 	}
-	ids, err := enq.Send(ctx, req(ada), req(grace))
-	fmt.Println(len(ids), "messages, error:", err)
-
-	_, err = enq.Send(ctx, req(ada)) // the same request again, e.g. after a client retry
-	fmt.Println("again:", errors.Is(err, notifications.ErrDuplicate))
+	results, err := enq.Send(ctx, req(ada), req(grace), req(linus))
+	if err != nil {
+		panic(err) // the call failed as a whole: nothing stored
+	}
+	for i, r := range results {
+		fmt.Println(i, len(r.MessageIDs), "messages, disabled:", errors.Is(r.Err, notifications.ErrCannotEnqueueDisabledNotification))
+	}
+	results, _ = enq.Send(ctx, req(ada)) // the same request again, e.g. after a client retry
+	fmt.Println("again:", errors.Is(results[0].Err, notifications.ErrDuplicate))
 	// Output:
-	// 4 messages, error: <nil>
+	// 0 2 messages, disabled: false
+	// 1 1 messages, disabled: false
+	// 2 0 messages, disabled: true
 	// again: true
 }
 

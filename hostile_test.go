@@ -24,11 +24,15 @@ func TestHostileInputAtEnqueue(t *testing.T) {
 	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodSMTP}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rcpt := &notifications.Recipient{UserID: uuid.New(), Email: "a@example.com"}
+	count := func() int {
+		counts, _ := store.CountByStatus(ctx)
+		return counts[notifications.StatusPending]
+	}
 	huge := strings.Repeat("x", 1<<20)
 	for _, tc := range []struct {
 		name string
@@ -52,25 +56,30 @@ func TestHostileInputAtEnqueue(t *testing.T) {
 		{"invalid UTF-8 in the idempotency key", notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, IdempotencyKey: "\xff"}, notifications.ErrInvalidMessage, "IdempotencyKey is not valid UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before, _ := store.Messages(ctx, notifications.MessageFilter{})
-			_, err := enq.Send(ctx, tc.req)
+			before := count()
+			_, err := enq.SendAtomic(ctx, tc.req)
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
 				t.Fatalf("err = %v, want %v mentioning %q", err, tc.want, tc.text)
 			}
-			after, _ := store.Messages(ctx, notifications.MessageFilter{})
-			if len(after) != len(before) {
-				t.Fatalf("%d messages stored by a refused request", len(after)-len(before))
+			if after := count(); after != before {
+				t.Fatalf("%d messages stored by a refused request", after-before)
 			}
 		})
 	}
-	// A batch with one bad request stores nothing.
+	// An atomic batch with one bad request stores nothing; Send stores the good one and
+	// names the bad one.
 	good := notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, Labels: map[string]string{"x": "fine"}}
 	bad := notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt, Labels: map[string]string{"x": huge}}
-	if _, err := enq.Send(ctx, good, bad); !errors.Is(err, notifications.ErrInvalidMessage) || !strings.Contains(err.Error(), "request 1") {
+	if _, err := enq.SendAtomic(ctx, good, bad); !errors.Is(err, notifications.ErrInvalidMessage) || !strings.Contains(err.Error(), "request 1") {
 		t.Fatalf("batch: %v", err)
 	}
-	if all, _ := store.Messages(ctx, notifications.MessageFilter{}); len(all) != 0 {
-		t.Fatalf("a failed batch stored %d messages", len(all))
+	if n := count(); n != 0 {
+		t.Fatalf("a failed batch stored %d messages", n)
+	}
+	res, err := enq.Send(ctx, good, bad)
+	if err != nil || len(res) != 2 || res[0].Err != nil || len(res[0].MessageIDs) != 1 ||
+		!errors.Is(res[1].Err, notifications.ErrInvalidMessage) || !strings.Contains(res[1].Err.Error(), "request 1 (user "+rcpt.UserID.String()+")") {
+		t.Fatalf("Send: %+v, %v", res, err)
 	}
 }
 
@@ -151,12 +160,12 @@ func TestNilMapsAndMissingKeys(t *testing.T) {
 	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodSMTP}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rcpt := &notifications.Recipient{UserID: uuid.New()}
-	if _, err := enq.Send(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt}); err != nil {
+	if _, err := enq.SendAtomic(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt}); err != nil {
 		t.Fatalf("nil labels and data: %v", err)
 	}
 	title, body, err := notifications.RenderTitleBody(tmpl, notifications.MessagePayload{}, nil)

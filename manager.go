@@ -146,9 +146,6 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 		}
 		hs[method] = h
 	}
-	if _, ok := hs[cfg.Method]; !ok {
-		return nil, xerrors.Errorf("new manager: Config.Method %q has no Handler: templates that name no method are delivered by it, so register a Handler for %q or change Config.Method", cfg.Method, cfg.Method)
-	}
 	o := managerOptions{clock: quartz.NewReal(), log: slog.Make()}
 	for _, opt := range opts {
 		opt(&o)

@@ -34,7 +34,6 @@ const tick = time.Second
 // both; DispatchTimeout is long so that no dispatch timer falls inside a tick.
 func testConfig() notifications.Config {
 	cfg := notifications.DefaultConfig()
-	cfg.Method = notifications.MethodWebhook
 	cfg.FetchInterval = tick
 	cfg.StoreSyncInterval = tick
 	cfg.RetryInterval = 3 * tick
@@ -51,7 +50,7 @@ type harness struct {
 	t        *testing.T
 	ctx      context.Context
 	clk      *quartz.Mock
-	store    notifications.Store
+	store    notifications.StoreV1
 	enq      *notifications.StoreEnqueuer
 	tmpl     notifications.Template
 	handler  *notificationstest.RecordingHandler
@@ -79,8 +78,8 @@ func newHarness(t *testing.T) *harness {
 	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(testConfig(), store, notifications.EnqueuerOptions{
-		Clock: clk,
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+		Clock: clk, DefaultMethods: []notifications.Method{notifications.MethodWebhook},
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "a@example.com", Name: "Ada"}, nil
 		},
@@ -239,7 +238,6 @@ func TestNewManagerValidates(t *testing.T) {
 		{"zero lease count", func(c *notifications.Config) { c.LeaseCount = 0 }, "Config.LeaseCount must be at least 1"},
 		{"zero fetch", func(c *notifications.Config) { c.FetchInterval = 0 }, "Config.FetchInterval must be positive"},
 		{"zero sync", func(c *notifications.Config) { c.StoreSyncInterval = 0 }, "Config.StoreSyncInterval must be positive"},
-		{"no method", func(c *notifications.Config) { c.Method = "" }, "Config.Method must name a delivery method"},
 		{"jitter", func(c *notifications.Config) { c.RetryJitter = 1 }, "Config.RetryJitter must be at least 0 and less than 1"},
 		{"retention", func(c *notifications.Config) { c.RetentionPeriod = -1 }, "Config.RetentionPeriod must be 0"},
 		{"timeout over lease", func(c *notifications.Config) { c.DispatchTimeout = 3 * time.Minute }, "Config.DispatchTimeout (3m0s) must be less than Config.LeasePeriod (2m0s)"},
@@ -588,7 +586,7 @@ func TestDisabledAfterEnqueueIsInhibited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.store.SetPreference(h.ctx, user, h.tmpl.ID, true); err != nil {
+	if err := h.store.SetPreference(h.ctx, user, notifications.Preference{TemplateID: h.tmpl.ID, Disabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	m := h.manager(testConfig(), nil)

@@ -172,10 +172,10 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 	}
 
 	if msg.Disabled {
-		n.fail(runCtx, msg, StatusInhibited, "disabled by user", 0)
+		n.fail(runCtx, msg, StatusInhibited, "disabled by user", 0, 0)
 		return
 	}
-	retryable, err, delivered := n.attempt(runCtx, msg)
+	retryable, delivered, took, err := n.attempt(runCtx, msg)
 	if !delivered {
 		return // the handler ended the goroutine; attempt recorded the failure
 	}
@@ -187,14 +187,14 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 	}
 	switch {
 	case err == nil:
-		n.succeed(runCtx, msg)
+		n.succeed(runCtx, msg, took)
 	case retryable && msg.AttemptCount < m.cfg.MaxSendAttempts:
-		n.fail(runCtx, msg, StatusTemporaryFailure, err.Error(), n.retryDelay(msg.AttemptCount, err))
+		n.fail(runCtx, msg, StatusTemporaryFailure, err.Error(), n.retryDelay(msg.AttemptCount, err), took)
 	case retryable:
 		n.fail(runCtx, msg, StatusPermanentFailure,
-			fmt.Sprintf("giving up after %d attempts: %s", msg.AttemptCount, err), 0)
+			fmt.Sprintf("giving up after %d attempts: %s", msg.AttemptCount, err), 0, took)
 	default:
-		n.fail(runCtx, msg, StatusPermanentFailure, err.Error(), 0)
+		n.fail(runCtx, msg, StatusPermanentFailure, err.Error(), 0, took)
 	}
 }
 
@@ -202,8 +202,8 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 // handler's Dispatcher, a host helper, the DeliveryFunc) becomes a permanent failure that
 // carries the panic text. If the handler ends the goroutine (runtime.Goexit, which
 // t.FailNow calls), attempt records a permanent failure on the way out and reports
-// delivered=false; the goroutine then ends.
-func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable bool, err error, delivered bool) {
+// delivered=false; the goroutine then ends. took is how long the DeliveryFunc ran.
+func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable, delivered bool, took time.Duration, err error) {
 	m := n.m
 	returned := false
 	defer func() {
@@ -215,14 +215,14 @@ func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable
 		}
 		if !returned {
 			m.log.Error(runCtx, "handler called runtime.Goexit", slog.F("msg_id", msg.ID))
-			n.fail(runCtx, msg, StatusPermanentFailure, "handler called runtime.Goexit (t.FailNow?) instead of returning", 0)
+			n.fail(runCtx, msg, StatusPermanentFailure, "handler called runtime.Goexit (t.FailNow?) instead of returning", 0, 0)
 		}
 	}()
 
 	deliver, err := n.prepare(msg)
 	if err != nil {
 		returned = true
-		return isRetryable(err, false), err, true
+		return isRetryable(err, false), true, 0, err
 	}
 	inflight := m.metrics.InflightDispatches.WithLabelValues(string(msg.Method), msg.TemplateID.String())
 	inflight.Inc()
@@ -232,11 +232,12 @@ func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable
 	defer ctx.stop()
 	retryable, err = deliver(ctx, msg.ID)
 	returned = true
-	m.metrics.DispatcherSendSeconds.WithLabelValues(string(msg.Method)).Observe(m.clock.Since(start).Seconds())
+	took = m.clock.Since(start)
+	m.metrics.DispatcherSendSeconds.WithLabelValues(string(msg.Method)).Observe(took.Seconds())
 	if err != nil && ctx.exceeded() {
 		err = xerrors.Errorf("delivery exceeded DispatchTimeout (%s): %w", m.cfg.DispatchTimeout, err)
 	}
-	return isRetryable(err, retryable), err, true
+	return isRetryable(err, retryable), true, took, err
 }
 
 // prepare decodes the payload, renders title and body and asks the method's handler for a
@@ -286,13 +287,13 @@ func (n *notifier) retryDelay(attempt int, err error) time.Duration {
 	return min(max(d, 0), cfg.MaxRetryInterval)
 }
 
-func (n *notifier) succeed(ctx context.Context, msg LeasedMessage) {
+func (n *notifier) succeed(ctx context.Context, msg LeasedMessage, took time.Duration) {
 	m := n.m
 	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), ResultSent).Inc()
-	push(ctx, m, m.sent.ch, SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount})
+	push(ctx, m, m.sent.ch, SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount, Duration: took})
 }
 
-func (n *notifier) fail(ctx context.Context, msg LeasedMessage, status Status, reason string, delay time.Duration) {
+func (n *notifier) fail(ctx context.Context, msg LeasedMessage, status Status, reason string, delay, took time.Duration) {
 	m := n.m
 	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), string(status)).Inc()
 	if status != StatusInhibited {
@@ -300,7 +301,7 @@ func (n *notifier) fail(ctx context.Context, msg LeasedMessage, status Status, r
 			slog.F("attempt", msg.AttemptCount), slog.F("reason", reason))
 	}
 	push(ctx, m, m.failed.ch, FailedResult{
-		ID: msg.ID, AttemptCount: msg.AttemptCount, Status: status, Reason: reason, RetryDelay: delay,
+		ID: msg.ID, AttemptCount: msg.AttemptCount, Status: status, Reason: reason, RetryDelay: delay, Duration: took,
 	})
 }
 

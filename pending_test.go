@@ -60,7 +60,7 @@ func TestPendingByMethodGaugeAndLog(t *testing.T) {
 	for _, method := range []notifications.Method{"sms", "sms", notifications.MethodWebhook} {
 		msgs = append(msgs, notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: method, Payload: []byte(`{}`)})
 	}
-	if err := store.EnqueueMessages(ctx, msgs); err != nil {
+	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
 		t.Fatal(err)
 	}
 	sink := &captureSink{}

@@ -88,7 +88,7 @@ func TestFlushFailuresLoseNothing(t *testing.T) {
 	cfg.LeaseCount = 10
 	cfg.StoreSyncInterval = time.Millisecond
 	cfg.FetchInterval = time.Millisecond
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{cfg.Method: handler})
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler})
 	if err != nil {
 		t.Fatal(err)
 	}

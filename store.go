@@ -13,7 +13,9 @@ import (
 // split by consumer: the Manager needs a NotifierStore, the Enqueuer an EnqueueStore,
 // RegisterTemplates a TemplateStore, the inbox handler an InboxStore, and operators an
 // AdminStore. Store is the union that memstore and pgstore implement and that
-// notificationstest.RunStoreTests checks.
+// notificationstest.RunStoreTests checks. StoreV1 adds preferences, template listing and
+// deletion, the inbox UI and operator actions (memstore implements it; pgstore does not
+// yet).
 //
 // Concurrency: every method is safe for concurrent use, including from several Managers
 // (several processes, for a shared store) at once.
@@ -52,12 +54,16 @@ type NotifierStore interface {
 	// MarkSent records successful deliveries in bulk. It is fenced: a row changes only if
 	// it is still leased by notifierID with the AttemptCount given, so a late flush from a
 	// notifier whose lease expired changes nothing. It returns how many rows changed.
+	// Stores that keep an attempt history (StoreV1) record the attempt.
 	MarkSent(ctx context.Context, notifierID uuid.UUID, results []SentResult) (int, error)
 
-	// MarkFailed records failed or inhibited deliveries in bulk, fenced like MarkSent.
+	// MarkFailed records failed or inhibited deliveries in bulk, fenced like MarkSent. A
+	// temporary failure of a message whose cancellation was requested while it was leased
+	// (OperatorStore.CancelMessage, TemplateAdminStore.DeleteTemplate) ends canceled
+	// instead of waiting for a retry.
 	MarkFailed(ctx context.Context, notifierID uuid.UUID, results []FailedResult) (int, error)
 
-	// PurgeMessages deletes finished messages (sent, permanent_failure, inhibited) last
+	// PurgeMessages deletes finished messages (sent, permanent_failure, inhibited, canceled) last
 	// updated more than params.MessagesOlderThan ago, including messages that were never
 	// leased, and, when params.ReadInboxOlderThan is positive, inbox items read more than
 	// that long ago. It deletes in batches of at most params.BatchSize rows so that no
@@ -103,8 +109,8 @@ type LeasedMessage struct {
 	TitleTemplate string
 	BodyTemplate  string
 	Payload       []byte // JSON-encoded MessagePayload, decoded by the Manager
-	// Disabled: the recipient disabled the template after the message was enqueued; the
-	// Manager marks it inhibited without delivering.
+	// Disabled: the recipient disabled the template for the message's method after the
+	// message was enqueued; the Manager marks it inhibited without delivering.
 	Disabled     bool
 	AttemptCount int // after this lease's increment, so 1 on the first lease
 	CreatedAt    time.Time
@@ -114,7 +120,8 @@ type LeasedMessage struct {
 // SentResult is one successful delivery.
 type SentResult struct {
 	ID           uuid.UUID
-	AttemptCount int // as returned by LeaseMessages: the fence
+	AttemptCount int           // as returned by LeaseMessages: the fence
+	Duration     time.Duration // how long the delivery took, for the attempt history
 }
 
 // FailedResult is one unsuccessful (or inhibited) delivery.
@@ -125,18 +132,27 @@ type FailedResult struct {
 	Reason       string
 	// RetryDelay is how long a temporary failure waits before it is eligible again.
 	RetryDelay time.Duration
+	// Duration is how long the delivery took (0 when none was attempted), for the attempt
+	// history.
+	Duration time.Duration
 }
 
 // EnqueueStore is what an Enqueuer needs.
 type EnqueueStore interface {
-	// EnqueueMessages inserts all messages or none. It returns
-	// ErrCannotEnqueueDisabledNotification if any recipient disabled (or did not opt in
-	// to) the message's template, ErrDuplicate if any DedupeKey already exists, and
-	// ErrNotFound if a template does not exist. It wakes listening notifiers once the
-	// messages are visible (for transactional stores: at commit).
-	EnqueueMessages(ctx context.Context, msgs []NewMessage) error
+	// EnqueueMessages stores msgs and reports why any was refused: refused is nil when
+	// every message was stored, else it has one entry per message, nil for a message
+	// stored, else an error wrapping ErrCannotEnqueueDisabledNotification (the recipient
+	// disabled the template for the message's method, or did not opt in), ErrDuplicate
+	// (the DedupeKey or ID exists, or appears twice in the call), ErrNotFound (unknown or
+	// deleted template) or ErrInvalidMessage. Without atomic the other messages are
+	// stored; with atomic any refusal stores nothing, and err wraps the first refusal.
+	// err is non-nil exactly when nothing was stored because of the call as a whole
+	// (atomic refusal, context, database). It wakes listening notifiers once the messages
+	// are visible (for transactional stores: at commit).
+	EnqueueMessages(ctx context.Context, msgs []NewMessage, atomic bool) (refused []error, err error)
 
-	// Template returns the template with the given ID, or ErrNotFound.
+	// Template returns the template with the given ID, or ErrNotFound (also for a deleted
+	// template).
 	Template(ctx context.Context, id uuid.UUID) (Template, error)
 }
 
@@ -154,25 +170,22 @@ type NewMessage struct {
 	DedupeKey string
 }
 
-// AdminStore is for operators, inspection and preference screens.
+// AdminStore is for operators and inspection. OperatorStore has the listing and the
+// actions.
 type AdminStore interface {
 	// Message returns one message, or ErrNotFound.
 	Message(ctx context.Context, id uuid.UUID) (Message, error)
-	// Messages lists messages oldest first, filtered by the non-zero fields of filter.
-	Messages(ctx context.Context, filter MessageFilter) ([]Message, error)
 	// CountByStatus returns how many messages are in each status.
 	CountByStatus(ctx context.Context) (map[Status]int, error)
-	// SetPreference records whether userID disabled templateID (false also opts in to an
-	// opt-in template).
-	SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error
 	// SetPaused pauses or resumes leasing for every notifier sharing the store.
 	SetPaused(ctx context.Context, paused bool) error
 	// Paused reports the pause switch.
 	Paused(ctx context.Context) (bool, error)
 }
 
-// MessageFilter selects messages for AdminStore.Messages. Zero fields match everything;
-// Limit 0 means no limit.
+// MessageFilter selects messages for pgstore's Messages, which predates MessageQuery (use
+// OperatorStore.Messages with a MessageQuery). Zero fields match everything; Limit 0
+// means no limit. It goes when pgstore implements StoreV1.
 type MessageFilter struct {
 	Status Status
 	UserID uuid.UUID
@@ -180,20 +193,22 @@ type MessageFilter struct {
 	Limit  int
 }
 
-// InboxStore keeps in-app inbox items. The inbox handler in package dispatch consumes it.
+// InboxStore keeps in-app inbox items. The inbox handler in package dispatch consumes it;
+// InboxViewStore has the listing and the rest of what an inbox UI needs.
 type InboxStore interface {
 	// InsertInboxItem stores item under item.ID. Inserting an ID that exists changes
 	// nothing and returns created=false, so a redelivered message is not shown twice.
 	InsertInboxItem(ctx context.Context, item InboxItem) (created bool, err error)
-	// InboxItems lists a user's items newest first.
-	InboxItems(ctx context.Context, userID uuid.UUID, filter InboxFilter) ([]InboxItem, error)
-	// UnreadInboxCount counts a user's unread items.
+	// UnreadInboxCount counts a user's unread items that are not archived.
 	UnreadInboxCount(ctx context.Context, userID uuid.UUID) (int, error)
-	// MarkInboxRead marks one of the user's items read, or returns ErrNotFound.
+	// MarkInboxRead marks one of the user's items read, or returns ErrNotFound (also for
+	// another user's item). Marking a read item again changes nothing.
 	MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) error
 }
 
-// InboxFilter selects inbox items. Limit 0 means 50.
+// InboxFilter selects inbox items for pgstore's InboxItems, which predates InboxQuery (use
+// InboxViewStore.InboxItems with an InboxQuery). Limit 0 means 50. It goes when pgstore
+// implements StoreV1.
 type InboxFilter struct {
 	UnreadOnly bool
 	Limit      int

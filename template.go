@@ -32,8 +32,13 @@ type Template struct {
 	BodyTemplate  string
 	Actions       []TemplateAction
 
-	// Method overrides Config.Method for this template when set.
-	Method Method
+	// Methods are the methods the template is delivered by. When empty, it is delivered
+	// by the enqueuer's EnqueuerOptions.DefaultMethods minus ExcludeMethods; a template
+	// that ends up with no method is refused at enqueue with an error naming it.
+	Methods []Method
+	// ExcludeMethods removes methods from the defaults (a one-time passcode: exclude
+	// MethodInbox). Only with an empty Methods.
+	ExcludeMethods []Method
 
 	// EnabledByDefault: when false the template is opt-in, and only users who enabled it
 	// through a preference receive it.
@@ -63,6 +68,21 @@ func (t Template) Validate(helpers template.FuncMap) error {
 	}
 	if strings.TrimSpace(t.TitleTemplate) == "" {
 		return xerrors.Errorf("template %q: TitleTemplate must be set: %w", t.Name, ErrInvalidTemplate)
+	}
+	if len(t.Methods) > 0 && len(t.ExcludeMethods) > 0 {
+		return xerrors.Errorf("template %q: set Methods or ExcludeMethods, not both: %w", t.Name, ErrInvalidTemplate)
+	}
+	for _, list := range []struct {
+		field   string
+		methods []Method
+	}{{"Methods", t.Methods}, {"ExcludeMethods", t.ExcludeMethods}} {
+		seen := make(map[Method]bool, len(list.methods))
+		for i, m := range list.methods {
+			if strings.TrimSpace(string(m)) == "" || seen[m] {
+				return xerrors.Errorf("template %q: %s[%d] %q is empty or repeated: %w", t.Name, list.field, i, m, ErrInvalidTemplate)
+			}
+			seen[m] = true
+		}
 	}
 	fields := []struct{ name, src string }{
 		{"TitleTemplate", t.TitleTemplate},

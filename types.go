@@ -20,7 +20,7 @@ const (
 // Status is the state of one message (one delivery of one notification by one method).
 type Status string
 
-// Message statuses. Sent, PermanentFailure and Inhibited are terminal.
+// Message statuses. Sent, PermanentFailure, Inhibited and Canceled are terminal.
 const (
 	StatusPending          Status = "pending"
 	StatusLeased           Status = "leased"
@@ -28,17 +28,20 @@ const (
 	StatusTemporaryFailure Status = "temporary_failure"
 	StatusPermanentFailure Status = "permanent_failure"
 	StatusInhibited        Status = "inhibited"
+	// StatusCanceled: an operator canceled the message, or its template was deleted,
+	// before it was delivered.
+	StatusCanceled Status = "canceled"
 )
 
 // Terminal reports whether no further delivery will be attempted for a message in s.
 func (s Status) Terminal() bool {
-	return s == StatusSent || s == StatusPermanentFailure || s == StatusInhibited
+	return s == StatusSent || s == StatusPermanentFailure || s == StatusInhibited || s == StatusCanceled
 }
 
 // Valid reports whether s is one of the known statuses.
 func (s Status) Valid() bool {
 	switch s {
-	case StatusPending, StatusLeased, StatusSent, StatusTemporaryFailure, StatusPermanentFailure, StatusInhibited:
+	case StatusPending, StatusLeased, StatusSent, StatusTemporaryFailure, StatusPermanentFailure, StatusInhibited, StatusCanceled:
 		return true
 	}
 	return false
@@ -89,4 +92,5 @@ type InboxItem struct {
 	Targets       []uuid.UUID
 	CreatedAt     time.Time
 	ReadAt        time.Time // zero while unread
+	ArchivedAt    time.Time // zero unless archived
 }

@@ -36,9 +36,13 @@ func oursConfig() notifications.Config {
 	return cfg
 }
 
+// benchMethod is the method every benchmark message is delivered by.
+const benchMethod = notifications.MethodWebhook
+
 var benchTemplate = notifications.Template{
 	ID: uuid.MustParse("b0000000-0000-4000-8000-000000000001"), Name: "bench",
 	TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "Your build **{{.Labels.build}}** passed.", EnabledByDefault: true,
+	Methods: []notifications.Method{benchMethod},
 }
 
 var successHandler = notifications.HandlerFunc(func(notifications.MessagePayload, string, string, template.FuncMap) (notifications.DeliveryFunc, error) {
@@ -94,14 +98,14 @@ func requests(n int) []notifications.EnqueueRequest {
 
 // enqueueBatches enqueues n messages in batches of 1,000 and returns the time it took.
 func enqueueBatches(ctx context.Context, store notifications.Store, n int) (time.Duration, error) {
-	enq, err := notifications.NewStoreEnqueuer(oursConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		return 0, err
 	}
 	reqs := requests(n)
 	start := time.Now()
 	for i := 0; i < n; i += 1000 {
-		if _, err := enq.Send(ctx, reqs[i:min(i+1000, n)]...); err != nil {
+		if _, err := enq.SendAtomic(ctx, reqs[i:min(i+1000, n)]...); err != nil {
 			return 0, err
 		}
 	}
@@ -115,7 +119,7 @@ func drain(ctx context.Context, store notifications.Store, managers, n int) (tim
 	cfg := oursConfig()
 	var ms []*notifications.Manager
 	for range managers {
-		m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{cfg.Method: successHandler})
+		m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{benchMethod: successHandler})
 		if err != nil {
 			return 0, err
 		}
@@ -210,7 +214,7 @@ func (b *bench) oursEnqueue(ctx context.Context) error {
 		return err
 	}
 	defer drop()
-	enq, err := notifications.NewStoreEnqueuer(oursConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		return err
 	}
@@ -219,7 +223,7 @@ func (b *bench) oursEnqueue(ctx context.Context) error {
 	start := time.Now()
 	for _, r := range reqs {
 		t0 := time.Now()
-		if _, err := enq.Send(ctx, r); err != nil {
+		if _, err := enq.SendAtomic(ctx, r); err != nil {
 			return err
 		}
 		took = append(took, time.Since(t0))
@@ -259,13 +263,13 @@ func (b *bench) oursLatency(ctx context.Context) ([]time.Duration, error) {
 		}, nil
 	})
 	cfg := oursConfig()
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{cfg.Method: h})
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{benchMethod: h})
 	if err != nil {
 		return nil, err
 	}
 	m.Run(ctx)
 	defer func() { _ = m.Stop(ctx) }()
-	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +278,7 @@ func (b *bench) oursLatency(ctx context.Context) ([]time.Duration, error) {
 	time.Sleep(200 * time.Millisecond) // let the listener settle before the first sample
 	for _, r := range reqs {
 		t0 := time.Now()
-		ids, err := enq.Send(ctx, r)
+		ids, err := enq.SendAtomic(ctx, r)
 		if err != nil {
 			return nil, err
 		}

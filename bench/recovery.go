@@ -50,7 +50,7 @@ func (b *bench) insertBacklog(ctx context.Context, schema string, n int, dueRetr
 	}
 	if _, err := b.pool.Exec(ctx, `INSERT INTO `+s+`.messages (id, template_id, user_id, method, payload, created_at, updated_at, status, attempt_count, next_retry_after, status_reason)
 SELECT gen_random_uuid(), $1, gen_random_uuid(), $2, $3::json, now(), now(), $5, $6, `+retry+`, '' FROM generate_series(1, $4)`,
-		benchTemplate.ID, string(oursConfig().Method), string(payload), n, status, attempts); err != nil {
+		benchTemplate.ID, string(benchMethod), string(payload), n, status, attempts); err != nil {
 		return fmt.Errorf("insert backlog: %w", err)
 	}
 	if _, err := b.pool.Exec(ctx, "ANALYZE "+s+".messages"); err != nil {

@@ -40,7 +40,7 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 	}
 	defer drop()
 	store := storeOn(pool, schema) // the migrated schema, through the larger pool
-	enq, err := notifications.NewStoreEnqueuer(oursConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, "INSERT INTO "+oursTable+" (note) VALUES ($1)", "order"); err != nil {
 				return err
 			}
-			_, err := enq.WithStore(store.WithTx(tx)).Send(ctx, notifications.EnqueueRequest{
+			_, err := enq.WithStore(store.WithTx(tx)).SendAtomic(ctx, notifications.EnqueueRequest{
 				TemplateID: benchTemplate.ID, UserID: id,
 				Recipient: &notifications.Recipient{UserID: id, Email: "u@example.com", Name: "U"},
 				Labels:    map[string]string{"build": "1"},

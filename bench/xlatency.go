@@ -31,7 +31,7 @@ func (b *bench) crossLatency(ctx context.Context) error {
 		return err
 	}
 	defer drop()
-	enq, err := notifications.NewStoreEnqueuer(oursConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		return err
 	}
@@ -70,10 +70,10 @@ func (b *bench) crossLatency(ctx context.Context) error {
 		t0 := time.Now()
 		var ids []uuid.UUID
 		if i%2 == 0 {
-			ids, err = enq.Send(ctx, r)
+			ids, err = enq.SendAtomic(ctx, r)
 		} else {
 			err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-				ids, err = enq.WithStore(store.WithTx(tx)).Send(ctx, r)
+				ids, err = enq.WithStore(store.WithTx(tx)).SendAtomic(ctx, r)
 				return err
 			})
 			if err == nil {
@@ -124,7 +124,7 @@ func latencyChildMain(ctx context.Context, pool *pgxpool.Pool, schema string) er
 		}, nil
 	})
 	cfg := oursConfig()
-	m, err := notifications.NewManager(cfg, storeOn(pool, schema), map[notifications.Method]notifications.Handler{cfg.Method: h})
+	m, err := notifications.NewManager(cfg, storeOn(pool, schema), map[notifications.Method]notifications.Handler{benchMethod: h})
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,13 @@ import (
 	"github.com/notifykit/notifications/internal/markdown"
 )
 
-// Broker carries new inbox items to live subscribers (a server-sent-events endpoint, say).
+// Broker carries inbox changes to live subscribers (a server-sent-events endpoint, say):
+// the inbox handler publishes new items (InboxEventCreated); a host publishes the read
+// state changes it makes (read, read_all, archived, deleted) so every open screen follows.
 type Broker interface {
-	// Publish delivers item to the current subscribers of item.UserID. It must not block
-	// on slow subscribers.
-	Publish(ctx context.Context, item notifications.InboxItem) error
+	// Publish delivers ev to the current subscribers of ev.UserID. It must not block on
+	// slow subscribers.
+	Publish(ctx context.Context, ev notifications.InboxEvent) error
 }
 
 // Inbox is the in-app inbox notifications.Handler: it stores each message as an inbox item
@@ -64,32 +66,34 @@ func (h *Inbox) Dispatcher(payload notifications.MessagePayload, title, body str
 		if created && h.broker != nil {
 			// The item is stored; a failed publish only costs live viewers an update they
 			// get on their next list, so it does not fail the delivery.
-			_ = h.broker.Publish(ctx, item)
+			_ = h.broker.Publish(ctx, notifications.InboxEvent{
+				Kind: notifications.InboxEventCreated, UserID: item.UserID, ItemID: item.ID, Item: item,
+			})
 		}
 		return false, nil
 	}, nil
 }
 
 // MemoryBroker is an in-process Broker for a single replica (pgstore.InboxBroker carries
-// items across replicas). Subscribers get a buffered channel; an item for a subscriber
+// events across replicas). Subscribers get a buffered channel; an event for a subscriber
 // whose buffer is full is dropped for that subscriber (it can re-list).
 type MemoryBroker struct {
-	hub *fanout.Hub[uuid.UUID, notifications.InboxItem]
+	hub *fanout.Hub[uuid.UUID, notifications.InboxEvent]
 }
 
 // NewMemoryBroker returns an empty broker.
 func NewMemoryBroker() *MemoryBroker {
-	return &MemoryBroker{hub: fanout.New[uuid.UUID, notifications.InboxItem](64)}
+	return &MemoryBroker{hub: fanout.New[uuid.UUID, notifications.InboxEvent](64)}
 }
 
-// Subscribe returns a channel of the user's new items until ctx ends; the channel is closed
-// then.
-func (b *MemoryBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan notifications.InboxItem {
+// Subscribe returns a channel of the user's inbox events until ctx ends; the channel is
+// closed then.
+func (b *MemoryBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan notifications.InboxEvent {
 	return b.hub.Subscribe(ctx, userID)
 }
 
 // Publish implements Broker.
-func (b *MemoryBroker) Publish(_ context.Context, item notifications.InboxItem) error {
-	b.hub.Publish(item.UserID, item)
+func (b *MemoryBroker) Publish(_ context.Context, ev notifications.InboxEvent) error {
+	b.hub.Publish(ev.UserID, ev)
 	return nil
 }

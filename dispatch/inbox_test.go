@@ -39,7 +39,8 @@ func TestInboxIdempotentAndPublishesOncePerItem(t *testing.T) {
 			t.Fatalf("delivery %d: %v (retryable %v)", i, err, retryable)
 		}
 	}
-	items, err := store.InboxItems(ctx, user, notifications.InboxFilter{})
+	page, err := store.InboxItems(ctx, user, notifications.InboxQuery{})
+	items := page.Items
 	if err != nil || len(items) != 1 {
 		t.Fatalf("items %+v, %v; want exactly one", items, err)
 	}
@@ -47,12 +48,12 @@ func TestInboxIdempotentAndPublishesOncePerItem(t *testing.T) {
 		t.Fatalf("item %+v", it)
 	}
 	unsubscribe()
-	var got []notifications.InboxItem
-	for it := range events { // closed after unsubscribe
-		got = append(got, it)
+	var got []notifications.InboxEvent
+	for ev := range events { // closed after unsubscribe
+		got = append(got, ev)
 	}
-	if len(got) != 1 || got[0].ID != id {
-		t.Fatalf("subscriber received %d events, want exactly 1", len(got))
+	if len(got) != 1 || got[0].Kind != notifications.InboxEventCreated || got[0].ItemID != id || got[0].Item.ID != id || got[0].UserID != user {
+		t.Fatalf("subscriber received %+v, want exactly one created event", got)
 	}
 }
 
@@ -132,7 +133,7 @@ func TestInboxKeepsBothTitleForms(t *testing.T) {
 	if _, err := fn(ctx, uuid.New()); err != nil {
 		t.Fatal(err)
 	}
-	for name, it := range map[string]notifications.InboxItem{"stored": <-store.inserted, "published": <-events} {
+	for name, it := range map[string]notifications.InboxItem{"stored": <-store.inserted, "published": (<-events).Item} {
 		if it.Title != "Build 42 of [api] failed" || it.TitleMarkdown != `Build **42** of \[api\] failed` {
 			t.Errorf("%s item: Title %q TitleMarkdown %q", name, it.Title, it.TitleMarkdown)
 		}

@@ -17,17 +17,8 @@ import (
 // bound is wide (a walk costs milliseconds per lease, a heap peek microseconds), so the
 // test holds on a loaded machine and under -race.
 func TestLeaseIndependentOfBacklog(t *testing.T) {
-	if testing.Short() {
-		t.Skip("200,000 messages")
-	}
-	t.Parallel()
-	ctx := context.Background()
-	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	s := memstore.New(memstore.WithClock(clk))
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
-	if err := s.UpsertTemplates(ctx, tmpl); err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, s := largeStore(t, tmpl)
 	const backlog, batch = 200_000, 5_000
 	webhook := []notifications.Method{notifications.MethodWebhook}
 	notifier := uuid.New()
@@ -36,7 +27,7 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 		for j := range msgs {
 			msgs[j] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
 		}
-		if err := s.EnqueueMessages(ctx, msgs); err != nil {
+		if _, err := s.EnqueueMessages(ctx, msgs, true); err != nil {
 			t.Fatal(err)
 		}
 		leased, err := s.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: notifier, Methods: webhook, Limit: batch, LeasePeriod: time.Hour, MaxAttempts: 5})
@@ -55,7 +46,7 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 	for j := range other {
 		other[j] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "sms", Payload: []byte(`{}`)}
 	}
-	if err := s.EnqueueMessages(ctx, other); err != nil {
+	if _, err := s.EnqueueMessages(ctx, other, true); err != nil {
 		t.Fatal(err)
 	}
 
@@ -72,4 +63,21 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 	if per > 500*time.Microsecond {
 		t.Fatalf("an empty lease took %s with %d messages in backoff; it must not depend on the backlog", per, backlog)
 	}
+}
+
+// largeStore starts a long test (skipped with -short) on a store with a mock clock and the
+// given templates.
+func largeStore(t *testing.T, templates ...notifications.Template) (context.Context, *quartz.Mock, *memstore.Store) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("200,000 messages")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
+	s := memstore.New(memstore.WithClock(clk))
+	if err := s.UpsertTemplates(ctx, templates...); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, clk, s
 }

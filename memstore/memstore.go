@@ -1,6 +1,7 @@
-// Package memstore is an in-memory notifications.Store: the embedded default for demos,
+// Package memstore is an in-memory notifications.StoreV1: the embedded default for demos,
 // single-process use and fast tests. It implements the same semantics as pgstore (checked by
-// the same conformance suite) but keeps nothing across restarts.
+// the same conformance suite, and by RunStoreTestsV1 for what pgstore does not have yet)
+// but keeps nothing across restarts.
 package memstore
 
 import (
@@ -33,10 +34,14 @@ type Store struct {
 	read      *list.List                            // read inbox items in the order they were read
 	dedupe    map[string]uuid.UUID
 	templates map[uuid.UUID]notifications.Template
-	prefs     map[prefKey]bool
+	deleted   map[uuid.UUID]bool // soft-deleted templates
+	prefs     map[uuid.UUID][]notifications.Preference
 	paused    bool
 	inbox     map[uuid.UUID]*inboxItem
+	inboxOf   map[uuid.UUID][]*inboxItem // each user's items in insertion order
 	subs      map[chan struct{}]struct{}
+	index     messageIndex
+	lastAt    time.Time // the newest CreatedAt: creation times never go backwards
 }
 
 type message struct {
@@ -46,16 +51,21 @@ type message struct {
 	elem       *list.Element // in its method's pending list while pending
 	hidx       int           // index in its method's timed heap while leased or retrying, else -1
 	eligibleAt time.Time     // the heap's key: lease expiry or retry time
+	finElem    *list.Element // in finished while finished
+	purged     bool
+	// cancel, when set, is the reason a leased message is canceled when its result
+	// arrives (CancelMessage, DeleteTemplate).
+	cancel   string
+	attempts []notifications.Attempt
 }
 
 type inboxItem struct {
 	notifications.InboxItem
-	seq int64
+	seq      int64
+	readElem *list.Element // in read while read
 }
 
-type prefKey struct{ user, template uuid.UUID }
-
-var _ notifications.Store = (*Store)(nil)
+var _ notifications.StoreV1 = (*Store)(nil)
 
 // Option configures New.
 type Option func(*Store)
@@ -75,8 +85,11 @@ func New(opts ...Option) *Store {
 		read:      list.New(),
 		dedupe:    make(map[string]uuid.UUID),
 		templates: make(map[uuid.UUID]notifications.Template),
-		prefs:     make(map[prefKey]bool),
+		deleted:   make(map[uuid.UUID]bool),
+		prefs:     make(map[uuid.UUID][]notifications.Preference),
 		inbox:     make(map[uuid.UUID]*inboxItem),
+		inboxOf:   make(map[uuid.UUID][]*inboxItem),
+		index:     newMessageIndex(),
 		subs:      make(map[chan struct{}]struct{}),
 	}
 	for _, o := range opts {
@@ -115,6 +128,14 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 		if len(out) == p.Limit {
 			break
 		}
+		if msg.Status == notifications.StatusLeased {
+			// An expired lease: its attempt ended without a result.
+			s.endAttemptLocked(msg, msg.LeasedUntil, notifications.StatusLeased, "lease expired without a result", 0)
+		}
+		if msg.cancel != "" {
+			s.finishLocked(msg, notifications.StatusCanceled, now, msg.cancel)
+			continue
+		}
 		if msg.AttemptCount >= p.MaxAttempts {
 			s.finishLocked(msg, notifications.StatusPermanentFailure, now,
 				fmt.Sprintf("gave up after %d attempts whose leases expired without a result (the delivering process probably stopped mid-delivery)", msg.AttemptCount))
@@ -128,6 +149,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 		msg.AttemptCount++
 		msg.UpdatedAt = now
 		s.scheduleLocked(msg, msg.LeasedUntil)
+		s.startAttemptLocked(msg, p.NotifierID, now)
 		t := s.templates[msg.TemplateID]
 		out = append(out, notifications.LeasedMessage{
 			ID:            msg.ID,
@@ -137,7 +159,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 			TitleTemplate: t.TitleTemplate,
 			BodyTemplate:  t.BodyTemplate,
 			Payload:       msg.Payload,
-			Disabled:      s.disabledLocked(msg.UserID, t),
+			Disabled:      s.disabledLocked(msg.UserID, t, msg.Method),
 			AttemptCount:  msg.AttemptCount,
 			CreatedAt:     msg.CreatedAt,
 			LeasedAt:      now,
@@ -146,11 +168,8 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 	return out, nil
 }
 
-func (s *Store) disabledLocked(user uuid.UUID, t notifications.Template) bool {
-	if disabled, ok := s.prefs[prefKey{user, t.ID}]; ok {
-		return disabled
-	}
-	return !t.EnabledByDefault
+func (s *Store) disabledLocked(user uuid.UUID, t notifications.Template, method notifications.Method) bool {
+	return !t.Enabled(s.prefs[user], method)
 }
 
 // finishLocked moves msg to a terminal status.
@@ -164,8 +183,9 @@ func (s *Store) finishLocked(msg *message, status notifications.Status, now time
 	if status == notifications.StatusSent {
 		msg.SentAt = now
 	}
+	msg.cancel = ""
 	s.dequeueLocked(msg)
-	s.finished.PushBack(msg)
+	msg.finElem = s.finished.PushBack(msg)
 }
 
 func (s *Store) fencedLocked(notifierID, id uuid.UUID, attempt int) (*message, bool) {
@@ -187,6 +207,7 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 	n := 0
 	for _, r := range results {
 		if msg, ok := s.fencedLocked(notifierID, r.ID, r.AttemptCount); ok {
+			s.endAttemptLocked(msg, now, notifications.StatusSent, "", r.Duration)
 			s.finishLocked(msg, notifications.StatusSent, now, "")
 			n++
 		}
@@ -216,8 +237,13 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 			continue
 		}
 		n++
+		s.endAttemptLocked(msg, now, r.Status, r.Reason, r.Duration)
 		if r.Status != notifications.StatusTemporaryFailure {
 			s.finishLocked(msg, r.Status, now, r.Reason)
+			continue
+		}
+		if msg.cancel != "" {
+			s.finishLocked(msg, notifications.StatusCanceled, now, msg.cancel+" (last attempt: "+r.Reason+")")
 			continue
 		}
 		s.dequeueLocked(msg)
@@ -269,13 +295,12 @@ func (s *Store) purgeBatch(p notifications.PurgeParams, batch int) (int, bool) {
 			break
 		}
 		s.finished.Remove(e)
-		if s.msgs[msg.ID] != msg || !msg.Status.Terminal() {
-			continue // stale entry
-		}
+		msg.finElem = nil
 		delete(s.msgs, msg.ID)
 		if s.dedupe[msg.dedupeKey] == msg.ID {
 			delete(s.dedupe, msg.dedupeKey)
 		}
+		s.index.remove(msg)
 		n++
 	}
 	if p.ReadInboxOlderThan > 0 {
@@ -285,8 +310,7 @@ func (s *Store) purgeBatch(p notifications.PurgeParams, batch int) (int, bool) {
 			if it.ReadAt.After(cutoff) {
 				break
 			}
-			s.read.Remove(e)
-			delete(s.inbox, it.ID)
+			s.deleteInboxLocked(it)
 			n++
 		}
 	}
@@ -316,52 +340,84 @@ func (s *Store) Listen(ctx context.Context, wake func()) error {
 }
 
 // EnqueueMessages implements notifications.EnqueueStore.
-func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage) error {
+func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage, atomic bool) ([]error, error) {
 	if err := ctx.Err(); err != nil {
-		return xerrors.Errorf("enqueue messages: %w", err)
+		return nil, xerrors.Errorf("enqueue messages: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var refused []error
+	var first error
 	batchKeys := make(map[string]struct{}, len(msgs))
 	batchIDs := make(map[uuid.UUID]struct{}, len(msgs))
-	for _, m := range msgs {
-		if _, dup := batchIDs[m.ID]; dup {
-			return xerrors.Errorf("enqueue message %s: the ID appears twice in one call: %w", m.ID, notifications.ErrDuplicate)
+	for i, m := range msgs {
+		err := s.checkLocked(m, batchKeys, batchIDs)
+		if err == nil {
+			continue
 		}
-		batchIDs[m.ID] = struct{}{}
-		if err := s.checkLocked(m, batchKeys); err != nil {
-			return xerrors.Errorf("enqueue message %s: %w", m.ID, err)
+		if refused == nil {
+			refused = make([]error, len(msgs))
 		}
+		refused[i] = xerrors.Errorf("enqueue message %s: %w", m.ID, err)
+		if first == nil {
+			first = refused[i]
+		}
+	}
+	if first != nil && atomic {
+		return refused, xerrors.Errorf("enqueue messages: nothing stored: %w", first)
 	}
 	now := s.now()
-	for _, m := range msgs {
-		s.seq++
-		msg := &message{
-			Message: notifications.Message{
-				ID: m.ID, TemplateID: m.TemplateID, UserID: m.UserID, Method: m.Method,
-				Status: notifications.StatusPending, Payload: slices.Clone(m.Payload),
-				Targets: slices.Clone(m.Targets), CreatedBy: m.CreatedBy, CreatedAt: now, UpdatedAt: now,
-			},
-			seq:       s.seq,
-			dedupeKey: m.DedupeKey,
-			hidx:      -1,
+	stored := 0
+	for i, m := range msgs {
+		if refused != nil && refused[i] != nil {
+			continue
 		}
-		msg.elem = s.queueLocked(m.Method).pending.PushBack(msg)
-		s.msgs[m.ID] = msg
-		if m.DedupeKey != "" {
-			s.dedupe[m.DedupeKey] = m.ID
-		}
+		s.insertLocked(m, now)
+		stored++
 	}
+	if stored > 0 {
+		s.wakeLocked()
+	}
+	return refused, nil
+}
+
+// insertLocked stores a checked message as pending.
+func (s *Store) insertLocked(m notifications.NewMessage, now time.Time) *message {
+	if now.Before(s.lastAt) {
+		now = s.lastAt // creation times never go backwards: the index relies on it
+	}
+	s.lastAt = now
+	s.seq++
+	msg := &message{
+		Message: notifications.Message{
+			ID: m.ID, TemplateID: m.TemplateID, UserID: m.UserID, Method: m.Method,
+			Status: notifications.StatusPending, Payload: slices.Clone(m.Payload),
+			Targets: slices.Clone(m.Targets), CreatedBy: m.CreatedBy, CreatedAt: now, UpdatedAt: now,
+		},
+		seq:       s.seq,
+		dedupeKey: m.DedupeKey,
+		hidx:      -1,
+	}
+	msg.elem = s.queueLocked(m.Method).pending.PushBack(msg)
+	s.msgs[m.ID] = msg
+	if m.DedupeKey != "" {
+		s.dedupe[m.DedupeKey] = m.ID
+	}
+	s.index.add(msg)
+	return msg
+}
+
+func (s *Store) wakeLocked() {
 	for ch := range s.subs {
 		select {
 		case ch <- struct{}{}:
 		default:
 		}
 	}
-	return nil
 }
 
-func (s *Store) checkLocked(m notifications.NewMessage, batchKeys map[string]struct{}) error {
+// checkLocked says why m cannot be stored, or records its ID and key in the batch's sets.
+func (s *Store) checkLocked(m notifications.NewMessage, batchKeys map[string]struct{}, batchIDs map[uuid.UUID]struct{}) error {
 	if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
 		return xerrors.Errorf("ID, UserID and TemplateID must be set: %w", notifications.ErrInvalidMessage)
 	}
@@ -371,15 +427,18 @@ func (s *Store) checkLocked(m notifications.NewMessage, batchKeys map[string]str
 	if !json.Valid(m.Payload) {
 		return xerrors.Errorf("payload is not valid JSON: %w", notifications.ErrInvalidMessage)
 	}
+	if _, dup := batchIDs[m.ID]; dup {
+		return xerrors.Errorf("the ID appears twice in one call: %w", notifications.ErrDuplicate)
+	}
 	if _, ok := s.msgs[m.ID]; ok {
 		return xerrors.Errorf("message ID exists: %w", notifications.ErrDuplicate)
 	}
 	t, ok := s.templates[m.TemplateID]
-	if !ok {
+	if !ok || s.deleted[m.TemplateID] {
 		return xerrors.Errorf("template %s: %w", m.TemplateID, notifications.ErrNotFound)
 	}
-	if s.disabledLocked(m.UserID, t) {
-		return xerrors.Errorf("template %q for user %s: %w", t.Name, m.UserID, notifications.ErrCannotEnqueueDisabledNotification)
+	if s.disabledLocked(m.UserID, t, m.Method) {
+		return xerrors.Errorf("template %q by %s for user %s: %w", t.Name, m.Method, m.UserID, notifications.ErrCannotEnqueueDisabledNotification)
 	}
 	if m.DedupeKey != "" {
 		_, inBatch := batchKeys[m.DedupeKey]
@@ -388,6 +447,7 @@ func (s *Store) checkLocked(m notifications.NewMessage, batchKeys map[string]str
 		}
 		batchKeys[m.DedupeKey] = struct{}{}
 	}
+	batchIDs[m.ID] = struct{}{}
 	return nil
 }
 
@@ -399,11 +459,17 @@ func (s *Store) Template(ctx context.Context, id uuid.UUID) (notifications.Templ
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.templates[id]
-	if !ok {
+	if !ok || s.deleted[id] {
 		return notifications.Template{}, xerrors.Errorf("template %s: %w", id, notifications.ErrNotFound)
 	}
+	return cloneTemplate(t), nil
+}
+
+func cloneTemplate(t notifications.Template) notifications.Template {
 	t.Actions = slices.Clone(t.Actions)
-	return t, nil
+	t.Methods = slices.Clone(t.Methods)
+	t.ExcludeMethods = slices.Clone(t.ExcludeMethods)
+	return t
 }
 
 // UpsertTemplates implements notifications.TemplateStore.
@@ -424,8 +490,8 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		}
 	}
 	for _, t := range templates {
-		t.Actions = slices.Clone(t.Actions)
-		s.templates[t.ID] = t
+		s.templates[t.ID] = cloneTemplate(t)
+		delete(s.deleted, t.ID) // registering a deleted template restores it
 	}
 	return nil
 }
@@ -451,31 +517,6 @@ func (m *message) copy() notifications.Message {
 	return c
 }
 
-// Messages implements notifications.AdminStore.
-func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]notifications.Message, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, xerrors.Errorf("list messages: %w", err)
-	}
-	s.mu.Lock()
-	matched := make([]*message, 0)
-	for _, msg := range s.msgs {
-		if (f.Status == "" || msg.Status == f.Status) && (f.UserID == uuid.Nil || msg.UserID == f.UserID) &&
-			(f.Method == "" || msg.Method == f.Method) {
-			matched = append(matched, msg)
-		}
-	}
-	slices.SortFunc(matched, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
-	if f.Limit > 0 && len(matched) > f.Limit {
-		matched = matched[:f.Limit]
-	}
-	out := make([]notifications.Message, len(matched))
-	for i, msg := range matched {
-		out[i] = msg.copy()
-	}
-	s.mu.Unlock()
-	return out, nil
-}
-
 // CountByStatus implements notifications.AdminStore.
 func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int, error) {
 	if err := ctx.Err(); err != nil {
@@ -488,20 +529,6 @@ func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int
 		out[msg.Status]++
 	}
 	return out, nil
-}
-
-// SetPreference implements notifications.AdminStore.
-func (s *Store) SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
-	if err := ctx.Err(); err != nil {
-		return xerrors.Errorf("set preference: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.templates[templateID]; !ok {
-		return xerrors.Errorf("set preference: template %s: %w", templateID, notifications.ErrNotFound)
-	}
-	s.prefs[prefKey{userID, templateID}] = disabled
-	return nil
 }
 
 // SetPaused implements notifications.AdminStore.
@@ -523,92 +550,6 @@ func (s *Store) Paused(ctx context.Context) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.paused, nil
-}
-
-// InsertInboxItem implements notifications.InboxStore.
-func (s *Store) InsertInboxItem(ctx context.Context, item notifications.InboxItem) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, xerrors.Errorf("insert inbox item: %w", err)
-	}
-	if item.ID == uuid.Nil || item.UserID == uuid.Nil {
-		return false, xerrors.Errorf("insert inbox item: ID and UserID must be set: %w", notifications.ErrInvalidMessage)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.inbox[item.ID]; ok {
-		return false, nil
-	}
-	s.seq++
-	item.Actions = slices.Clone(item.Actions)
-	item.Targets = slices.Clone(item.Targets)
-	item.CreatedAt = s.now()
-	item.ReadAt = time.Time{}
-	s.inbox[item.ID] = &inboxItem{InboxItem: item, seq: s.seq}
-	return true, nil
-}
-
-// InboxItems implements notifications.InboxStore.
-func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, f notifications.InboxFilter) ([]notifications.InboxItem, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, xerrors.Errorf("list inbox: %w", err)
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var items []*inboxItem
-	for _, it := range s.inbox {
-		if it.UserID == userID && (!f.UnreadOnly || it.ReadAt.IsZero()) {
-			items = append(items, it)
-		}
-	}
-	slices.SortFunc(items, func(a, b *inboxItem) int { return cmp.Compare(b.seq, a.seq) })
-	if len(items) > limit {
-		items = items[:limit]
-	}
-	out := make([]notifications.InboxItem, len(items))
-	for i, it := range items {
-		out[i] = it.InboxItem
-		out[i].Actions = slices.Clone(it.Actions)
-		out[i].Targets = slices.Clone(it.Targets)
-	}
-	return out, nil
-}
-
-// UnreadInboxCount implements notifications.InboxStore.
-func (s *Store) UnreadInboxCount(ctx context.Context, userID uuid.UUID) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, xerrors.Errorf("count unread inbox: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, it := range s.inbox {
-		if it.UserID == userID && it.ReadAt.IsZero() {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// MarkInboxRead implements notifications.InboxStore.
-func (s *Store) MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) error {
-	if err := ctx.Err(); err != nil {
-		return xerrors.Errorf("mark inbox read: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	it, ok := s.inbox[itemID]
-	if !ok || it.UserID != userID {
-		return xerrors.Errorf("mark inbox read: item %s of user %s: %w", itemID, userID, notifications.ErrNotFound)
-	}
-	if it.ReadAt.IsZero() {
-		it.ReadAt = s.now()
-		s.read.PushBack(it)
-	}
-	return nil
 }
 
 // PendingByMethod counts pending messages by method (notifications.PendingCounter).

@@ -14,7 +14,6 @@ import (
 // writes than the defaults, which favour gentle load on a shared database.
 func BenchConfig() notifications.Config {
 	cfg := notifications.DefaultConfig()
-	cfg.Method = notifications.MethodWebhook
 	cfg.LeaseCount = 1000
 	cfg.StoreSyncBufferSize = 1000
 	cfg.StoreSyncInterval = 50 * time.Millisecond
@@ -26,11 +25,12 @@ func BenchConfig() notifications.Config {
 func EnqueueN(tb testing.TB, store notifications.Store, n int) notifications.Template {
 	tb.Helper()
 	ctx := context.Background()
-	tmpl := notifications.Template{ID: uuid.New(), Name: "bench " + uuid.NewString(), TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "Body", EnabledByDefault: true}
+	tmpl := notifications.Template{ID: uuid.New(), Name: "bench " + uuid.NewString(), TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "Body",
+		Methods: []notifications.Method{notifications.MethodWebhook}, EnabledByDefault: true}
 	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
 		tb.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(BenchConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func EnqueueN(tb testing.TB, store notifications.Store, n int) notifications.Tem
 	for i := 0; i < n; i++ {
 		reqs = append(reqs, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: uuid.New(), Recipient: rcpt})
 		if len(reqs) == cap(reqs) || i == n-1 {
-			if _, err := enq.Send(ctx, reqs...); err != nil {
+			if _, err := enq.SendAtomic(ctx, reqs...); err != nil {
 				tb.Fatal(err)
 			}
 			reqs = reqs[:0]
@@ -57,7 +57,7 @@ func BenchmarkDrain(b *testing.B, store notifications.Store) {
 	EnqueueN(b, store, b.N)
 	cfg := BenchConfig()
 	h := NewRecordingHandler(nil)
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{cfg.Method: h})
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -102,9 +102,12 @@ type Notification struct {
 }
 
 // FakeEnqueuer is a notifications.Enqueuer that records calls instead of storing messages.
-// Set Err to make every call fail. Safe for concurrent use.
+// Set Err to make every call fail, Refuse to refuse some requests. Safe for concurrent use.
 type FakeEnqueuer struct {
 	Err error
+	// Refuse, when set, is asked about every request; an error refuses it (Send reports
+	// it in the request's SendResult, Enqueue returns it) and it is not recorded.
+	Refuse func(notifications.EnqueueRequest) error
 
 	mu   sync.Mutex
 	sent []Notification
@@ -119,13 +122,35 @@ func (f *FakeEnqueuer) Enqueue(ctx context.Context, userID, templateID uuid.UUID
 
 // EnqueueWithData implements notifications.Enqueuer.
 func (f *FakeEnqueuer) EnqueueWithData(_ context.Context, userID, templateID uuid.UUID, labels map[string]string, data map[string]any, createdBy string, targets ...uuid.UUID) ([]uuid.UUID, error) {
+	res, err := f.Send(context.Background(), notifications.EnqueueRequest{
+		UserID: userID, TemplateID: templateID, Labels: labels, Data: data, CreatedBy: createdBy, Targets: targets,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res[0].MessageIDs, res[0].Err
+}
+
+// Send implements notifications.Enqueuer: it records each request that Refuse accepts and
+// returns one message ID for it (or Err for the call).
+func (f *FakeEnqueuer) Send(_ context.Context, reqs ...notifications.EnqueueRequest) ([]notifications.SendResult, error) {
 	if f.Err != nil {
 		return nil, f.Err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.sent = append(f.sent, Notification{UserID: userID, TemplateID: templateID, Labels: labels, Data: data, CreatedBy: createdBy, Targets: targets})
-	return []uuid.UUID{uuid.New()}, nil
+	out := make([]notifications.SendResult, len(reqs))
+	for i, r := range reqs {
+		if f.Refuse != nil {
+			if err := f.Refuse(r); err != nil {
+				out[i].Err = err
+				continue
+			}
+		}
+		f.sent = append(f.sent, Notification{UserID: r.UserID, TemplateID: r.TemplateID, Labels: r.Labels, Data: r.Data, CreatedBy: r.CreatedBy, Targets: r.Targets})
+		out[i].MessageIDs = []uuid.UUID{uuid.New()}
+	}
+	return out, nil
 }
 
 // Sent returns the recorded calls in order.

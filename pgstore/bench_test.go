@@ -44,11 +44,11 @@ func BenchmarkEnqueueSinglePostgres(b *testing.B) {
 	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
 		b.Fatal(err)
 	}
-	enq, _ := notifications.NewStoreEnqueuer(notificationstest.BenchConfig(), store, notifications.EnqueuerOptions{})
+	enq, _ := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodWebhook}})
 	rcpt := &notifications.Recipient{Email: "u@example.com"}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := enq.Send(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: uuid.New(), Recipient: rcpt}); err != nil {
+		if _, err := enq.SendAtomic(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: uuid.New(), Recipient: rcpt}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -13,34 +13,35 @@ import (
 	"github.com/notifykit/notifications/internal/fanout"
 )
 
-// InboxBroker carries new inbox items to live subscribers on every replica: Publish sends
-// a NOTIFY with the item's ID and user on the schema's "<schema>.inbox" channel, and each
-// replica's Run loads the item for the users it has subscribers for. It satisfies
-// dispatch.Broker.
+// InboxBroker carries inbox events to live subscribers on every replica: Publish sends a
+// NOTIFY with the event's kind, item ID and user on the schema's "<schema>.inbox"
+// channel, and each replica's Run passes it on to the users it has subscribers for,
+// loading the item of a created event. It satisfies dispatch.Broker.
 //
 // Live delivery is best effort, like any push channel: a subscriber whose buffer (64) is
 // full, or a replica whose listener is reconnecting, misses the event and sees the item
 // on its next list. The item itself is stored before it is published.
 type InboxBroker struct {
 	store *Store
-	hub   *fanout.Hub[uuid.UUID, notifications.InboxItem]
+	hub   *fanout.Hub[uuid.UUID, notifications.InboxEvent]
 }
 
 // NewInboxBroker returns a broker on s's schema. Call Run to receive items.
 func (s *Store) NewInboxBroker() *InboxBroker {
-	return &InboxBroker{store: s, hub: fanout.New[uuid.UUID, notifications.InboxItem](64)}
+	return &InboxBroker{store: s, hub: fanout.New[uuid.UUID, notifications.InboxEvent](64)}
 }
 
 type inboxEvent struct {
-	ID     uuid.UUID `json:"id"`
-	UserID uuid.UUID `json:"user_id"`
+	ID     uuid.UUID                    `json:"id"`
+	UserID uuid.UUID                    `json:"user_id"`
+	Kind   notifications.InboxEventKind `json:"kind,omitempty"` // "" from older replicas: created
 }
 
 func (s *Store) inboxChannel() string { return s.o.schema + ".inbox" }
 
 // Publish implements dispatch.Broker.
-func (b *InboxBroker) Publish(ctx context.Context, item notifications.InboxItem) error {
-	payload, err := json.Marshal(inboxEvent{ID: item.ID, UserID: item.UserID})
+func (b *InboxBroker) Publish(ctx context.Context, ev notifications.InboxEvent) error {
+	payload, err := json.Marshal(inboxEvent{ID: ev.ItemID, UserID: ev.UserID, Kind: ev.Kind})
 	if err != nil {
 		return xerrors.Errorf("publish inbox item: %w", err)
 	}
@@ -50,9 +51,9 @@ func (b *InboxBroker) Publish(ctx context.Context, item notifications.InboxItem)
 	return nil
 }
 
-// Subscribe returns a channel of userID's new items until ctx ends; the channel is closed
-// then. Items arrive only while Run runs.
-func (b *InboxBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan notifications.InboxItem {
+// Subscribe returns a channel of userID's inbox events until ctx ends; the channel is
+// closed then. Events arrive only while Run runs.
+func (b *InboxBroker) Subscribe(ctx context.Context, userID uuid.UUID) <-chan notifications.InboxEvent {
 	return b.hub.Subscribe(ctx, userID)
 }
 
@@ -63,8 +64,9 @@ const DefaultBrokerPollInterval = time.Second
 // connection (the same source as Store.Listen) that it re-establishes after losing it;
 // ready, if not nil, is called each time it listens. With PollOnly and no listener
 // connection source it cannot listen: it polls the inbox for new items of its subscribers
-// every broker poll interval instead (so live items arrive up to that much later), and
-// calls ready once it has its starting point.
+// every broker poll interval instead (so live items arrive up to that much later; only
+// created events, since read-state changes leave nothing to poll for), and calls ready
+// once it has its starting point.
 func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 	if b.store.err != nil {
 		return xerrors.Errorf("run inbox broker: %w", b.store.err)
@@ -85,12 +87,16 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 		if err := json.Unmarshal([]byte(payload), &ev); err != nil || !b.hub.Has(ev.UserID) {
 			return
 		}
-		item, err := b.store.inboxItem(ctx, ev.ID)
-		if err != nil {
-			b.store.o.log.Warn(ctx, "load published inbox item", slog.F("id", ev.ID), slog.Error(err))
-			return
+		out := notifications.InboxEvent{Kind: ev.Kind, UserID: ev.UserID, ItemID: ev.ID}
+		if out.Kind == "" || out.Kind == notifications.InboxEventCreated {
+			item, err := b.store.inboxItem(ctx, ev.ID)
+			if err != nil {
+				b.store.o.log.Warn(ctx, "load published inbox item", slog.F("id", ev.ID), slog.Error(err))
+				return
+			}
+			out.Kind, out.Item = notifications.InboxEventCreated, item
 		}
-		b.hub.Publish(item.UserID, item)
+		b.hub.Publish(ev.UserID, out)
 	})
 	return nil
 }
@@ -158,7 +164,7 @@ func (b *InboxBroker) pollOnce(ctx context.Context, after int64, users []uuid.UU
 		if err != nil {
 			return after, err
 		}
-		b.hub.Publish(it.UserID, it)
+		b.hub.Publish(it.UserID, notifications.InboxEvent{Kind: notifications.InboxEventCreated, UserID: it.UserID, ItemID: it.ID, Item: it})
 	}
 	if err := rows.Err(); err != nil {
 		return after, translate(err)

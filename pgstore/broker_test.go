@@ -45,7 +45,7 @@ func TestInboxBrokerAcrossReplicas(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("insert: created=%v err=%v", created, err)
 	}
-	if err := a.Publish(ctx, item); err != nil {
+	if err := a.Publish(ctx, notifications.InboxEvent{Kind: notifications.InboxEventCreated, UserID: user, ItemID: item.ID}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	// A marker for the other user, published after the item: once it has arrived, every
@@ -54,20 +54,20 @@ func TestInboxBrokerAcrossReplicas(t *testing.T) {
 	if _, err := storeA.InsertInboxItem(ctx, marker); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Publish(ctx, marker); err != nil {
+	if err := a.Publish(ctx, notifications.InboxEvent{Kind: notifications.InboxEventRead, UserID: other, ItemID: marker.ID}); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case got := <-events:
-		if got.ID != item.ID || got.Title != item.Title || len(got.Actions) != 1 {
-			t.Fatalf("received %+v, want %+v", got, item)
+	case ev := <-events:
+		if got := ev.Item; ev.Kind != notifications.InboxEventCreated || ev.ItemID != item.ID || got.ID != item.ID || got.Title != item.Title || len(got.Actions) != 1 {
+			t.Fatalf("received %+v, want the created %+v", ev, item)
 		}
 	case <-ctx.Done():
 		t.Fatal("no event for the subscriber")
 	}
 	select {
 	case got := <-otherEvents:
-		if got.ID != marker.ID {
+		if got.Kind != notifications.InboxEventRead || got.ItemID != marker.ID || got.UserID != other {
 			t.Fatalf("other user received %+v, want only the marker", got)
 		}
 	case <-ctx.Done():

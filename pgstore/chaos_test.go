@@ -123,7 +123,7 @@ func TestChaos(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		registries = append(registries, reg)
 		mt := notifications.NewMetrics(reg)
-		m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{cfg.Method: handler},
+		m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler},
 			notifications.WithMetrics(mt))
 		if err != nil {
 			t.Fatal(err)

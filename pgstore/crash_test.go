@@ -204,7 +204,7 @@ func runCrashChild() error {
 		return false, nil
 	})
 	cfg := crashConfig()
-	m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{cfg.Method: h})
+	m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"os"
 
 	"github.com/google/uuid"
@@ -33,11 +34,11 @@ func ExampleStore_WithTx() {
 	}
 	store := pgstore.New(pool, pgstore.WithSchema(schema))
 	invoice := notifications.Template{ID: uuid.New(), Name: "Invoice paid", TitleTemplate: "Invoice {{.Labels.number}} paid",
-		Method: notifications.MethodInbox, EnabledByDefault: true}
+		Methods: []notifications.Method{notifications.MethodInbox}, EnabledByDefault: true}
 	if err := notifications.RegisterTemplates(ctx, store, nil, invoice); err != nil {
 		panic(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(notifications.DefaultConfig(), store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
 	if err != nil {
 		panic(err)
 	}
@@ -46,9 +47,14 @@ func ExampleStore_WithTx() {
 	payInvoice := func(number string, fail bool) error {
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			// ... your own writes in tx, e.g. UPDATE invoices SET paid = true ...
-			_, err := enq.WithStore(store.WithTx(tx)).Send(ctx, notifications.EnqueueRequest{
+			// Send: a refusal (Ada turned receipts off, a duplicate) is reported in the
+			// result and does not roll back the payment; err means nothing was stored.
+			res, err := enq.WithStore(store.WithTx(tx)).Send(ctx, notifications.EnqueueRequest{
 				TemplateID: invoice.ID, UserID: ada.UserID, Recipient: &ada, Labels: map[string]string{"number": number},
 			})
+			if err == nil && res[0].Err != nil {
+				log.Printf("receipt not sent: %v", res[0].Err)
+			}
 			if err == nil && fail {
 				err = errors.New("payment provider declined") // rolls back the notification too
 			}

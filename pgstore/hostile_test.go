@@ -46,8 +46,12 @@ func TestDataErrorsAreInvalidMessage(t *testing.T) {
 	msg := func(createdBy string) []notifications.NewMessage {
 		return []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), CreatedBy: createdBy}}
 	}
-	check("created_by with NUL", store.EnqueueMessages(ctx, msg("evil\x00user")), "")
-	check("created_by with invalid UTF-8", store.EnqueueMessages(ctx, msg("evil\xffuser")), "22021")
+	enqueue := func(msgs []notifications.NewMessage) error {
+		_, err := store.EnqueueMessages(ctx, msgs, true)
+		return err
+	}
+	check("created_by with NUL", enqueue(msg("evil\x00user")), "")
+	check("created_by with invalid UTF-8", enqueue(msg("evil\xffuser")), "22021")
 	bad := tmpl
 	bad.ID, bad.Name = uuid.New(), "evil\x00name"
 	check("template name with NUL", store.UpsertTemplates(ctx, bad), "")
@@ -93,11 +97,11 @@ func TestSchemaNameLimit(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
-		Method: "smtp", Payload: []byte(`{}`)}}); err != nil {
+	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
+		Method: "smtp", Payload: []byte(`{}`)}}, true); err != nil {
 		t.Fatalf("enqueue on a %d-byte schema: %v", len(longest), err)
 	}
-	if err := store.NewInboxBroker().Publish(ctx, notifications.InboxItem{ID: uuid.New(), UserID: uuid.New()}); err != nil {
+	if err := store.NewInboxBroker().Publish(ctx, notifications.InboxEvent{Kind: notifications.InboxEventCreated, ItemID: uuid.New(), UserID: uuid.New()}); err != nil {
 		t.Fatalf("publish on a %d-byte schema: %v", len(longest), err)
 	}
 }

@@ -36,7 +36,8 @@ func (s *Store) InsertInboxItem(ctx context.Context, item notifications.InboxIte
 	return tag.RowsAffected() == 1, nil
 }
 
-// InboxItems implements notifications.InboxStore.
+// InboxItems lists a user's items newest first (the form before
+// notifications.InboxViewStore, whose InboxQuery pgstore does not implement yet).
 func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, f notifications.InboxFilter) ([]notifications.InboxItem, error) {
 	limit := f.Limit
 	if limit <= 0 {

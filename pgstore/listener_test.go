@@ -97,7 +97,7 @@ func TestListenerReplacesDeadConnection(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}}); err != nil {
+	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}}, true); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -76,14 +76,13 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 		for j := range batch {
 			batch[j] = newMsg()
 		}
-		if err := store.EnqueueMessages(ctx, batch); err != nil {
+		if _, err := store.EnqueueMessages(ctx, batch, true); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	h := notificationstest.NewRecordingHandler(nil)
 	cfg := notifications.DefaultConfig()
-	cfg.Method = notifications.MethodWebhook
 	cfg.LeaseCount = 50
 	cfg.StoreSyncInterval = 20 * time.Millisecond
 	cfg.FetchInterval = 100 * time.Millisecond
@@ -114,7 +113,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 			default:
 			}
 			start := time.Now()
-			if err := store.EnqueueMessages(ctx, []notifications.NewMessage{newMsg()}); err != nil {
+			if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{newMsg()}, true); err != nil {
 				enqErr = err
 				return
 			}

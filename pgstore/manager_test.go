@@ -36,9 +36,8 @@ func newFixture(t *testing.T, opts ...pgstore.Option) *fixture {
 	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	cfg := notifications.DefaultConfig()
-	cfg.Method = notifications.MethodWebhook
-	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+		DefaultMethods: []notifications.Method{notifications.MethodWebhook},
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "u@example.com", Name: "U"}, nil
 		},
@@ -51,7 +50,6 @@ func newFixture(t *testing.T, opts ...pgstore.Option) *fixture {
 
 func (f *fixture) manager(cfg notifications.Config, h notifications.Handler, opts ...notifications.ManagerOption) *notifications.Manager {
 	f.t.Helper()
-	cfg.Method = notifications.MethodWebhook // the fixture's template is delivered by webhook
 	m, err := notifications.NewManager(cfg, f.store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, opts...)
 	if err != nil {
 		f.t.Fatal(err)
@@ -77,7 +75,7 @@ func TestThreeManagersDeliverExactlyOnce(t *testing.T) {
 	for i := 0; i < total; i++ {
 		reqs = append(reqs, notifications.EnqueueRequest{TemplateID: f.tmpl.ID, UserID: uuid.New(), Labels: map[string]string{"i": fmt.Sprint(i)}})
 		if len(reqs) == cap(reqs) {
-			got, err := f.enq.Send(f.ctx, reqs...)
+			got, err := f.enq.SendAtomic(f.ctx, reqs...)
 			if err != nil {
 				t.Fatal(err)
 			}

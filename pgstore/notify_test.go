@@ -119,7 +119,7 @@ func TestEnqueueWakesAndPollOnlyDoesNot(t *testing.T) {
 	waitWake(t, f, woken, "after an enqueue")
 
 	quiet := pgstore.New(f.pool, pgstore.WithSchema(f.schema), pgstore.PollOnly())
-	if err := quiet.EnqueueMessages(f.ctx, nil); err != nil {
+	if _, err := quiet.EnqueueMessages(f.ctx, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	quiet.Wake()

@@ -125,7 +125,7 @@ func TestDatabaseOutage(t *testing.T) {
 	cfg.FetchInterval = 50 * time.Millisecond
 	cfg.LeasePeriod = time.Minute
 	cfg.DispatchTimeout = 30 * time.Second
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{cfg.Method: h},
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h},
 		notifications.WithLogger(slog.Make(sink).Leveled(slog.LevelWarn)))
 	if err != nil {
 		t.Fatal(err)

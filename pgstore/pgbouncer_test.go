@@ -164,11 +164,10 @@ func TestPgBouncerManagerPollOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := notifications.DefaultConfig()
-	cfg.Method = notifications.MethodWebhook
 	cfg.FetchInterval = 50 * time.Millisecond
 	cfg.StoreSyncInterval = 50 * time.Millisecond
 	cfg.LeaseCount = 50
-	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodWebhook}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +176,7 @@ func TestPgBouncerManagerPollOnly(t *testing.T) {
 	for i := range reqs {
 		reqs[i] = notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: uuid.New(), Recipient: &notifications.Recipient{Name: "u"}}
 	}
-	ids, err := enq.Send(ctx, reqs...)
+	ids, err := enq.SendAtomic(ctx, reqs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,14 +226,14 @@ func TestPgBouncerBrokerPolls(t *testing.T) {
 		if _, err := store.InsertInboxItem(ctx, item); err != nil {
 			t.Fatal(err)
 		}
-		if err := broker.Publish(ctx, item); err != nil {
+		if err := broker.Publish(ctx, notifications.InboxEvent{Kind: notifications.InboxEventCreated, UserID: user, ItemID: item.ID}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range n {
 		select {
-		case it := <-events:
-			if it.Title != fmt.Sprint(i) {
+		case ev := <-events:
+			if it := ev.Item; ev.Kind != notifications.InboxEventCreated || it.Title != fmt.Sprint(i) {
 				t.Fatalf("event %d: %+v", i, it)
 			}
 		case <-ctx.Done():

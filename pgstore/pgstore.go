@@ -40,6 +40,7 @@ type dbtx interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error) // a transaction, or a savepoint in one
 }
 
 // Store is the PostgreSQL store. It is safe for concurrent use.
@@ -165,6 +166,7 @@ func (f failDB) Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 }
 func (f failDB) Query(context.Context, string, ...any) (pgx.Rows, error) { return nil, f.err }
 func (f failDB) QueryRow(context.Context, string, ...any) pgx.Row        { return failRow(f) }
+func (f failDB) Begin(context.Context) (pgx.Tx, error)                   { return nil, f.err }
 
 type failRow struct{ err error }
 
@@ -358,10 +360,10 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 	}
 }
 
-// EnqueueMessages implements notifications.EnqueueStore: one statement inserts every row
-// and checks templates and preferences. Outside a transaction it then wakes the notifiers
-// (Wake); inside one (WithTx) it schedules a wake-up TxWakeDelay later.
-func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage) error {
+// enqueueBatch stores every message or none: one statement on db inserts every row and
+// checks templates and preferences. It sends no wake-up (EnqueueMessages does, after
+// commit).
+func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.NewMessage) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -395,7 +397,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 		missing              *bool
 		inserted             int
 	)
-	err := s.db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys).
+	err := db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys).
 		Scan(&badTemplate, &badUser, &missing, &inserted)
 	if err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
@@ -409,12 +411,17 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 	if inserted != n {
 		return xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
 	}
+	return nil
+}
+
+// wakeAfterEnqueue wakes the notifiers once enqueued messages are committed: now, outside
+// a transaction; TxWakeDelay later inside the host's (WithTx), unless the host calls Wake.
+func (s *Store) wakeAfterEnqueue() {
 	if s.inTx {
 		s.wakeLater()
 	} else {
 		s.Wake()
 	}
-	return nil
 }
 
 func uuidArrayLiteral(ids []uuid.UUID) string {
@@ -446,7 +453,9 @@ func (s *Store) Template(ctx context.Context, id uuid.UUID) (notifications.Templ
 	if err != nil {
 		return t, xerrors.Errorf("get template %s: %w", id, translate(err))
 	}
-	t.Method = notifications.Method(method)
+	if method != "" {
+		t.Methods = []notifications.Method{notifications.Method(method)}
+	}
 	if err := json.Unmarshal(actions, &t.Actions); err != nil {
 		return t, xerrors.Errorf("get template %s: decode actions: %w", id, err)
 	}
@@ -471,6 +480,14 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 	names, groups, kinds, titles, bodies, actions, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	enabled := make([]bool, n)
 	for i, t := range templates {
+		if len(t.Methods) > 1 || len(t.ExcludeMethods) > 0 {
+			// The templates table has one method column until pgstore implements StoreV1.
+			return xerrors.Errorf("upsert templates: template %q: pgstore stores at most one of Methods and no ExcludeMethods yet: %w", t.Name, notifications.ErrInvalidTemplate)
+		}
+		method := ""
+		if len(t.Methods) == 1 {
+			method = string(t.Methods[0])
+		}
 		acts := make([]storedAction, len(t.Actions))
 		for j, a := range t.Actions {
 			acts[j] = storedAction(a)
@@ -479,11 +496,11 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		if err != nil {
 			return xerrors.Errorf("upsert templates: encode actions of %q: %w", t.Name, err)
 		}
-		if err := refuseNUL("upsert template "+t.ID.String(), t.Name, t.Group, t.Kind, t.TitleTemplate, t.BodyTemplate, string(t.Method)); err != nil {
+		if err := refuseNUL("upsert template "+t.ID.String(), t.Name, t.Group, t.Kind, t.TitleTemplate, t.BodyTemplate, method); err != nil {
 			return err
 		}
 		ids[i], names[i], groups[i], kinds[i] = t.ID.String(), t.Name, t.Group, t.Kind
-		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), string(t.Method), t.EnabledByDefault
+		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), method, t.EnabledByDefault
 	}
 	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled); err != nil {
 		return xerrors.Errorf("upsert templates: %w", translate(err))
@@ -531,7 +548,8 @@ func (s *Store) Message(ctx context.Context, id uuid.UUID) (notifications.Messag
 	return m, nil
 }
 
-// Messages implements notifications.AdminStore.
+// Messages lists messages oldest first (the form before notifications.OperatorStore,
+// whose MessageQuery pgstore does not implement yet).
 func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]notifications.Message, error) {
 	var user *uuid.UUID
 	if f.UserID != uuid.Nil {
@@ -569,7 +587,9 @@ func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int
 	return counts, nil
 }
 
-// SetPreference implements notifications.AdminStore.
+// SetPreference records whether userID disabled templateID for every method (the form
+// before notifications.PreferenceStore, whose per-method Preference pgstore does not
+// implement yet).
 func (s *Store) SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
 	if _, err := s.db.Exec(ctx, s.q.setPreference, s.now(), userID, templateID, disabled); err != nil {
 		return xerrors.Errorf("set preference: %w", translate(err))

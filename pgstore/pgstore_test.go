@@ -89,23 +89,23 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 		return notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
 	}
 	good := msg()
-	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{good}); err != nil {
+	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{good}, true); err != nil {
 		t.Fatal(err)
 	}
 
 	notJSON := msg()
 	notJSON.Payload = []byte(`{"labels":`)
-	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), notJSON}); !errors.Is(err, notifications.ErrInvalidMessage) {
+	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), notJSON}, true); !errors.Is(err, notifications.ErrInvalidMessage) {
 		t.Errorf("payload not JSON: err %v, want ErrInvalidMessage", err)
 	}
 	unknown := msg()
 	unknown.TemplateID = uuid.New()
-	if err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), unknown}); !errors.Is(err, notifications.ErrNotFound) {
+	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), unknown}, true); !errors.Is(err, notifications.ErrNotFound) {
 		t.Errorf("unknown template: err %v, want ErrNotFound", err)
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := store.EnqueueMessages(cancelled, []notifications.NewMessage{msg()}); !errors.Is(err, context.Canceled) {
+	if _, err := store.EnqueueMessages(cancelled, []notifications.NewMessage{msg()}, true); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: err %v, want context.Canceled", err)
 	}
 	if _, err := store.LeaseMessages(cancelled, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"}, Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); !errors.Is(err, context.Canceled) {
@@ -121,7 +121,7 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 	pool := pgtest.Pool(t)
 	closed := pgstore.New(pool)
 	pool.Close()
-	if err := closed.EnqueueMessages(ctx, []notifications.NewMessage{msg()}); err == nil || !strings.Contains(err.Error(), "closed") {
+	if _, err := closed.EnqueueMessages(ctx, []notifications.NewMessage{msg()}, true); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("closed pool: err %v", err)
 	}
 }

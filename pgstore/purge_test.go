@@ -68,7 +68,7 @@ func TestPurgeStatementsAreBounded(t *testing.T) {
 	for range 7 {
 		msgs = append(msgs, notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)})
 	}
-	if err := store.EnqueueMessages(ctx, msgs); err != nil {
+	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
 		t.Fatal(err)
 	}
 	notifier := uuid.New()

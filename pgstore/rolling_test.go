@@ -26,11 +26,10 @@ func TestRollingDeploy(t *testing.T) {
 		}
 	}
 	orphan := notifications.NewMessage{ID: uuid.New(), TemplateID: f.tmpl.ID, UserID: uuid.New(), Method: pager, Payload: []byte(`{}`)}
-	if err := f.store.EnqueueMessages(f.ctx, append(msgs, orphan)); err != nil {
+	if _, err := f.store.EnqueueMessages(f.ctx, append(msgs, orphan), true); err != nil {
 		t.Fatal(err)
 	}
 	cfg := notifications.DefaultConfig()
-	cfg.Method = notifications.MethodWebhook
 	cfg.LeaseCount = 20
 	cfg.FetchInterval = 50 * time.Millisecond
 	cfg.StoreSyncInterval = 20 * time.Millisecond

@@ -79,9 +79,50 @@ const (
 // bounces reports whether recipient n has a mailbox that does not exist (550).
 func bounces(n int) bool { return n%50 == 7 }
 
-func openStore(ctx context.Context, databaseURL string) (notifications.Store, string, func(), error) {
+// demoStore is a Store with the two operations the demo needs beyond it. memstore has
+// them as notifications.StoreV1; pgstore, until it implements StoreV1, through its older
+// SetPreference and Messages (see pgStore).
+type demoStore interface {
+	notifications.Store
+	disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error
+	all(ctx context.Context) ([]notifications.Message, error)
+}
+
+type memStore struct{ *memstore.Store }
+
+func (s memStore) disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
+	return s.SetPreference(ctx, userID, notifications.Preference{TemplateID: templateID, Disabled: disabled})
+}
+
+func (s memStore) all(ctx context.Context) ([]notifications.Message, error) {
+	var out []notifications.Message
+	q := notifications.MessageQuery{Limit: 1000}
+	for {
+		page, err := s.Messages(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Messages...)
+		if page.NextCursor == "" {
+			return out, nil
+		}
+		q.Cursor = page.NextCursor
+	}
+}
+
+type pgStore struct{ *pgstore.Store }
+
+func (s pgStore) disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
+	return s.SetPreference(ctx, userID, templateID, disabled)
+}
+
+func (s pgStore) all(ctx context.Context) ([]notifications.Message, error) {
+	return s.Messages(ctx, notifications.MessageFilter{})
+}
+
+func openStore(ctx context.Context, databaseURL string) (demoStore, string, func(), error) {
 	if databaseURL == "" {
-		return memstore.New(), "memstore (in memory)", func() {}, nil
+		return memStore{memstore.New()}, "memstore (in memory)", func() {}, nil
 	}
 	pool, err := pgxpool.New(ctx, databaseURL)
 	if err != nil {
@@ -95,7 +136,7 @@ func openStore(ctx context.Context, databaseURL string) (notifications.Store, st
 		pool.Close()
 		return nil, "", nil, err
 	}
-	return pgstore.New(pool, pgstore.WithSchema(demoSchema)), "pgstore (PostgreSQL, schema " + demoSchema + ")", pool.Close, nil
+	return pgStore{pgstore.New(pool, pgstore.WithSchema(demoSchema))}, "pgstore (PostgreSQL, schema " + demoSchema + ")", pool.Close, nil
 }
 
 func run(o options) error {
@@ -175,17 +216,17 @@ func run(o options) error {
 		}
 		byID[users[i].UserID] = users[i]
 		if i%10 == 0 {
-			if err := store.SetPreference(ctx, users[i].UserID, sample.BuildFailed.ID, true); err != nil {
+			if err := store.disable(ctx, users[i].UserID, sample.BuildFailed.ID, true); err != nil {
 				return err
 			}
 		}
 		if i%3 == 0 {
-			if err := store.SetPreference(ctx, users[i].UserID, sample.WeeklyDigest.ID, false); err != nil {
+			if err := store.disable(ctx, users[i].UserID, sample.WeeklyDigest.ID, false); err != nil {
 				return err
 			}
 		}
 	}
-	enq, err := notifications.NewStoreEnqueuer(cfg, store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
 		Helpers: helpers,
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			u, ok := byID[id]
@@ -205,8 +246,7 @@ func run(o options) error {
 	fmt.Printf("  inbox → the store, live to subscribers\n")
 
 	var refusedDup, refusedDisabled, enqueued int
-	enqueue := func(u notifications.Recipient, t notifications.Template, n int) error {
-		ids, err := enq.Enqueue(ctx, u.UserID, t.ID, sample.Labels(t, n), "demo")
+	count := func(ids []uuid.UUID, err error) error {
 		switch {
 		case errors.Is(err, notifications.ErrDuplicate):
 			refusedDup++
@@ -220,6 +260,9 @@ func run(o options) error {
 		}
 		return nil
 	}
+	enqueue := func(u notifications.Recipient, t notifications.Template, n int) error {
+		return count(enq.Enqueue(ctx, u.UserID, t.ID, sample.Labels(t, n), "demo"))
+	}
 	// Before the Manager starts: mentions for every 20th user, who then turns mentions off;
 	// those messages end inhibited (the preference is checked again at delivery).
 	inhibitedUsers := 0
@@ -227,7 +270,7 @@ func run(o options) error {
 		if err := enqueue(users[i], sample.Mention, i); err != nil {
 			return err
 		}
-		if err := store.SetPreference(ctx, users[i].UserID, sample.Mention.ID, true); err != nil {
+		if err := store.disable(ctx, users[i].UserID, sample.Mention.ID, true); err != nil {
 			return err
 		}
 		inhibitedUsers++
@@ -250,14 +293,24 @@ func run(o options) error {
 	}
 	start := time.Now()
 	templates := sample.Templates()
+	// Each round is one fan-out to every user: a refused recipient (a duplicate, a
+	// template turned off) is reported on its own request and the others are stored.
 	for i := 0; i < o.perUser; i++ {
+		reqs := make([]notifications.EnqueueRequest, 0, len(users))
 		for j, u := range users {
 			t := templates[(i+j)%len(templates)]
 			labels := i*len(users) + j
 			if t.ID == sample.Welcome.ID {
 				labels = 0 // identical every time: the second one a day is a duplicate
 			}
-			if err := enqueue(u, t, labels); err != nil {
+			reqs = append(reqs, notifications.EnqueueRequest{TemplateID: t.ID, UserID: u.UserID, Labels: sample.Labels(t, labels), CreatedBy: "demo"})
+		}
+		results, err := enq.Send(ctx, reqs...)
+		if err != nil {
+			return err
+		}
+		for _, r := range results {
+			if err := count(r.MessageIDs, r.Err); err != nil {
 				return err
 			}
 		}
@@ -291,7 +344,7 @@ func run(o options) error {
 	<-liveDone
 
 	// The table: final status per method, from the store.
-	all, err := store.Messages(ctx, notifications.MessageFilter{})
+	all, err := store.all(ctx)
 	if err != nil {
 		return err
 	}

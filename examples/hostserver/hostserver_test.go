@@ -156,6 +156,24 @@ func TestHostServer(t *testing.T) {
 		t.Fatalf("unread %d, want 1", unread.Unread)
 	}
 	call("POST", "/users/"+userID.String()+"/inbox/"+event.ID.String()+"/read", "", http.StatusNoContent, nil)
+	// Every open screen follows the read state: the stream carries a read event.
+	for {
+		line, err := events.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read stream: %v", err)
+		}
+		if line != "event: read\n" {
+			continue
+		}
+		if _, err := events.ReadString('\n'); err != nil { // id:
+			t.Fatal(err)
+		}
+		data, _ := events.ReadString('\n')
+		if data != fmt.Sprintf("data: {\"id\":%q}\n", event.ID) {
+			t.Fatalf("read event data %q, want the item's ID", data)
+		}
+		break
+	}
 	call("GET", "/users/"+userID.String()+"/inbox/unread-count", "", http.StatusOK, &unread)
 	if unread.Unread != 0 {
 		t.Fatalf("unread %d after mark read, want 0", unread.Unread)

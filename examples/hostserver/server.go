@@ -154,14 +154,15 @@ func (a *app) init(ctx context.Context) error {
 
 	hc := dispatch.HandlersConfig{Inbox: a.store, Broker: a.broker}
 	ncfg := notifications.DefaultConfig()
-	ncfg.Method = notifications.MethodInbox
+	// Templates that list no methods go to the inbox, and by email too when SMTP is set.
+	defaults := []notifications.Method{notifications.MethodInbox}
 	if a.cfg.SMTPSmarthost != "" {
 		hc.SMTP = &dispatch.SMTPConfig{
 			Smarthost: a.cfg.SMTPSmarthost, From: a.cfg.SMTPFrom,
 			Auth: dispatch.SMTPAuth{Username: a.cfg.SMTPUsername, PasswordFile: a.cfg.SMTPPasswordFile},
 			TLS:  dispatch.SMTPTLS{StartTLS: a.cfg.SMTPStartTLS, CAFile: a.cfg.SMTPCAFile},
 		}
-		ncfg.Method = notifications.MethodSMTP
+		defaults = []notifications.Method{notifications.MethodSMTP, notifications.MethodInbox}
 	}
 	if a.cfg.WebhookURL != "" {
 		hc.Webhook = &dispatch.WebhookConfig{URL: a.cfg.WebhookURL}
@@ -182,10 +183,10 @@ func (a *app) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.enqueuer, err = notifications.NewStoreEnqueuer(ncfg, a.store, notifications.EnqueuerOptions{
-		Helpers: helpers,
-		Inbox:   ncfg.Method != notifications.MethodInbox, // email users also get the inbox item
-		Lookup:  a.lookup,
+	a.enqueuer, err = notifications.NewStoreEnqueuer(a.store, notifications.EnqueuerOptions{
+		Helpers:        helpers,
+		DefaultMethods: defaults,
+		Lookup:         a.lookup,
 	})
 	return err
 }
@@ -243,13 +244,25 @@ func (a *app) createUser(w http.ResponseWriter, r *http.Request) {
 			id, in.Email, in.Name, in.Username); err != nil {
 			return err
 		}
-		var err error
-		msgIDs, err = a.enqueuer.WithStore(a.store.WithTx(tx)).Send(r.Context(), notifications.EnqueueRequest{
+		// In the user's transaction: rolled back with it. Send, not SendAtomic: a refused
+		// welcome (its template deleted, say) is logged and does not undo the signup;
+		// invalid input does.
+		res, err := a.enqueuer.WithStore(a.store.WithTx(tx)).Send(r.Context(), notifications.EnqueueRequest{
 			TemplateID: welcome.ID, UserID: id, CreatedBy: "signup",
 			Recipient:      &notifications.Recipient{UserID: id, Email: in.Email, Name: in.Name, Username: in.Username},
 			IdempotencyKey: "welcome:" + id.String(),
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		if err := res[0].Err; err != nil {
+			if errors.Is(err, notifications.ErrInvalidMessage) {
+				return err
+			}
+			a.log.Warn(r.Context(), "welcome notification refused", slog.Error(err))
+		}
+		msgIDs = res[0].MessageIDs
+		return nil
 	})
 	if err == nil {
 		a.store.Wake() // committed: start the notifiers on it now
@@ -342,12 +355,15 @@ func (a *app) markRead(w http.ResponseWriter, r *http.Request) {
 		a.log.Error(r.Context(), "mark read", slog.Error(err))
 		httpError(w, http.StatusInternalServerError, "could not mark the item read")
 	default:
+		// Every open screen of the user follows the read state.
+		_ = a.broker.Publish(r.Context(), notifications.InboxEvent{Kind: notifications.InboxEventRead, UserID: user, ItemID: item})
 		w.WriteHeader(http.StatusNoContent)
 	}
 }
 
-// stream sends the user's new inbox items as Server-Sent Events until the client leaves or
-// the server shuts down.
+// stream sends the user's inbox events as Server-Sent Events until the client leaves or the
+// server shuts down: "notification" with a new item, "read" (and the other kinds) with the
+// item's ID.
 func (a *app) stream(w http.ResponseWriter, r *http.Request) {
 	user, ok := pathUUID(w, r, "user")
 	if !ok {
@@ -356,27 +372,34 @@ func (a *app) stream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
-	items := a.broker.Subscribe(r.Context(), user)
+	events := a.broker.Subscribe(r.Context(), user)
 	// The comment tells the client it is subscribed: nothing published from now on is missed.
 	if _, err := fmt.Fprint(w, ": subscribed\n\n"); err != nil || rc.Flush() != nil {
 		return
 	}
 	for {
-		var it notifications.InboxItem
+		var ev notifications.InboxEvent
 		select {
 		case <-a.closing:
 			return
-		case v, ok := <-items:
+		case v, ok := <-events:
 			if !ok {
 				return
 			}
-			it = v
+			ev = v
 		}
-		b, err := json.Marshal(toJSON(it))
+		var name string
+		var data any
+		if ev.Kind == notifications.InboxEventCreated {
+			name, data = "notification", toJSON(ev.Item)
+		} else {
+			name, data = string(ev.Kind), map[string]uuid.UUID{"id": ev.ItemID}
+		}
+		b, err := json.Marshal(data)
 		if err != nil {
 			continue
 		}
-		if _, err := fmt.Fprintf(w, "event: notification\nid: %s\ndata: %s\n\n", it.ID, b); err != nil || rc.Flush() != nil {
+		if _, err := fmt.Fprintf(w, "event: %s\nid: %s\ndata: %s\n\n", name, ev.ItemID, b); err != nil || rc.Flush() != nil {
 			return
 		}
 	}

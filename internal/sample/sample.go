@@ -30,34 +30,34 @@ var (
 		TitleTemplate: "Welcome to {{app_name}}, {{.UserName}}",
 		BodyTemplate:  "Your account **{{.UserUsername}}** is ready. Connect a repository and your first build starts within a minute.",
 		Actions:       []notifications.TemplateAction{{Label: "Get started", URL: "{{base_url}}/start"}},
-		Method:        notifications.MethodSMTP, EnabledByDefault: true,
+		Methods:       []notifications.Method{notifications.MethodSMTP}, EnabledByDefault: true,
 	}
 	PasswordReset = notifications.Template{
 		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a02"), Name: "Password reset", Group: "Account", Kind: "system",
 		TitleTemplate: "Reset your {{app_name}} password",
 		BodyTemplate:  "Someone asked to reset the password of **{{.UserUsername}}** from {{.Labels.ip}}.\n\nThe link expires in 30 minutes. If it was not you, ignore this email.",
 		Actions:       []notifications.TemplateAction{{Label: "Reset password", URL: "{{base_url}}/reset?code={{.Labels.code}}"}},
-		Method:        notifications.MethodSMTP, EnabledByDefault: true,
+		Methods:       []notifications.Method{notifications.MethodSMTP}, EnabledByDefault: true,
 	}
 	BuildFailed = notifications.Template{
 		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a03"), Name: "Build failed", Group: "CI", Kind: "event",
 		TitleTemplate: "Build {{.Labels.build}} of {{.Labels.repo}} failed",
 		BodyTemplate:  "The build **#{{.Labels.build}}** of `{{.Labels.repo}}` failed at step *{{.Labels.step}}*.\n\n- commit: {{.Labels.commit}}\n- author: {{.Labels.author}}",
 		Actions:       []notifications.TemplateAction{{Label: "View logs", URL: "{{base_url}}/builds/{{.Labels.build}}"}},
-		Method:        notifications.MethodWebhook, EnabledByDefault: true,
+		Methods:       []notifications.Method{notifications.MethodWebhook}, EnabledByDefault: true,
 	}
 	Mention = notifications.Template{
 		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a04"), Name: "Mention", Group: "Collaboration", Kind: "event",
 		TitleTemplate: "{{.Labels.author}} mentioned you",
 		BodyTemplate:  "{{.Labels.author}} mentioned you on **{{.Labels.repo}}**:\n\n> {{.Labels.excerpt}}",
 		Actions:       []notifications.TemplateAction{{Label: "Open the discussion", URL: "{{base_url}}/{{url_path .Labels.repo}}/discussions/{{.Labels.thread}}"}},
-		Method:        notifications.MethodInbox, EnabledByDefault: true,
+		Methods:       []notifications.Method{notifications.MethodInbox}, EnabledByDefault: true,
 	}
 	WeeklyDigest = notifications.Template{
 		ID: uuid.MustParse("0b5e2a0e-6b0c-4f3b-9e51-2f0a3e6f1a05"), Name: "Weekly digest", Group: "Digest", Kind: "digest",
 		TitleTemplate: "Your week on {{app_name}}",
 		BodyTemplate:  "{{.Labels.builds}} builds ran this week; {{.Labels.failed}} failed.",
-		Method:        notifications.MethodInbox, EnabledByDefault: false,
+		Methods:       []notifications.Method{notifications.MethodInbox}, EnabledByDefault: false,
 	}
 )
 
