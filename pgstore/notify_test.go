@@ -107,9 +107,9 @@ func TestWakeCoalesces(t *testing.T) {
 	waitWake(t, f, woken, "after a Wake on an idle store")
 }
 
-// An enqueue outside a transaction wakes the listeners after it commits; PollOnly sends
-// no NOTIFY at all.
-func TestEnqueueWakesAndPollOnlyDoesNot(t *testing.T) {
+// An enqueue outside a transaction wakes the listeners after it commits, from a PollOnly
+// store too.
+func TestEnqueueWakesEvenFromAPollOnlyStore(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	woken := listenFor(t, f, f.store)
@@ -118,14 +118,22 @@ func TestEnqueueWakesAndPollOnlyDoesNot(t *testing.T) {
 	}
 	waitWake(t, f, woken, "after an enqueue")
 
+	// A PollOnly store (its pool goes through a transaction pooler) does not listen, but
+	// its enqueues still wake the notifiers that listen elsewhere (WithListenerDSN).
 	quiet := pgstore.New(f.pool, pgstore.WithSchema(f.schema), pgstore.PollOnly())
-	if _, err := quiet.EnqueueMessages(f.ctx, nil, false); err != nil {
+	enq, err := notifications.NewStoreEnqueuer(quiet, notifications.EnqueuerOptions{
+		DefaultMethods: []notifications.Method{notifications.MethodWebhook},
+		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
+			return notifications.Recipient{UserID: id, Email: "a@example.com"}, nil
+		},
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	quiet.Wake()
-	if n := quiet.WakesSent(); n != 0 {
-		t.Fatalf("a PollOnly store sent %d NOTIFYs", n)
+	if _, err := enq.Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test"); err != nil {
+		t.Fatal(err)
 	}
+	waitWake(t, f, woken, "after an enqueue through a PollOnly store")
 }
 
 // A lease commits asynchronously only in its own transaction: leasing through WithTx
