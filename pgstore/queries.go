@@ -9,7 +9,7 @@ import (
 // queries holds every statement, qualified with the store's schema. $1 is always the
 // explicit "now" (NULL: the database's now()).
 type queries struct {
-	lease, markSent, markFailed, purge, purgeInbox, enqueue            string
+	lease, leaseInTx, markSent, markFailed, purge, purgeInbox, enqueue string
 	template, upsertTemplates                                          string
 	message, messages, countByStatus, setPreference, setPaused, paused string
 	pendingByMethod                                                    string
@@ -20,7 +20,7 @@ type queries struct {
 func buildQueries(schema string) queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	q := func(sql string) string { return strings.ReplaceAll(sql, "{{s}}", s) }
-	return queries{
+	qs := queries{
 		// One statement: pick eligible rows oldest first (skipping rows another notifier
 		// is leasing right now), fail those whose attempts are used up, lease the rest and
 		// return them with their template and the recipient's current preference. For each
@@ -28,8 +28,11 @@ func buildQueries(schema string) queries {
 		// expired leases (by expiry) are each read from a partial index in that order, so
 		// LIMIT stops after the rows taken: the cost does not grow with the number of due
 		// retries, expired leases, in-flight messages or messages of other methods.
+		//
+		// {{async}}: the lease's own transaction commits without waiting for its WAL flush
+		// (see leaseAsync).
 		lease: q(`
-WITH now AS (SELECT coalesce($1::timestamptz, now()) AS ts),
+WITH now AS (SELECT coalesce($1::timestamptz, now()) AS ts{{async}}),
 paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
 methods AS (SELECT DISTINCT method FROM unnest($6::text[]) AS u(method) WHERE NOT (SELECT paused FROM paused)),
 pending AS (
@@ -59,13 +62,13 @@ exhausted AS (
 	UPDATE {{s}}.messages m SET status = 'permanent_failure',
 		status_reason = 'gave up after ' || m.attempt_count || ' attempts whose leases expired without a result (the delivering process probably stopped mid-delivery)',
 		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, next_retry_after = NULL
-	FROM candidates c WHERE m.id = c.id AND c.attempt_count >= $5
+	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE attempt_count >= $5))
 ),
 leased AS (
 	UPDATE {{s}}.messages m SET status = 'leased', leased_by = $2,
 		leased_until = (SELECT ts FROM now) + $4 * interval '1 microsecond',
 		attempt_count = m.attempt_count + 1, updated_at = (SELECT ts FROM now), next_retry_after = NULL
-	FROM candidates c WHERE m.id = c.id AND c.attempt_count < $5
+	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE attempt_count < $5))
 	RETURNING m.id, m.method, m.template_id, m.user_id, m.payload, m.attempt_count, m.created_at, m.seq
 )
 SELECT l.id, l.method, l.template_id, t.name, t.title_template, t.body_template, l.payload::text,
@@ -75,19 +78,31 @@ JOIN {{s}}.templates t ON t.id = l.template_id
 LEFT JOIN {{s}}.preferences p ON p.user_id = l.user_id AND p.template_id = l.template_id
 ORDER BY l.seq`),
 
+		// The result writes select their rows with id = ANY (the primary key, or a scan
+		// with a hashed array) and read each row's attempt (and failure) from a JSON
+		// object keyed by ID, so that no plan joins rows with results: with statistics
+		// from a moment when few rows were leased, the planner scanned the leased index
+		// (or the table) once per result (0.4 s for 1,000 results). "status || ''" keeps
+		// the status check away from that partial index. Likewise the lease updates its
+		// candidates by id = ANY(ARRAY(...)) rather than by a join.
 		markSent: q(`
+WITH results AS MATERIALIZED (SELECT $4::text::jsonb AS v)
 UPDATE {{s}}.messages m SET status = 'sent', status_reason = '', sent_at = coalesce($1::timestamptz, now()),
 	updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL
-FROM unnest($3::text[]::uuid[], $4::int[]) AS r(id, attempt)
-WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
+FROM results
+WHERE m.id = ANY($3::text[]::uuid[]) AND m.status || '' = 'leased' AND m.leased_by = $2
+	AND m.attempt_count = (results.v ->> m.id::text)::int`),
 
 		markFailed: q(`
-UPDATE {{s}}.messages m SET status = r.status, status_reason = r.reason, updated_at = coalesce($1::timestamptz, now()),
-	next_retry_after = CASE WHEN r.status = 'temporary_failure'
-		THEN coalesce($1::timestamptz, now()) + r.delay * interval '1 microsecond' END,
+WITH results AS MATERIALIZED (SELECT $4::text::jsonb AS v)
+UPDATE {{s}}.messages m SET status = results.v -> m.id::text ->> 's', status_reason = results.v -> m.id::text ->> 'r',
+	updated_at = coalesce($1::timestamptz, now()),
+	next_retry_after = CASE WHEN results.v -> m.id::text ->> 's' = 'temporary_failure'
+		THEN coalesce($1::timestamptz, now()) + (results.v -> m.id::text ->> 'd')::bigint * interval '1 microsecond' END,
 	leased_by = NULL, leased_until = NULL
-FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
-WHERE m.id = r.id AND m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt`),
+FROM results
+WHERE m.id = ANY($3::text[]::uuid[]) AND m.status || '' = 'leased' AND m.leased_by = $2
+	AND m.attempt_count = (results.v -> m.id::text ->> 'a')::int`),
 
 		// One batch of the purge: at most $4 rows, oldest first, skipping rows that are
 		// locked (a late flush), under a transaction-scoped try-lock so that one replica
@@ -115,7 +130,7 @@ del AS (DELETE FROM {{s}}.inbox i USING victims v WHERE i.id = v.id RETURNING 1)
 SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
 
 		// One statement: refuse the whole batch if a template is missing or a recipient
-		// disabled it, otherwise insert every row and notify listeners (at commit).
+		// disabled it, otherwise insert every row. (No pg_notify here: see notify.go.)
 		enqueue: q(`
 WITH input AS (
 	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
@@ -137,10 +152,9 @@ ins AS (
 	FROM input WHERE NOT EXISTS (SELECT 1 FROM bad)
 	ORDER BY ord
 	RETURNING 1
-),
-wake AS (SELECT pg_notify($10, '') FROM (SELECT 1 FROM ins LIMIT 1) x)
+)
 SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad),
-	(SELECT count(*) FROM ins)::int + 0 * (SELECT count(*) FROM wake)::int`),
+	(SELECT count(*) FROM ins)::int`),
 
 		template: q(`SELECT id, name, grp, kind, title_template, body_template, actions::text, method, enabled_by_default
 FROM {{s}}.templates WHERE id = $1`),
@@ -182,4 +196,16 @@ FROM {{s}}.inbox WHERE seq > $1 AND seq <= $2 AND user_id = ANY($3::text[]::uuid
 		inboxMarkRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce(read_at, coalesce($1::timestamptz, now()))
 WHERE id = $3 AND user_id = $2`),
 	}
+	qs.leaseInTx = strings.Replace(qs.lease, "{{async}}", "", 1)
+	qs.lease = strings.Replace(qs.lease, "{{async}}", leaseAsync, 1)
+	return qs
 }
+
+// leaseAsync makes a lease statement's transaction commit asynchronously (no wait for the
+// WAL flush, which on a durable server is most of its latency). Losing a lease in a server
+// crash is harmless: the message is as it was before the lease, and delivered again, as
+// after any crash (at-least-once). Any later synchronous commit, such as the result
+// write, flushes the lease with it. The now CTE is materialized (set_config is volatile)
+// and read by every write of the statement. A store bound to the host's transaction
+// (WithTx) leases without it.
+const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`

@@ -77,8 +77,12 @@ trap cleanup EXIT
 
 "${runas[@]}" "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
   { cat "$dir/initdb.log" >&2; exit 1; }
+# NOTIFICATIONS_PG_DURABLE=1 keeps PostgreSQL's durable defaults (the benchmarks switch
+# between durable and fast settings with ALTER SYSTEM, which the command line would override).
+fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+[ "${NOTIFICATIONS_PG_DURABLE:-}" = 1 ] && fast=""
 "${runas[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-  -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" >/dev/null ||
+  -o "-h 127.0.0.1 -p $port -k $dir $fast -c max_connections=300 ${PG_EXTRA_OPTS:-}" >/dev/null ||
   { cat "$dir/server.log" >&2; exit 1; }
 
 export NOTIFICATIONS_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
