@@ -47,9 +47,9 @@
 // Delivery is at-least-once. Every enqueued message whose method a running Manager handles
 // ends in exactly one terminal status: sent, permanent_failure (a non-retryable error, or
 // MaxSendAttempts used up), inhibited (the user disabled the template or its method after
-// enqueue) or canceled (an operator canceled it, or its template was deleted, before it was
-// delivered); a message of a method no running Manager handles stays pending. A graceful
-// Stop delivers no message
+// enqueue) or canceled (an operator canceled it, or its template was deleted, before it
+// was delivered); a message of a method no running Manager handles stays pending. A
+// graceful Stop delivers no message
 // twice. A crash, a hard stop or a Stop whose context ends leaves messages leased; they are
 // delivered again once LeasePeriod expires, so a handler can see a message ID twice and
 // should use it as an idempotency key. Attempts are counted at lease time, so a message

@@ -361,8 +361,7 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 }
 
 // enqueueBatch stores every message or none: one statement on db inserts every row and
-// checks templates and preferences. It sends no wake-up (EnqueueMessages does, after
-// commit).
+// checks templates and preferences. The caller wakes the notifiers (wakeAfterEnqueue).
 func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.NewMessage) error {
 	if len(msgs) == 0 {
 		return nil
@@ -414,8 +413,8 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.
 	return nil
 }
 
-// wakeAfterEnqueue wakes the notifiers once enqueued messages are committed: now, outside
-// a transaction; TxWakeDelay later inside the host's (WithTx), unless the host calls Wake.
+// wakeAfterEnqueue wakes the notifiers once enqueued messages are committed: at once
+// outside a transaction (Wake); inside one (WithTx), a wake-up TxWakeDelay later.
 func (s *Store) wakeAfterEnqueue() {
 	if s.inTx {
 		s.wakeLater()
