@@ -6,12 +6,8 @@
 # PostgreSQL binaries on this machine (initdb into a temp dir, loopback only, as an
 # unprivileged user when run as root), PgBouncer is started in front of it, and both are
 # removed afterwards. Missing packages (postgresql, pgbouncer) are installed with apt when
-# run as root.
-# It also makes sure headless Chromium is there for the email layout test
-# (scripts/ensure-chromium.sh: installed with apt when run as root and missing).
+# run as root. (Chromium, which only `make test` needs, is scripts/ensure-chromium.sh's.)
 set -euo pipefail
-
-"$(dirname "$0")/ensure-chromium.sh"
 
 if [ -n "${NOTIFICATIONS_TEST_DATABASE_URL:-}" ]; then
   exec "$@"
@@ -32,9 +28,12 @@ apt_updated=
 apt_install() { # apt_install PACKAGE: install it when run as root with apt; false otherwise
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
   echo "with-postgres: installing $1" >&2
-  if [ -z "$apt_updated" ]; then apt-get update -qq >&2; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$1" >&2
+  if [ -z "$apt_updated" ]; then apt_get update -qq >&2; apt_updated=1; fi
+  apt_get install -y -qq "$1" >&2
 }
+# apt-get waiting for the dpkg lock: a fresh Debian machine often holds it at boot
+# (apt-daily, unattended-upgrades).
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 
 find_pgbouncer() {
   command -v pgbouncer 2>/dev/null || { [ -x /usr/sbin/pgbouncer ] && echo /usr/sbin/pgbouncer; }
