@@ -61,11 +61,24 @@ if [ "$(id -u)" = 0 ]; then
   runas=(runuser -u "$user" --)
 fi
 
-# Free loopback ports.
+# free_port: a free loopback port, from the kernel through python3 when there is one;
+# otherwise (minimal Debian has no python3) the first port from a random start in
+# 20000-59999 that nothing accepts connections on (bash's /dev/tcp).
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo "$1"
+  if command -v python3 >/dev/null 2>&1 &&
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null; then
+    return
+  fi
+  local p i
+  p=$((20000 + RANDOM % 40000))
+  for i in $(seq 1000); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    p=$((20000 + (p - 20000 + 1) % 40000))
+  done
+  echo "with-postgres: no free loopback port found" >&2
+  return 1
 }
-port=$(free_port 55432)
+port=$(free_port)
 
 cleanup() {
   if [ -f "$dir/pgbouncer.pid" ]; then kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true; fi
@@ -87,7 +100,7 @@ echo "with-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}
 # PgBouncer in transaction mode in front of it, as production poolers run. The cluster
 # trusts loopback, so PgBouncer does too (auth_type trust still needs the user listed).
 if [ -n "$pgbouncer" ]; then
-  bport=$(free_port 56432)
+  bport=$(free_port)
   printf '"postgres" ""\n' >"$dir/pgbouncer-users.txt"
   cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
@@ -108,10 +121,16 @@ EOF
   if [ ${#runas[@]} -gt 0 ]; then chown "$user" "$dir"/pgbouncer*; fi
   "${runas[@]}" "$pgbouncer" -d "$dir/pgbouncer.ini" >"$dir/pgbouncer.out" 2>&1 ||
     { cat "$dir/pgbouncer.out" "$dir/pgbouncer.log" >&2 2>/dev/null; exit 1; }
+  ready=
   for _ in $(seq 100); do
-    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$bport" -U postgres -d postgres && break
+    if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$bport" -U postgres -d postgres; then ready=1; break; fi
     sleep 0.1
   done
+  if [ -z "$ready" ]; then
+    echo "with-postgres: PgBouncer on 127.0.0.1:$bport is not ready after 10 s; its log:" >&2
+    cat "$dir/pgbouncer.out" "$dir/pgbouncer.log" >&2 2>/dev/null || true
+    exit 1
+  fi
   export NOTIFICATIONS_TEST_PGBOUNCER_URL="postgres://postgres@127.0.0.1:$bport/postgres?sslmode=disable"
   echo "with-postgres: PgBouncer $("$pgbouncer" --version | head -1 | awk '{print $2}') (transaction mode) on 127.0.0.1:$bport" >&2
 else
