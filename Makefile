@@ -13,6 +13,7 @@ help: ## List the targets.
 EXEC_MODES := cache_describe describe_exec exec simple_protocol
 
 test: ## Run every test with -race against a throw-away PostgreSQL and PgBouncer, then the pgstore tests in every other pgx exec mode.
+	./scripts/ensure-chromium.sh
 	./scripts/with-postgres.sh sh -c '$(GO) test -race -count=1 $(PKGS) && \
 		for m in $(EXEC_MODES); do echo "== pgstore in pgx exec mode $$m (long tests: default mode only)"; \
 		NOTIFICATIONS_TEST_EXEC_MODE=$$m $(GO) test -race -count=1 ./pgstore/ || exit 1; done'
