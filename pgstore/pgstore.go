@@ -65,6 +65,9 @@ type options struct {
 	listenConnect func(context.Context) (*pgx.Conn, error)
 	pingInterval  time.Duration
 	brokerPoll    time.Duration
+
+	wakeInterval    time.Duration
+	wakeIntervalSet bool
 }
 
 // Option configures New and Migrate.
@@ -77,7 +80,8 @@ func WithSchema(schema string) Option {
 
 // WithClock makes the store read "now" from c instead of the database (for tests with a
 // mock clock). In production leave it unset: the database's clock is the one every
-// replica shares.
+// replica shares. Unless WithWakeInterval says otherwise, wake-ups are then not paced, so
+// that no timer of the store waits on a mock clock.
 func WithClock(c quartz.Clock) Option {
 	return func(o *options) { o.clock, o.fixedNow = c, true }
 }
@@ -128,6 +132,9 @@ func newOptions(opts []Option) options {
 	o := options{schema: DefaultSchema, clock: quartz.NewReal(), pingInterval: DefaultListenerPingInterval, brokerPoll: DefaultBrokerPollInterval}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if !o.wakeIntervalSet && !o.fixedNow {
+		o.wakeInterval = DefaultWakeInterval
 	}
 	return o
 }
