@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"cdr.dev/slog"
@@ -64,7 +65,9 @@ const DefaultBrokerPollInterval = time.Second
 // ready, if not nil, is called each time it listens. With PollOnly and no listener
 // connection source it cannot listen: it polls the inbox for new items of its subscribers
 // every broker poll interval instead (so live items arrive up to that much later), and
-// calls ready once it has its starting point.
+// calls ready once it has its starting point. It polls the same way, after a logged
+// warning, when its connection from the pool turns out to go through a transaction pooler
+// (see Store.Listen).
 func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 	if b.store.err != nil {
 		return xerrors.Errorf("run inbox broker: %w", b.store.err)
@@ -80,7 +83,7 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 			slog.F("interval", b.store.o.brokerPoll))
 		return b.poll(ctx, ready)
 	}
-	b.store.listen(ctx, b.store.inboxChannel(), ready, func(payload string) {
+	err := b.store.listen(ctx, b.store.inboxChannel(), ready, func(payload string) {
 		var ev inboxEvent
 		if err := json.Unmarshal([]byte(payload), &ev); err != nil || !b.hub.Has(ev.UserID) {
 			return
@@ -92,6 +95,11 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 		}
 		b.hub.Publish(item.UserID, item)
 	})
+	if errors.Is(err, errPooler) {
+		b.store.o.log.Warn(ctx, "inbox broker: "+poolerWarning+": polling for new items; "+poolerAdvice,
+			slog.F("interval", b.store.o.brokerPoll), slog.F("probe_timeout", listenProbeTimeout))
+		return b.poll(ctx, ready)
+	}
 	return nil
 }
 
