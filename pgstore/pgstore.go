@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -269,33 +268,15 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 		return 0, nil
 	}
 	ids := make([]string, len(results))
-	var attempts strings.Builder // {"<id>":<attempt>,...}
-	attempts.Grow(len(results) * 44)
-	attempts.WriteByte('{')
+	attempts := make([]int32, len(results))
 	for i, r := range results {
-		ids[i] = r.ID.String()
-		if i > 0 {
-			attempts.WriteByte(',')
-		}
-		attempts.WriteByte('"')
-		attempts.WriteString(r.ID.String())
-		attempts.WriteString(`":`)
-		attempts.WriteString(strconv.Itoa(r.AttemptCount))
+		ids[i], attempts[i] = r.ID.String(), int32(r.AttemptCount)
 	}
-	attempts.WriteByte('}')
-	tag, err := s.db.Exec(ctx, s.q.markSent, s.now(), notifierID, ids, attempts.String())
+	tag, err := s.db.Exec(ctx, s.q.markSent, s.now(), notifierID, ids, attempts)
 	if err != nil {
 		return 0, xerrors.Errorf("mark sent: %w", translate(err))
 	}
 	return int(tag.RowsAffected()), nil
-}
-
-// failedResult is one failure as markFailed reads it, keyed by message ID.
-type failedResult struct {
-	Attempt int    `json:"a"`
-	Status  string `json:"s"`
-	Reason  string `json:"r"`
-	Delay   int64  `json:"d"` // microseconds
 }
 
 // MarkFailed implements notifications.NotifierStore.
@@ -304,25 +285,21 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		return 0, nil
 	}
 	ids := make([]string, len(results))
-	byID := make(map[string]failedResult, len(results))
+	attempts := make([]int32, len(results))
+	statuses := make([]string, len(results))
+	reasons := make([]string, len(results))
+	delays := make([]int64, len(results))
 	for i, r := range results {
 		switch r.Status {
 		case notifications.StatusTemporaryFailure, notifications.StatusPermanentFailure, notifications.StatusInhibited:
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
-		ids[i] = r.ID.String()
-		byID[r.ID.String()] = failedResult{
-			Attempt: r.AttemptCount, Status: string(r.Status),
-			Reason: strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD"),
-			Delay:  r.RetryDelay.Microseconds(),
-		}
+		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
+		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
+		delays[i] = r.RetryDelay.Microseconds()
 	}
-	encoded, err := json.Marshal(byID)
-	if err != nil {
-		return 0, xerrors.Errorf("mark failed: encode results: %w", err)
-	}
-	tag, err := s.db.Exec(ctx, s.q.markFailed, s.now(), notifierID, ids, string(encoded))
+	tag, err := s.db.Exec(ctx, s.q.markFailed, s.now(), notifierID, ids, attempts, statuses, reasons, delays)
 	if err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", translate(err))
 	}
