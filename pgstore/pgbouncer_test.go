@@ -78,6 +78,22 @@ func TestPgBouncerConformance(t *testing.T) {
 	})
 }
 
+// TestPgBouncerConformanceV1: the StoreV1 conformance suite through PgBouncer, with wake-ups
+// on a direct listener connection (WithListenerDSN).
+func TestPgBouncerConformanceV1(t *testing.T) {
+	t.Parallel()
+	direct := pgtest.URL(t)
+	notificationstest.RunStoreTestsV1(t, func(t *testing.T, clk quartz.Clock) notifications.StoreV1 {
+		_, schema := pgtest.Schema(t)
+		pool := bouncerPool(t)
+		opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.WithClock(clk), pgstore.PollOnly(), pgstore.WithListenerDSN(direct)}
+		if err := pgstore.Migrate(context.Background(), pool, opts...); err != nil {
+			t.Fatalf("migrate through PgBouncer: %v", err)
+		}
+		return pgstore.New(pool, opts...)
+	})
+}
+
 // TestPgBouncerMigrateFromFourProcesses: four processes migrate one schema through
 // PgBouncer at once: all succeed, every migration applies once, and no lock or claim is
 // left behind.
