@@ -13,6 +13,7 @@ help: ## List the targets.
 EXEC_MODES := cache_describe describe_exec exec simple_protocol
 
 test: ## Run every test with -race against a throw-away PostgreSQL and PgBouncer, then the pgstore tests in every other pgx exec mode.
+	./scripts/ensure-chromium.sh
 	./scripts/with-postgres.sh sh -c '$(GO) test -race -count=1 $(PKGS) && \
 		for m in $(EXEC_MODES); do echo "== pgstore in pgx exec mode $$m (long tests: default mode only)"; \
 		NOTIFICATIONS_TEST_EXEC_MODE=$$m $(GO) test -race -count=1 ./pgstore/ || exit 1; done'
@@ -27,7 +28,9 @@ lint: check-size ## gofmt, go vet, staticcheck, and no tracked file over 1 MB.
 	cd bench && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 check-size: ## Fail on any tracked file over 1 MB (build outputs and binaries do not belong in git).
-	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 {print $$2}'); \
+	@set -e; list=$$(mktemp); trap 'rm -f "$$list"' EXIT; \
+	git ls-files -z > "$$list" || { echo "check-size: git ls-files failed"; exit 1; }; \
+	big=$$(xargs -0 -r stat -c '%s %n' < "$$list" | awk '$$1 > 1048576 {print $$2}'); \
 	if [ -n "$$big" ]; then echo "tracked files over 1 MB (build outputs do not belong in git):"; echo "$$big"; exit 1; fi
 
 demo: ## The main job on the embedded in-memory store: email, webhook and inbox deliveries (DATABASE_URL=... for pgstore).
@@ -37,11 +40,11 @@ golden: ## Regenerate the golden files (dispatch/testdata/golden: rendered email
 	$(GO) test -count=1 -run '^TestGolden$$' ./dispatch/ -update
 	git status --short -- dispatch/testdata/golden
 
-bench: ## Side by side with River v0.51 and a raw pgx loop on a throw-away PostgreSQL, 3 rounds; see BENCHMARKS.md.
-	./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -rounds 3'
+bench: ## Side by side with River v0.51 and a raw pgx loop on a throw-away PostgreSQL, durable then fast settings, 3 rounds; see BENCHMARKS.md.
+	NOTIFICATIONS_PG_DURABLE=1 ./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -rounds 3'
 
-bench-quick: ## A small version of bench (one round, 20,000 messages): under a minute.
-	./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -quick'
+bench-quick: ## A small version of bench (one round, 20,000 messages, durable then fast settings): a few minutes.
+	NOTIFICATIONS_PG_DURABLE=1 ./scripts/with-postgres.sh sh -c 'cd bench && $(GO) run . -quick'
 
 bench-go: ## The Go benchmarks of the library itself (memstore and pgstore drain, enqueue).
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/

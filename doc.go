@@ -27,8 +27,10 @@
 // # Lifecycle
 //
 // NewManager validates the Config and starts nothing; the Manager leases the methods it
-// has Handlers for. Run starts the Manager's goroutines and returns; the first lease happens at
-// once. A second Run returns ErrManagerAlreadyRunning, and Run after Stop returns
+// has Handlers for. Run starts the Manager's goroutines and returns; the first lease
+// happens as soon as the store's listener is ready (at once for memstore and a reachable
+// pgstore), or at the first FetchInterval tick if the listener cannot start. A second Run
+// returns ErrManagerAlreadyRunning, and Run after Stop returns
 // ErrManagerAlreadyClosed. Run's context is the Manager's whole life: cancelling it is a
 // hard stop (deliveries are cancelled and their messages stay leased until the lease
 // expires; results already buffered are kept for Stop to write).
@@ -42,10 +44,12 @@
 //
 // # Delivery guarantees
 //
-// Delivery is at-least-once. Every enqueued message ends in exactly one terminal status:
-// sent, permanent_failure (a non-retryable error, or MaxSendAttempts used up), inhibited
-// (the user disabled the template or its method after enqueue) or canceled (an operator
-// canceled it, or its template was deleted, before it was delivered). A graceful Stop delivers no message
+// Delivery is at-least-once. Every enqueued message whose method a running Manager handles
+// ends in exactly one terminal status: sent, permanent_failure (a non-retryable error, or
+// MaxSendAttempts used up), inhibited (the user disabled the template or its method after
+// enqueue) or canceled (an operator canceled it, or its template was deleted, before it
+// was delivered); a message of a method no running Manager handles stays pending. A
+// graceful Stop delivers no message
 // twice. A crash, a hard stop or a Stop whose context ends leaves messages leased; they are
 // delivered again once LeasePeriod expires, so a handler can see a message ID twice and
 // should use it as an idempotency key. Attempts are counted at lease time, so a message

@@ -36,11 +36,16 @@ func (f HandlerFunc) Dispatcher(payload MessagePayload, title, body string, help
 }
 
 // RetryAfterError asks for a retry after a specific delay (an HTTP Retry-After, say).
+// Make one with RetryAfter.
 type RetryAfterError struct {
+	// Delay is the delay asked for; the Manager caps it at Config.MaxRetryInterval and
+	// ignores a delay of 0 or less (the configured backoff applies).
 	Delay time.Duration
-	Err   error
+	// Err is the delivery error.
+	Err error
 }
 
+// Error returns the cause's text with the delay asked for.
 func (e *RetryAfterError) Error() string {
 	return fmt.Sprintf("%v (retry after %s)", e.Err, e.Delay)
 }
@@ -49,7 +54,9 @@ func (e *RetryAfterError) Error() string {
 func (e *RetryAfterError) Unwrap() error { return e.Err }
 
 // RetryAfter wraps err so that the Manager retries after delay instead of its configured
-// retry interval. It only has an effect when the DeliveryFunc also reports retryable.
+// retry interval, capped at Config.MaxRetryInterval; a delay of 0 or less leaves the
+// configured backoff. It only has an effect when the failure is retryable (the
+// DeliveryFunc reports it so, or err is marked with Retryable).
 func RetryAfter(delay time.Duration, err error) error {
 	return &RetryAfterError{Delay: delay, Err: err}
 }

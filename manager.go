@@ -2,6 +2,7 @@ package notifications
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -180,8 +181,10 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 // ID is the notifier ID this Manager leases under.
 func (m *Manager) ID() uuid.UUID { return m.id }
 
-// Run starts the Manager's goroutines and returns at once; the first lease happens right
-// away (it does not wait for a FetchInterval). Only the first call starts anything: a
+// Run starts the Manager's goroutines and returns at once. The first lease happens as
+// soon as the store's listener is ready — at once for memstore and a reachable pgstore —
+// so that no enqueue made after Run can miss its wake-up; if the listener cannot start, at
+// the first FetchInterval tick. Only the first call starts anything: a
 // second call returns ErrManagerAlreadyRunning, and a call after Stop returns
 // ErrManagerAlreadyClosed.
 //
@@ -345,8 +348,12 @@ func (m *Manager) stop(ctx context.Context, cancelDeliveries bool) error {
 			running := m.notifier.running()
 			m.runCancel()
 			s, f := m.BufferedUpdatesCount()
-			return xerrors.Errorf("stop manager: %d deliveries were still running and are cancelled (their messages stay leased until the lease expires); %d sent and %d failed results are buffered (a later Stop writes them): %w",
-				running, s, f, ctx.Err())
+			cancelled := ""
+			if running > 0 {
+				cancelled = fmt.Sprintf("%d deliveries were still running and are cancelled (their messages stay leased until the lease expires); ", running)
+			}
+			return xerrors.Errorf("stop manager: %s%d sent and %d failed results are buffered (a later Stop writes them): %w",
+				cancelled, s, f, ctx.Err())
 		}
 	}
 	if err := m.flushAll(ctx); err != nil {

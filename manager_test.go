@@ -10,6 +10,7 @@ import (
 	"text/template"
 	"time"
 
+	"cdr.dev/slog"
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,8 @@ type harness struct {
 	// handlers, when set, replace {webhook: handler}; helpers are given to the Manager.
 	handlers map[notifications.Method]notifications.Handler
 	helpers  template.FuncMap
+	// logs, when set, receives the Manager's log entries.
+	logs slog.Sink
 }
 
 func newHarness(t *testing.T) *harness {
@@ -103,8 +106,11 @@ func (h *harness) manager(cfg notifications.Config, store notifications.Notifier
 	if handlers == nil {
 		handlers = map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h.handler}
 	}
-	m, err := notifications.NewManager(cfg, store, handlers,
-		notifications.WithClock(h.clk), notifications.WithMetrics(h.metrics), notifications.WithHelpers(h.helpers))
+	opts := []notifications.ManagerOption{notifications.WithClock(h.clk), notifications.WithMetrics(h.metrics), notifications.WithHelpers(h.helpers)}
+	if h.logs != nil {
+		opts = append(opts, notifications.WithLogger(slog.Make(h.logs)))
+	}
+	m, err := notifications.NewManager(cfg, store, handlers, opts...)
 	if err != nil {
 		h.t.Fatal(err)
 	}

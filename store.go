@@ -39,9 +39,9 @@ type Store interface {
 // NotifierStore is what a Manager needs.
 type NotifierStore interface {
 	// LeaseMessages reserves up to params.Limit eligible messages of params.Methods for
-	// params.NotifierID, oldest first, in one atomic step, and returns them. Eligible:
-	// pending; temporary failures whose retry time has passed; leased messages whose lease
-	// expired. Messages of other methods are never touched, so Managers with different
+	// params.NotifierID in one atomic step and returns them: pending ones oldest first,
+	// retries and expired leases in the order they became due. Eligible: pending; temporary
+	// failures whose retry time has passed; leased messages whose lease expired. Messages of other methods are never touched, so Managers with different
 	// handler sets (a rolling deploy that adds a method) share one store safely; an empty
 	// params.Methods leases nothing. Each lease increments AttemptCount; a message that would
 	// be leased with AttemptCount already at params.MaxAttempts (its earlier leases expired,

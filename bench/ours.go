@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/memstore"
@@ -75,6 +76,11 @@ func (b *bench) oursStore(ctx context.Context) (*pgstore.Store, string, func(), 
 		return nil, "", nil, err
 	}
 	return store, schema, drop, nil
+}
+
+// storeOn is a store on an existing schema through pool.
+func storeOn(pool *pgxpool.Pool, schema string) *pgstore.Store {
+	return pgstore.New(pool, pgstore.WithSchema(schema))
 }
 
 func requests(n int) []notifications.EnqueueRequest {

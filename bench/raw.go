@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -11,12 +13,21 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// rawWorkers is how many plain pgx loops lease and complete concurrently.
-const rawWorkers = 4
+// rawWorkers loops lease rawBatch rows each and complete them (BENCH_RAW_WORKERS and
+// BENCH_RAW_BATCH override them). Tuned on this machine: see BENCHMARKS.md.
+var rawWorkers, rawBatch = envInt("BENCH_RAW_WORKERS", 2), envInt("BENCH_RAW_BATCH", 1000)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
 
 // rawDrain is the raw limit: on a table of the same shape as ours (pgstore's own
-// migration), loops that lease 100 pending rows with one FOR UPDATE SKIP LOCKED statement
-// and mark them sent with one UPDATE ... = ANY, with no library around them.
+// migration), loops that lease rawBatch pending rows with one FOR UPDATE SKIP LOCKED
+// statement (committed asynchronously, updating by id = ANY, as pgstore does) and mark
+// them sent with one UPDATE ... = ANY, with no library around them.
 func (b *bench) rawDrain(ctx context.Context) (float64, error) {
 	store, schema, drop, err := b.oursStore(ctx)
 	if err != nil {
@@ -27,9 +38,10 @@ func (b *bench) rawDrain(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	s := pgx.Identifier{schema}.Sanitize()
-	lease := `WITH c AS (SELECT id FROM ` + s + `.messages WHERE status = 'pending' ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED)
+	lease := `WITH c AS (SELECT id FROM ` + s + `.messages WHERE status = 'pending' ORDER BY seq LIMIT ` + strconv.Itoa(rawBatch) + ` FOR UPDATE SKIP LOCKED),
+async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE ` + s + `.messages m SET status = 'leased', leased_until = now() + interval '2 minutes', attempt_count = m.attempt_count + 1, updated_at = now()
-FROM c WHERE m.id = c.id RETURNING m.id`
+WHERE m.id = ANY(ARRAY(SELECT id FROM c)) AND EXISTS (SELECT 1 FROM async) RETURNING m.id`
 	complete := `UPDATE ` + s + `.messages SET status = 'sent', sent_at = now(), updated_at = now(), leased_until = NULL WHERE id = ANY($1)`
 	var mu sync.Mutex
 	done := 0

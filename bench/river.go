@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
@@ -47,11 +48,16 @@ var (
 )
 
 func (b *bench) riverClient(ctx context.Context, s riverSettings, worker *noopWorker) (*river.Client[pgx.Tx], func(), error) {
+	return b.riverClientOn(ctx, b.pool, s, worker)
+}
+
+// riverClientOn is riverClient on another pool.
+func (b *bench) riverClientOn(ctx context.Context, pool *pgxpool.Pool, s riverSettings, worker *noopWorker) (*river.Client[pgx.Tx], func(), error) {
 	schema, drop, err := b.schema(ctx, "river")
 	if err != nil {
 		return nil, nil, err
 	}
-	driver := riverpgxv5.New(b.pool)
+	driver := riverpgxv5.New(pool)
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Schema: schema})
 	if err != nil {
 		drop()

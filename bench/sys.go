@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,10 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -41,29 +38,60 @@ func (s cpuSample) since(before cpuSample, messages int) cpuCost {
 	return cpuCost{goPer10k: (s.self - before.self).Seconds() * per, pgPer10k: (s.postgres - before.postgres).Seconds() * per}
 }
 
-// postgresCPU sums user and system time of every process named postgres (the local
-// server: make bench runs one on this machine). Clock ticks are 1/100 s on Linux.
+// postmasterPID is the PID of the server under test, when it runs on this machine (0:
+// count every postgres process). Other clusters on the machine (tests running alongside)
+// are not counted.
+var postmasterPID int
+
+// findPostmaster sets postmasterPID to the parent of this connection's backend.
+func findPostmaster(ctx context.Context, pool *pgxpool.Pool) {
+	var backend int
+	if err := pool.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return
+	}
+	if _, ppid, _, ok := procStat(backend); ok {
+		postmasterPID = ppid
+	}
+}
+
+// procStat reads the name, parent and CPU ticks of a process.
+func procStat(pid int) (name string, ppid int, ticks int64, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, 0, false
+	}
+	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < 0 {
+		return "", 0, 0, false
+	}
+	fields := strings.Fields(string(b[closing+2:]))
+	if len(fields) < 13 {
+		return "", 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(fields[1])
+	u, _ := strconv.ParseInt(fields[11], 10, 64)
+	s, _ := strconv.ParseInt(fields[12], 10, 64)
+	return string(b[open+1 : closing]), ppid, u + s, true
+}
+
+// postgresCPU sums user and system time of the server under test: the postmaster and its
+// children (every postgres process if the postmaster is not on this machine). Clock ticks
+// are 1/100 s on Linux. Backends that exit take their time with them.
 func postgresCPU() time.Duration {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var ticks int64
+	var total int64
 	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
+		pid, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(p, "/proc/"), "/stat"))
+		name, ppid, ticks, ok := procStat(pid)
+		if !ok || name != "postgres" {
 			continue
 		}
-		open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-		if open < 0 || closing < 0 || string(b[open+1:closing]) != "postgres" {
+		if postmasterPID != 0 && pid != postmasterPID && ppid != postmasterPID {
 			continue
 		}
-		fields := strings.Fields(string(b[closing+2:]))
-		if len(fields) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseInt(fields[11], 10, 64)
-		s, _ := strconv.ParseInt(fields[12], 10, 64)
-		ticks += u + s
+		total += ticks
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return time.Duration(total) * 10 * time.Millisecond
 }
 
 // rss measures the peak RSS of a process that drains rssDrain messages from a backlog of
@@ -91,17 +119,7 @@ func (b *bench) rssOnce(ctx context.Context, backlog int) (float64, error) {
 		return 0, err
 	}
 	defer drop()
-	payload, _ := json.Marshal(notifications.MessagePayload{
-		Version: notifications.PayloadVersion, NotificationName: benchTemplate.Name, NotificationTemplateID: benchTemplate.ID.String(),
-		UserEmail: "u@example.com", UserName: "U", Labels: map[string]string{"build": "1"},
-	})
-	s := pgx.Identifier{schema}.Sanitize()
-	if _, err := b.pool.Exec(ctx, `INSERT INTO `+s+`.messages (id, template_id, user_id, method, payload, created_at, updated_at)
-SELECT gen_random_uuid(), $1, gen_random_uuid(), $2, $3::json, now(), now() FROM generate_series(1, $4)`,
-		benchTemplate.ID, string(benchMethod), string(payload), backlog); err != nil {
-		return 0, fmt.Errorf("insert backlog: %w", err)
-	}
-	if _, err := b.pool.Exec(ctx, "ANALYZE "+s+".messages"); err != nil {
+	if err := b.insertBacklog(ctx, schema, backlog, false); err != nil {
 		return 0, err
 	}
 	cmd := exec.CommandContext(ctx, os.Args[0], "-rss-child", schema, "-rss-child-n", strconv.Itoa(b.o.rssDrain))

@@ -50,25 +50,3 @@ func TestInboxDataErrorsArePermanent(t *testing.T) {
 		}
 	}
 }
-
-// TestInboxKeepsTitleMarkdown: the item carries the title as plain text and as Markdown.
-func TestInboxKeepsTitleMarkdown(t *testing.T) {
-	store := memstore.New()
-	h, err := dispatch.NewInbox(store, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := uuid.New()
-	fn, err := h.Dispatcher(notifications.MessagePayload{UserID: user.String(), NotificationTemplateID: uuid.NewString()}, "Build **42** failed", "body", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fn(context.Background(), uuid.New()); err != nil {
-		t.Fatal(err)
-	}
-	page, err := store.InboxItems(context.Background(), user, notifications.InboxQuery{})
-	items := page.Items
-	if err != nil || len(items) != 1 || items[0].Title != "Build 42 failed" || items[0].TitleMarkdown != "Build **42** failed" {
-		t.Fatalf("items %+v, %v", items, err)
-	}
-}

@@ -61,7 +61,7 @@ func requireChromium(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("chromium is required with CI=true (scripts/with-postgres.sh installs it as root): %v", err)
+			t.Fatalf("chromium is required with CI=true (make test installs it as root: scripts/ensure-chromium.sh): %v", err)
 		}
 		t.Skipf("skipping: no chromium at %s (apt-get install chromium)", chromiumPath)
 	}

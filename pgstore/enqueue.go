@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/google/uuid"
 	"golang.org/x/xerrors"
@@ -12,16 +13,18 @@ import (
 
 // EnqueueMessages implements notifications.EnqueueStore. The whole batch is tried in one
 // statement first (the common case: nothing refused). When that refuses a batch of more
-// than one message, each message
-// is tried on its own under a savepoint, inside one transaction (or a savepoint of the
-// caller's, with WithTx), so every refusal is attributed to its message; atomic then rolls
-// everything back, otherwise the accepted messages are committed.
+// than one message, each message is tried on its own under a savepoint, inside one
+// transaction (or a savepoint of the caller's, with WithTx), so every refusal is
+// attributed to its message; atomic then rolls everything back, otherwise the accepted
+// messages are committed. Once messages are stored it wakes the notifiers: at once
+// outside a transaction (Wake); inside one (WithTx), a wake-up TxWakeDelay later.
 func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage, atomic bool) ([]error, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
 	err := s.enqueueBatch(ctx, s.db, msgs)
 	if err == nil {
+		s.wakeAfterEnqueue()
 		return nil, nil
 	}
 	if !refusal(err) || ctx.Err() != nil {
@@ -57,6 +60,9 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, xerrors.Errorf("enqueue messages: %w", translate(err))
+	}
+	if stored := slices.ContainsFunc(refused, func(err error) bool { return err == nil }); stored {
+		s.wakeAfterEnqueue()
 	}
 	if first == nil {
 		return nil, nil // refused as a batch, then each accepted: a concurrent change

@@ -45,7 +45,7 @@ func ExampleStore_WithTx() {
 	ada := notifications.Recipient{UserID: uuid.New(), Email: "ada@example.com", Name: "Ada"}
 
 	payInvoice := func(number string, fail bool) error {
-		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			// ... your own writes in tx, e.g. UPDATE invoices SET paid = true ...
 			// Send: a refusal (Ada turned receipts off, a duplicate) is reported in the
 			// result and does not roll back the payment; err means nothing was stored.
@@ -60,6 +60,10 @@ func ExampleStore_WithTx() {
 			}
 			return err
 		})
+		if err == nil {
+			store.Wake() // committed: wake the notifiers now (no NOTIFY ran inside tx)
+		}
+		return err
 	}
 	fmt.Println("INV-1:", payInvoice("INV-1", false))
 	fmt.Println("INV-2:", payInvoice("INV-2", true))

@@ -141,7 +141,8 @@ func TestTransactionalEnqueue(t *testing.T) {
 	if _, err := f.store.Message(f.ctx, rolledBack[0]); err == nil {
 		t.Fatal("a rolled-back enqueue left a row")
 	}
-	// Committed: delivered through the LISTEN/NOTIFY wake-up.
+	// Committed: delivered through the LISTEN/NOTIFY wake-up (the one the store sends
+	// TxWakeDelay after the enqueue; a host would also call Wake after committing).
 	tx = begin()
 	committed, err := f.enq.WithStore(f.store.WithTx(tx)).Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test")
 	if err != nil {

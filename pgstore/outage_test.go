@@ -81,7 +81,7 @@ func TestDatabaseOutage(t *testing.T) {
 	// A database of its own, so that taking it offline affects no other test.
 	dbName := "outage_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{dbName}.Sanitize()); err != nil {
-		t.Skipf("cannot create a database for the outage (needs CREATEDB): %v", err)
+		pgtest.Unavailable(t, "cannot create a database for the outage (needs CREATEDB): %v", err)
 	}
 	t.Cleanup(func() {
 		_, _ = admin.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{dbName}.Sanitize()+" WITH (FORCE)")

@@ -2,11 +2,13 @@
 // existing *pgxpool.Pool; the store keeps its tables in a schema of their own (default
 // "notifications"), created by Migrate.
 //
-// Leasing is one statement (FOR UPDATE SKIP LOCKED, oldest first); results are written in
-// bulk with unnest and fenced on the lessee and attempt; an enqueue is one statement that
-// also checks templates and preferences and sends pg_notify, so a notifier listening on
-// another connection wakes when the enqueuing transaction commits. Enqueue inside your own
-// transaction with WithTx.
+// Leasing is one statement (FOR UPDATE SKIP LOCKED; pending oldest first, retries as they
+// fall due); results are written in bulk and fenced on the lessee and attempt; an enqueue
+// is one statement that
+// also checks templates and preferences. Notifiers listening on another connection are
+// woken by a NOTIFY sent after the enqueue commits, from another connection and coalesced
+// (see Wake), never inside the enqueuing transaction. Enqueue inside your own transaction
+// with WithTx, and call Wake after committing it.
 package pgstore
 
 import (
@@ -14,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +49,9 @@ type Store struct {
 	db   dbtx // the pool, or a transaction (WithTx)
 	o    options
 	q    queries
-	err  error // invalid options: every method fails with it
+	err  error  // invalid options: every method fails with it
+	w    *waker // shared with the WithTx copies
+	inTx bool   // db is the host's transaction
 }
 
 var _ notifications.StoreV1 = (*Store)(nil)
@@ -148,9 +153,9 @@ func (o options) validate() error {
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	o := newOptions(opts)
 	if err := o.validate(); err != nil {
-		return &Store{db: failDB{err}, o: o, err: err}
+		return &Store{db: failDB{err}, o: o, err: err, w: &waker{}}
 	}
-	return &Store{pool: pool, db: pool, o: o, q: buildQueries(o.schema)}
+	return &Store{pool: pool, db: pool, o: o, q: buildQueries(o.schema), w: &waker{}}
 }
 
 // failDB fails every statement with err: the store of New with invalid options.
@@ -168,12 +173,13 @@ type failRow struct{ err error }
 func (f failRow) Scan(...any) error { return f.err }
 
 // WithTx returns a store whose reads and writes run in tx: enqueue inside the host's own
-// transaction, so a rollback leaves no message and the notifier is woken at commit. Use it
-// with StoreEnqueuer.WithStore. The returned store must not be used after tx ends, and is
-// not for a Manager.
+// transaction, so a rollback leaves no message. Use it with StoreEnqueuer.WithStore, and
+// call Wake after tx commits so that notifiers start on the new messages at once (without
+// it they are woken TxWakeDelay after the enqueue, or find the messages at their next
+// poll). The returned store must not be used after tx ends, and is not for a Manager.
 func (s *Store) WithTx(tx pgx.Tx) *Store {
 	c := *s
-	c.db = tx
+	c.db, c.inTx = tx, true
 	return &c
 }
 
@@ -224,7 +230,11 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 	for i, m := range p.Methods {
 		methods[i] = string(m)
 	}
-	rows, err := s.db.Query(ctx, s.q.lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, methods)
+	lease := s.q.lease
+	if s.inTx {
+		lease = s.q.leaseInTx
+	}
+	rows, err := s.db.Query(ctx, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, methods)
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
@@ -252,16 +262,42 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 		return 0, nil
 	}
 	ids := make([]string, len(results))
-	attempts := make([]int32, len(results))
-	took := make([]int64, len(results))
+	// {"<id>":<attempt>,...} and {"<id>":<duration in ns>,...}
+	var attempts, took strings.Builder
+	attempts.Grow(len(results) * 44)
+	took.Grow(len(results) * 52)
+	attempts.WriteByte('{')
+	took.WriteByte('{')
 	for i, r := range results {
-		ids[i], attempts[i], took[i] = r.ID.String(), int32(r.AttemptCount), int64(r.Duration)
+		ids[i] = r.ID.String()
+		if i > 0 {
+			attempts.WriteByte(',')
+			took.WriteByte(',')
+		}
+		for _, b := range []*strings.Builder{&attempts, &took} {
+			b.WriteByte('"')
+			b.WriteString(ids[i])
+			b.WriteString(`":`)
+		}
+		attempts.WriteString(strconv.Itoa(r.AttemptCount))
+		took.WriteString(strconv.FormatInt(int64(r.Duration), 10))
 	}
+	attempts.WriteByte('}')
+	took.WriteByte('}')
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.markSent, s.now(), notifierID, ids, attempts, took).Scan(&n); err != nil {
+	if err := s.db.QueryRow(ctx, s.q.markSent, s.now(), notifierID, ids, attempts.String(), took.String()).Scan(&n); err != nil {
 		return 0, xerrors.Errorf("mark sent: %w", translate(err))
 	}
 	return n, nil
+}
+
+// failedResult is one failure as markFailed reads it, keyed by message ID.
+type failedResult struct {
+	Attempt int    `json:"a"`
+	Status  string `json:"s"`
+	Reason  string `json:"r"`
+	Delay   int64  `json:"d"` // microseconds
+	Took    int64  `json:"t"` // the delivery's duration in nanoseconds, for the attempt history
 }
 
 // MarkFailed implements notifications.NotifierStore.
@@ -270,23 +306,26 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		return 0, nil
 	}
 	ids := make([]string, len(results))
-	attempts := make([]int32, len(results))
-	statuses := make([]string, len(results))
-	reasons := make([]string, len(results))
-	delays := make([]int64, len(results))
-	took := make([]int64, len(results))
+	byID := make(map[string]failedResult, len(results))
 	for i, r := range results {
 		switch r.Status {
 		case notifications.StatusTemporaryFailure, notifications.StatusPermanentFailure, notifications.StatusInhibited:
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
-		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
-		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
-		delays[i], took[i] = r.RetryDelay.Microseconds(), int64(r.Duration)
+		ids[i] = r.ID.String()
+		byID[r.ID.String()] = failedResult{
+			Attempt: r.AttemptCount, Status: string(r.Status),
+			Reason: strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD"),
+			Delay:  r.RetryDelay.Microseconds(), Took: int64(r.Duration),
+		}
+	}
+	encoded, err := json.Marshal(byID)
+	if err != nil {
+		return 0, xerrors.Errorf("mark failed: encode results: %w", err)
 	}
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.markFailed, s.now(), notifierID, ids, attempts, statuses, reasons, delays, took).Scan(&n); err != nil {
+	if err := s.db.QueryRow(ctx, s.q.markFailed, s.now(), notifierID, ids, string(encoded)).Scan(&n); err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", translate(err))
 	}
 	return n, nil
@@ -330,8 +369,8 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 	}
 }
 
-// enqueueBatch stores every message or none: one statement on db inserts every row, checks
-// templates and preferences, and sends the wake-up notification (delivered at commit).
+// enqueueBatch stores every message or none: one statement on db inserts every row and
+// checks templates and preferences. The caller wakes the notifiers (wakeAfterEnqueue).
 func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.NewMessage) error {
 	if len(msgs) == 0 {
 		return nil
@@ -366,7 +405,7 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.
 		missing              *bool
 		inserted             int
 	)
-	err := db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys, s.channel()).
+	err := db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys).
 		Scan(&badTemplate, &badUser, &missing, &inserted)
 	if err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
@@ -381,6 +420,16 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.
 		return xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
 	}
 	return nil
+}
+
+// wakeAfterEnqueue wakes the notifiers once enqueued messages are committed: at once
+// outside a transaction (Wake); inside one (WithTx), a wake-up TxWakeDelay later.
+func (s *Store) wakeAfterEnqueue() {
+	if s.inTx {
+		s.wakeLater()
+	} else {
+		s.Wake()
+	}
 }
 
 func uuidArrayLiteral(ids []uuid.UUID) string {

@@ -333,16 +333,18 @@ func (s *Store) MessageAttempts(ctx context.Context, id uuid.UUID) ([]notificati
 	return out, nil
 }
 
-// RetryMessage implements notifications.OperatorStore; it wakes listening notifiers.
+// RetryMessage implements notifications.OperatorStore; it wakes the notifiers like an
+// enqueue.
 func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 	var status *string
 	var deleted bool
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.retry, s.now(), id, s.channel()).Scan(&status, &deleted, &n); err != nil {
+	if err := s.db.QueryRow(ctx, s.q.retry, s.now(), id).Scan(&status, &deleted, &n); err != nil {
 		return xerrors.Errorf("retry message %s: %w", id, translate(err))
 	}
 	switch {
 	case n == 1:
+		s.wakeAfterEnqueue()
 		return nil
 	case status == nil:
 		return xerrors.Errorf("retry message %s: %w", id, notifications.ErrNotFound)
@@ -388,5 +390,6 @@ func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, err
 		}
 		return uuid.Nil, xerrors.Errorf("resend message %s: %w", id, err)
 	}
+	s.wakeAfterEnqueue()
 	return newID, nil
 }

@@ -6,12 +6,8 @@
 # PostgreSQL binaries on this machine (initdb into a temp dir, loopback only, as an
 # unprivileged user when run as root), PgBouncer is started in front of it, and both are
 # removed afterwards. Missing packages (postgresql, pgbouncer) are installed with apt when
-# run as root.
-# It also makes sure headless Chromium is there for the email layout test
-# (scripts/ensure-chromium.sh: installed with apt when run as root and missing).
+# run as root. (Chromium, which only `make test` needs, is scripts/ensure-chromium.sh's.)
 set -euo pipefail
-
-"$(dirname "$0")/ensure-chromium.sh"
 
 if [ -n "${NOTIFICATIONS_TEST_DATABASE_URL:-}" ]; then
   exec "$@"
@@ -32,9 +28,12 @@ apt_updated=
 apt_install() { # apt_install PACKAGE: install it when run as root with apt; false otherwise
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
   echo "with-postgres: installing $1" >&2
-  if [ -z "$apt_updated" ]; then apt-get update -qq >&2; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "$1" >&2
+  if [ -z "$apt_updated" ]; then apt_get update -qq >&2; apt_updated=1; fi
+  apt_get install -y -qq "$1" >&2
 }
+# apt-get waiting for the dpkg lock: a fresh Debian machine often holds it at boot
+# (apt-daily, unattended-upgrades).
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 
 find_pgbouncer() {
   command -v pgbouncer 2>/dev/null || { [ -x /usr/sbin/pgbouncer ] && echo /usr/sbin/pgbouncer; }
@@ -62,11 +61,24 @@ if [ "$(id -u)" = 0 ]; then
   runas=(runuser -u "$user" --)
 fi
 
-# Free loopback ports.
+# free_port: a free loopback port, from the kernel through python3 when there is one;
+# otherwise (minimal Debian has no python3) the first port from a random start in
+# 20000-59999 that nothing accepts connections on (bash's /dev/tcp).
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo "$1"
+  if command -v python3 >/dev/null 2>&1 &&
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null; then
+    return
+  fi
+  local p i
+  p=$((20000 + RANDOM % 40000))
+  for i in $(seq 1000); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+    p=$((20000 + (p - 20000 + 1) % 40000))
+  done
+  echo "with-postgres: no free loopback port found" >&2
+  return 1
 }
-port=$(free_port 55432)
+port=$(free_port)
 
 cleanup() {
   if [ -f "$dir/pgbouncer.pid" ]; then kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true; fi
@@ -77,8 +89,12 @@ trap cleanup EXIT
 
 "${runas[@]}" "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
   { cat "$dir/initdb.log" >&2; exit 1; }
+# NOTIFICATIONS_PG_DURABLE=1 keeps PostgreSQL's durable defaults (the benchmarks switch
+# between durable and fast settings with ALTER SYSTEM, which the command line would override).
+fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+[ "${NOTIFICATIONS_PG_DURABLE:-}" = 1 ] && fast=""
 "${runas[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-  -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" >/dev/null ||
+  -o "-h 127.0.0.1 -p $port -k $dir $fast -c max_connections=300 ${PG_EXTRA_OPTS:-}" >/dev/null ||
   { cat "$dir/server.log" >&2; exit 1; }
 
 export NOTIFICATIONS_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
@@ -88,7 +104,7 @@ echo "with-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}
 # PgBouncer in transaction mode in front of it, as production poolers run. The cluster
 # trusts loopback, so PgBouncer does too (auth_type trust still needs the user listed).
 if [ -n "$pgbouncer" ]; then
-  bport=$(free_port 56432)
+  bport=$(free_port)
   printf '"postgres" ""\n' >"$dir/pgbouncer-users.txt"
   cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
@@ -109,10 +125,16 @@ EOF
   if [ ${#runas[@]} -gt 0 ]; then chown "$user" "$dir"/pgbouncer*; fi
   "${runas[@]}" "$pgbouncer" -d "$dir/pgbouncer.ini" >"$dir/pgbouncer.out" 2>&1 ||
     { cat "$dir/pgbouncer.out" "$dir/pgbouncer.log" >&2 2>/dev/null; exit 1; }
+  ready=
   for _ in $(seq 100); do
-    "$bindir/pg_isready" -q -h 127.0.0.1 -p "$bport" -U postgres -d postgres && break
+    if "$bindir/pg_isready" -q -h 127.0.0.1 -p "$bport" -U postgres -d postgres; then ready=1; break; fi
     sleep 0.1
   done
+  if [ -z "$ready" ]; then
+    echo "with-postgres: PgBouncer on 127.0.0.1:$bport is not ready after 10 s; its log:" >&2
+    cat "$dir/pgbouncer.out" "$dir/pgbouncer.log" >&2 2>/dev/null || true
+    exit 1
+  fi
   export NOTIFICATIONS_TEST_PGBOUNCER_URL="postgres://postgres@127.0.0.1:$bport/postgres?sslmode=disable"
   echo "with-postgres: PgBouncer $("$pgbouncer" --version | head -1 | awk '{print $2}') (transaction mode) on 127.0.0.1:$bport" >&2
 else

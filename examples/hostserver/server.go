@@ -264,6 +264,9 @@ func (a *app) createUser(w http.ResponseWriter, r *http.Request) {
 		msgIDs = res[0].MessageIDs
 		return nil
 	})
+	if err == nil {
+		a.store.Wake() // committed: start the notifiers on it now
+	}
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "23505":

@@ -62,12 +62,21 @@ func env(t testing.TB, name, what string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set and CI=true: run the tests with `make test`, which starts %s", name, what)
-		}
-		t.Skipf("%s is not set; `make test` starts %s", name, what)
+		Unavailable(t, "%s is not set; `make test` starts %s", name, what)
 	}
 	return v
+}
+
+// Unavailable skips the test for lack of something it needs from its environment (a
+// server, a privilege, a binary), or fails it under CI=true: CI must never pass by
+// skipping.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true: "+format, args...)
+		return
+	}
+	t.Skipf(format, args...)
 }
 
 // Schema creates a uniquely named schema, drops it when the test ends, and returns a pool

@@ -1,0 +1,112 @@
+package pgstore
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"cdr.dev/slog"
+)
+
+// Wake-ups are sent after commit, from a connection of the pool, and coalesced: never
+// inside the enqueuing transaction. PostgreSQL serialises the commits of every transaction
+// that sent a NOTIFY (a cluster-wide lock is held through the commit and its WAL flush), so
+// a pg_notify in the host's transaction would serialise the host's own writes.
+//
+// At most one NOTIFY per store is in flight; wake-ups asked for while one is in flight are
+// folded into a single NOTIFY sent right after it. The NOTIFY's own transaction commits
+// with synchronous_commit off: it carries no data, so it need not wait for a WAL flush.
+// The notifiers' poll (Config.FetchInterval) remains the safety net for a lost wake-up.
+
+// TxWakeDelay is how long after an enqueue through WithTx the store sends a wake-up on its
+// own, for hosts that do not call Wake after committing. A transaction that commits later
+// than that is found by Wake or by the notifiers' next poll.
+const TxWakeDelay = 20 * time.Millisecond
+
+// wakeSQL notifies channel $1 in a transaction that does not wait for its WAL flush.
+const wakeSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`
+
+// waker sends the coalesced wake-ups of one store and of its WithTx copies.
+type waker struct {
+	mu      sync.Mutex
+	running bool // a goroutine is sending
+	dirty   bool // a wake-up was asked for since the last NOTIFY started
+	timer   bool // a TxWakeDelay wake-up is scheduled
+	sent    int  // NOTIFY statements sent (for tests)
+}
+
+// Wake tells the notifiers listening on this store's schema, in every process, that new
+// work may be available. Call it after committing a transaction in which you enqueued
+// through WithTx: the enqueue itself sends no notification inside your transaction (that
+// would serialise your commits). Wake returns at once; the NOTIFY is sent from a
+// connection of the pool, coalesced with other wake-ups of this store. Without it the
+// store sends one TxWakeDelay after the enqueue, and the notifiers' poll finds what that
+// missed. Enqueues outside a transaction wake the notifiers themselves. A PollOnly store
+// sends wake-ups too (a NOTIFY works through a transaction pooler): other processes may
+// listen on a connection of their own (WithListenerDSN).
+func (s *Store) Wake() {
+	if s.pool == nil {
+		return
+	}
+	w := s.w
+	w.mu.Lock()
+	w.dirty = true
+	if w.running {
+		w.mu.Unlock()
+		return
+	}
+	w.running = true
+	w.mu.Unlock()
+	go s.sendWakes()
+}
+
+// wakeLater schedules one Wake TxWakeDelay from now unless one is already scheduled.
+func (s *Store) wakeLater() {
+	if s.pool == nil {
+		return
+	}
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.timer {
+		return
+	}
+	w.timer = true
+	s.o.clock.AfterFunc(TxWakeDelay, func() {
+		w.mu.Lock()
+		w.timer = false
+		w.mu.Unlock()
+		s.Wake()
+	}, "pgstore", "txWake")
+}
+
+// sendWakes sends NOTIFYs until no wake-up was asked for during the last one.
+func (s *Store) sendWakes() {
+	w := s.w
+	for {
+		w.mu.Lock()
+		if !w.dirty {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		w.dirty = false
+		w.sent++
+		w.mu.Unlock()
+
+		// No deadline of its own: a NOTIFY stuck on an unreachable server holds back only
+		// later wake-ups, which the notifiers' poll stands in for.
+		_, err := s.pool.Exec(context.Background(), wakeSQL, s.channel())
+		if err != nil {
+			s.o.log.Warn(context.Background(), "send wake-up notification (notifiers will find the work at their next poll)",
+				slog.F("channel", s.channel()), slog.Error(err))
+		}
+	}
+}
+
+// wakesSent is how many NOTIFY statements the store has sent.
+func (s *Store) wakesSent() int {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return s.w.sent
+}

@@ -1,0 +1,169 @@
+package pgstore_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// listenFor runs store.Listen until the test ends and returns its wake-ups, after the
+// first one (sent once it listens).
+func listenFor(t *testing.T, f *fixture, store *pgstore.Store) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithCancel(f.ctx)
+	woken := make(chan struct{}, 1000)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = store.Listen(ctx, func() { woken <- struct{}{} })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-woken:
+	case <-f.ctx.Done():
+		t.Fatal("Listen never listened")
+	}
+	return woken
+}
+
+func waitWake(t *testing.T, f *fixture, woken <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-woken:
+	case <-f.ctx.Done():
+		t.Fatalf("no wake-up %s", what)
+	}
+}
+
+// The transactional enqueue sends no NOTIFY inside the host's transaction: the wake-up it
+// schedules arrives from another connection while the transaction is still open (a NOTIFY
+// in the transaction would only be delivered at its commit), and Wake after commit wakes
+// the listeners again.
+func TestTxEnqueueWakesFromAnotherConnection(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	woken := listenFor(t, f, f.store)
+	tx, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(f.ctx) //nolint:errcheck
+	ids, err := f.enq.WithStore(f.store.WithTx(tx)).Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitWake(t, f, woken, "while the transaction is open (TxWakeDelay)")
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.store.Wake()
+	waitWake(t, f, woken, "after Wake")
+	if _, err := f.store.Message(f.ctx, ids[0]); err != nil {
+		t.Fatalf("committed message: %v", err)
+	}
+}
+
+// Wake-ups asked for while a NOTIFY is in flight fold into one more: a burst of Wake
+// calls sends far fewer NOTIFYs than calls, and the last call is still followed by a
+// wake-up.
+func TestWakeCoalesces(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	woken := listenFor(t, f, f.store)
+	const calls = 200
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range calls / 8 {
+				f.store.Wake()
+			}
+		})
+	}
+	wg.Wait()
+	waitWake(t, f, woken, "after a burst of Wake calls")
+	// Drain: once no NOTIFY is in flight, the count stops moving.
+	deadline := time.Now().Add(10 * time.Second)
+	last := -1
+	for n := f.store.WakesSent(); n != last; n = f.store.WakesSent() {
+		if time.Now().After(deadline) {
+			t.Fatal("NOTIFYs still being sent 10s after the burst")
+		}
+		last = n
+		time.Sleep(50 * time.Millisecond)
+	}
+	if last < 1 || last >= calls {
+		t.Fatalf("%d NOTIFYs for %d Wake calls, want between 1 and %d", last, calls, calls-1)
+	}
+	for len(woken) > 0 {
+		<-woken
+	}
+	f.store.Wake() // nothing in flight: a fresh NOTIFY
+	waitWake(t, f, woken, "after a Wake on an idle store")
+}
+
+// An enqueue outside a transaction wakes the listeners after it commits, from a PollOnly
+// store too.
+func TestEnqueueWakesEvenFromAPollOnlyStore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	woken := listenFor(t, f, f.store)
+	if _, err := f.enq.Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitWake(t, f, woken, "after an enqueue")
+
+	// A PollOnly store (its pool goes through a transaction pooler) does not listen, but
+	// its enqueues still wake the notifiers that listen elsewhere (WithListenerDSN).
+	quiet := pgstore.New(f.pool, pgstore.WithSchema(f.schema), pgstore.PollOnly())
+	enq, err := notifications.NewStoreEnqueuer(quiet, notifications.EnqueuerOptions{
+		DefaultMethods: []notifications.Method{notifications.MethodWebhook},
+		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
+			return notifications.Recipient{UserID: id, Email: "a@example.com"}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := enq.Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitWake(t, f, woken, "after an enqueue through a PollOnly store")
+}
+
+// A lease commits asynchronously only in its own transaction: leasing through WithTx
+// leaves the host transaction's synchronous_commit as it was.
+func TestLeaseInTxKeepsSynchronousCommit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if _, err := f.enq.Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(f.ctx) //nolint:errcheck
+	if _, err := tx.Exec(f.ctx, "SET LOCAL synchronous_commit = 'remote_apply'"); err != nil {
+		t.Fatal(err)
+	}
+	leased, err := f.store.WithTx(tx).LeaseMessages(f.ctx, notifications.LeaseParams{
+		NotifierID: uuid.New(), Limit: 10, MaxAttempts: 5, LeasePeriod: time.Minute,
+		Methods: []notifications.Method{notifications.MethodWebhook},
+	})
+	if err != nil || len(leased) != 1 {
+		t.Fatalf("lease in tx: %d messages, %v", len(leased), err)
+	}
+	var got string
+	if err := tx.QueryRow(f.ctx, "SHOW synchronous_commit").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "remote_apply" {
+		t.Fatalf("synchronous_commit in the host transaction is %q after a lease, want remote_apply", got)
+	}
+}
