@@ -432,14 +432,17 @@ func (s *Store) wakeAfterEnqueue() {
 	}
 }
 
-func uuidArrayLiteral(ids []uuid.UUID) string {
+func uuidArrayLiteral(ids []uuid.UUID) string { return arrayLiteral(ids, uuid.UUID.String) }
+
+// arrayLiteral is a PostgreSQL array literal of xs, each element written by elem.
+func arrayLiteral[T any](xs []T, elem func(T) string) string {
 	var b strings.Builder
 	b.WriteByte('{')
-	for i, id := range ids {
+	for i, x := range xs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(id.String())
+		b.WriteString(elem(x))
 	}
 	b.WriteByte('}')
 	return b.String()
@@ -491,19 +494,11 @@ func toMethods(ms []string) []notifications.Method {
 // textArrayLiteral is a text[] literal of ms, each element quoted: arrays of arrays cannot
 // be unnested, so each template's methods travel as one text value cast to text[].
 func textArrayLiteral(ms []notifications.Method) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('"')
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(string(m)))
-		b.WriteByte('"')
-	}
-	b.WriteByte('}')
-	return b.String()
+	return arrayLiteral(ms, func(m notifications.Method) string { return `"` + arrayElemEscaper.Replace(string(m)) + `"` })
 }
+
+// arrayElemEscaper escapes a quoted element of an array literal.
+var arrayElemEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 type storedAction struct {
 	Label string `json:"label"`

@@ -4,17 +4,15 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
-	"github.com/notifykit/notifications/internal/pgtest"
-	"github.com/notifykit/notifications/pgstore"
 )
 
 // TestTamperedCursors: a cursor the store did not make is ErrInvalidCursor, found before
@@ -60,41 +58,9 @@ func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQu
 // are one statement each, whatever the batch size.
 func TestResultWritesStayBulk(t *testing.T) {
 	t.Parallel()
-	_, schema := pgtest.Schema(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	counter := &statementCounter{}
-	cfg.ConnConfig.Tracer = counter
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
-		t.Fatal(err)
-	}
-	store := pgstore.New(pool, pgstore.WithSchema(schema))
-	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
-	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
-		t.Fatal(err)
-	}
-	const n = 40
-	msgs := make([]notifications.NewMessage, n)
-	for i := range msgs {
-		msgs[i] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
-	}
-	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
-		t.Fatal(err)
-	}
-	notifier := uuid.New()
-	leased, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: notifier, Methods: []notifications.Method{"smtp"}, Limit: n, LeasePeriod: time.Minute, MaxAttempts: 3})
-	if err != nil || len(leased) != n {
-		t.Fatalf("lease: %d, %v", len(leased), err)
-	}
+	ctx, store, tmpl := tracedStore(t, counter)
+	notifier, leased := leaseNew(t, ctx, store, tmpl, 40)
 	var sent []notifications.SentResult
 	var failed []notifications.FailedResult
 	for i, m := range leased {
@@ -124,5 +90,23 @@ func TestResultWritesStayBulk(t *testing.T) {
 		if err != nil || len(as) != 1 || as[0].FinishedAt.IsZero() || as[0].Duration != time.Duration(i)*time.Millisecond {
 			t.Fatalf("attempts of message %d: %+v, %v", i, as, err)
 		}
+	}
+}
+
+// TestTemplateMethodsRoundTrip: methods with characters that mean something in an array
+// literal are stored and read back as they were.
+func TestTemplateMethodsRoundTrip(t *testing.T) {
+	t.Parallel()
+	store, _, _ := newStore(t)
+	ctx := context.Background()
+	tmpl := notifications.Template{ID: uuid.New(), Name: "odd methods", TitleTemplate: "x",
+		Methods:        []notifications.Method{`a,b`, `q"x`, `back\slash`, `{}`, `NULL`, ` sp `},
+		ExcludeMethods: []notifications.Method{`"`, `\`}}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Template(ctx, tmpl.ID)
+	if err != nil || !slices.Equal(got.Methods, tmpl.Methods) || !slices.Equal(got.ExcludeMethods, tmpl.ExcludeMethods) {
+		t.Fatalf("template read back: %q %q, %v; want %q %q", got.Methods, got.ExcludeMethods, err, tmpl.Methods, tmpl.ExcludeMethods)
 	}
 }
