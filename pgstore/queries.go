@@ -304,12 +304,7 @@ WITH t AS (
 	WHERE id = $2 AND deleted_at IS NULL RETURNING id
 ),
 c AS (
-	UPDATE {{s}}.messages m SET
-		status = CASE WHEN m.status = 'leased' THEN m.status ELSE 'canceled' END,
-		status_reason = CASE WHEN m.status = 'leased' THEN m.status_reason ELSE 'template deleted' END,
-		cancel_reason = CASE WHEN m.status = 'leased' THEN 'template deleted' END,
-		next_retry_after = NULL,
-		updated_at = CASE WHEN m.status = 'leased' THEN m.updated_at ELSE coalesce($1::timestamptz, now()) END
+	UPDATE {{s}}.messages m SET ` + cancelSet("template deleted") + `
 	FROM t WHERE m.template_id = t.id AND m.status IN ('pending', 'leased', 'temporary_failure')
 )
 SELECT count(*)::int FROM t`),
@@ -340,12 +335,7 @@ SELECT (SELECT status FROM before), coalesce((SELECT deleted FROM before), false
 		cancel: q(`
 WITH before AS (SELECT status FROM {{s}}.messages WHERE id = $2),
 upd AS (
-	UPDATE {{s}}.messages m SET
-		status = CASE WHEN m.status = 'leased' THEN m.status ELSE 'canceled' END,
-		status_reason = CASE WHEN m.status = 'leased' THEN m.status_reason ELSE 'canceled by an operator' END,
-		cancel_reason = CASE WHEN m.status = 'leased' THEN 'canceled by an operator' END,
-		next_retry_after = NULL,
-		updated_at = CASE WHEN m.status = 'leased' THEN m.updated_at ELSE coalesce($1::timestamptz, now()) END
+	UPDATE {{s}}.messages m SET ` + cancelSet("canceled by an operator") + `
 	WHERE m.id = $2 AND m.status IN ('pending', 'leased', 'temporary_failure')
 	RETURNING 1
 )
@@ -366,3 +356,16 @@ SELECT (SELECT status FROM before), (SELECT count(*) FROM upd)::int`),
 const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`
 
 const templateColumns = `id, name, grp, kind, title_template, body_template, actions::text, methods, exclude_methods, enabled_by_default`
+
+// cancelSet is the SET list that cancels an unfinished message for reason: pending and
+// retrying ones now, a leased one when its result arrives (cancel_reason). Each row is
+// judged on its latest version, so a message leased while the statement waited for its
+// lock is marked rather than missed. reason is a constant of this package.
+func cancelSet(reason string) string {
+	return `
+		status = CASE WHEN m.status = 'leased' THEN m.status ELSE 'canceled' END,
+		status_reason = CASE WHEN m.status = 'leased' THEN m.status_reason ELSE '` + reason + `' END,
+		cancel_reason = CASE WHEN m.status = 'leased' THEN '` + reason + `' END,
+		next_retry_after = NULL,
+		updated_at = CASE WHEN m.status = 'leased' THEN m.updated_at ELSE coalesce($1::timestamptz, now()) END`
+}

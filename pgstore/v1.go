@@ -163,30 +163,15 @@ func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, q notification
 	}
 	sql := `SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at, archived_at, seq
 FROM ` + s.q.schema + `.inbox WHERE ` + strings.Join(where, " AND ") + ` ORDER BY seq DESC LIMIT ` + a.add(limit+1)
-	rows, err := s.db.Query(ctx, sql, a...)
-	if err != nil {
-		return notifications.InboxPage{}, xerrors.Errorf("list inbox: %w", translate(err))
-	}
-	defer rows.Close()
-	var page notifications.InboxPage
-	var last cursor
-	for rows.Next() {
-		if len(page.Items) == limit {
-			page.NextCursor = encodeCursor("i", last)
-			break
-		}
+	items, next, err := queryPage(ctx, s.db, "i", limit, sql, a, func(rows pgx.Rows) (notifications.InboxItem, cursor, error) {
 		var seq int64
 		it, err := scanInboxItem(rows, &seq)
-		if err != nil {
-			return notifications.InboxPage{}, xerrors.Errorf("list inbox: %w", err)
-		}
-		page.Items = append(page.Items, it)
-		last = cursor{at: it.CreatedAt, seq: seq}
+		return it, cursor{at: it.CreatedAt, seq: seq}, err
+	})
+	if err != nil {
+		return notifications.InboxPage{}, xerrors.Errorf("list inbox: %w", err)
 	}
-	if err := rows.Err(); err != nil {
-		return notifications.InboxPage{}, xerrors.Errorf("list inbox: %w", translate(err))
-	}
-	return page, nil
+	return notifications.InboxPage{Items: items, NextCursor: next}, nil
 }
 
 // MarkAllInboxRead implements notifications.InboxViewStore.
@@ -277,30 +262,42 @@ ORDER BY created_at DESC, seq DESC LIMIT ` + lim
 		sql = `SELECT ` + messageColumns + `, seq FROM ` + s.q.schema + `.messages m WHERE ` + cond + `
 ORDER BY m.created_at DESC, m.seq DESC LIMIT ` + lim
 	}
-	rows, err := s.db.Query(ctx, sql, a...)
-	if err != nil {
-		return notifications.MessagePage{}, xerrors.Errorf("list messages: %w", translate(err))
-	}
-	defer rows.Close()
-	var page notifications.MessagePage
-	var last cursor
-	for rows.Next() {
-		if len(page.Messages) == limit {
-			page.NextCursor = encodeCursor("m", last)
-			break
-		}
+	msgs, next, err := queryPage(ctx, s.db, "m", limit, sql, a, func(rows pgx.Rows) (notifications.Message, cursor, error) {
 		var seq int64
 		m, err := scanMessage(rows, &seq)
-		if err != nil {
-			return notifications.MessagePage{}, xerrors.Errorf("list messages: scan: %w", err)
+		return m, cursor{at: m.CreatedAt, seq: seq}, err
+	})
+	if err != nil {
+		return notifications.MessagePage{}, xerrors.Errorf("list messages: %w", err)
+	}
+	return notifications.MessagePage{Messages: msgs, NextCursor: next}, nil
+}
+
+// queryPage runs a page query that asks for limit+1 rows: it returns the first limit, and
+// a cursor naming the last of them when there was one more.
+func queryPage[T any](ctx context.Context, db dbtx, kind string, limit int, sql string, a args,
+	scan func(pgx.Rows) (T, cursor, error)) ([]T, string, error) {
+	rows, err := db.Query(ctx, sql, a...)
+	if err != nil {
+		return nil, "", translate(err)
+	}
+	defer rows.Close()
+	var out []T
+	var last cursor
+	for rows.Next() {
+		if len(out) == limit {
+			return out, encodeCursor(kind, last), nil
 		}
-		page.Messages = append(page.Messages, m)
-		last = cursor{at: m.CreatedAt, seq: seq}
+		var v T
+		if v, last, err = scan(rows); err != nil {
+			return nil, "", xerrors.Errorf("scan: %w", err)
+		}
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return notifications.MessagePage{}, xerrors.Errorf("list messages: %w", translate(err))
+		return nil, "", translate(err)
 	}
-	return page, nil
+	return out, "", nil
 }
 
 // MessageAttempts implements notifications.OperatorStore.
