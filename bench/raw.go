@@ -37,6 +37,9 @@ func (b *bench) rawDrain(ctx context.Context) (float64, error) {
 	if _, err := enqueueBatches(ctx, store, b.o.n); err != nil {
 		return 0, err
 	}
+	if err := b.analyze(ctx, schema, "messages"); err != nil {
+		return 0, err
+	}
 	s := pgx.Identifier{schema}.Sanitize()
 	lease := `WITH c AS (SELECT id FROM ` + s + `.messages WHERE status = 'pending' ORDER BY seq LIMIT ` + strconv.Itoa(rawBatch) + ` FOR UPDATE SKIP LOCKED),
 async AS (SELECT set_config('synchronous_commit', 'off', true))

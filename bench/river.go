@@ -118,6 +118,9 @@ func (b *bench) riverDrain(ctx context.Context, s riverSettings) (float64, cpuCo
 	if _, err := riverInsertBatches(ctx, client, n); err != nil {
 		return 0, cpuCost{}, err
 	}
+	if err := b.analyze(ctx, client.Schema(), "river_job"); err != nil {
+		return 0, cpuCost{}, err
+	}
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 100000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
 	defer cancel()
 	before := sampleCPU()

@@ -15,6 +15,7 @@ import (
 type methodQueue struct {
 	pending *list.List
 	timed   timedHeap
+	visited int64 // messages dueLocked has looked at, for the tests (export_test.go)
 }
 
 func newMethodQueue() *methodQueue { return &methodQueue{pending: list.New()} }
@@ -52,11 +53,16 @@ func (s *Store) scheduleLocked(msg *message, at time.Time) {
 func (q *methodQueue) dueLocked(now time.Time, limit int) []*message {
 	out := make([]*message, 0, min(limit, q.pending.Len()+len(q.timed)))
 	for e := q.pending.Front(); e != nil && len(out) < limit; e = e.Next() {
+		q.visited++
 		out = append(out, e.Value.(*message))
 	}
 	// The earliest-eligible timed messages: pop them, then put them back.
 	var popped []*message
-	for len(q.timed) > 0 && len(popped) < limit && !q.timed[0].eligibleAt.After(now) {
+	for len(q.timed) > 0 && len(popped) < limit {
+		q.visited++
+		if q.timed[0].eligibleAt.After(now) {
+			break
+		}
 		popped = append(popped, heap.Pop(&q.timed).(*message))
 	}
 	for _, m := range popped {

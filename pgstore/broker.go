@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"cdr.dev/slog"
@@ -66,7 +67,9 @@ const DefaultBrokerPollInterval = time.Second
 // connection source it cannot listen: it polls the inbox for new items of its subscribers
 // every broker poll interval instead (so live items arrive up to that much later; only
 // created events, since read-state changes leave nothing to poll for), and calls ready
-// once it has its starting point.
+// once it has its starting point. It polls the same way, after a logged warning, when its
+// connection from the pool turns out to go through a transaction pooler (see
+// Store.Listen).
 func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 	if b.store.err != nil {
 		return xerrors.Errorf("run inbox broker: %w", b.store.err)
@@ -82,7 +85,7 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 			slog.F("interval", b.store.o.brokerPoll))
 		return b.poll(ctx, ready)
 	}
-	b.store.listen(ctx, b.store.inboxChannel(), ready, func(payload string) {
+	err := b.store.listen(ctx, b.store.inboxChannel(), ready, func(payload string) {
 		var ev inboxEvent
 		if err := json.Unmarshal([]byte(payload), &ev); err != nil || !b.hub.Has(ev.UserID) {
 			return
@@ -98,6 +101,11 @@ func (b *InboxBroker) Run(ctx context.Context, ready func()) error {
 		}
 		b.hub.Publish(ev.UserID, out)
 	})
+	if errors.Is(err, errPooler) {
+		b.store.o.log.Warn(ctx, "inbox broker: "+poolerWarning+": polling for new items; "+poolerAdvice,
+			slog.F("interval", b.store.o.brokerPoll), slog.F("probe_timeout", listenProbeTimeout))
+		return b.poll(ctx, ready)
+	}
 	return nil
 }
 

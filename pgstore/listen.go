@@ -2,6 +2,9 @@ package pgstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"time"
 
 	"cdr.dev/slog"
@@ -22,6 +25,12 @@ import (
 // rotated credentials work) and taken out of it. With PollOnly and no listener
 // connection source, Listen returns nil at once: LISTEN cannot work through a transaction
 // pooler, and the notifier relies on its FetchInterval.
+//
+// A connection from the pool is checked before it is trusted: it LISTENs on a probe
+// channel of its own and the pool NOTIFYs it. Behind a transaction pooler (PgBouncer in
+// transaction mode) the LISTEN stays on whichever server connection ran it, so the probe
+// never arrives (within listenProbeTimeout): Listen then logs a warning and returns nil,
+// as with PollOnly.
 func (s *Store) Listen(ctx context.Context, wake func()) error {
 	if s.err != nil {
 		return xerrors.Errorf("listen: %w", s.err)
@@ -30,9 +39,24 @@ func (s *Store) Listen(ctx context.Context, wake func()) error {
 		s.o.log.Info(ctx, "PollOnly without a listener connection source: no wake-ups, notifiers find new work at their FetchInterval")
 		return nil
 	}
-	s.listen(ctx, s.channel(), wake, func(string) { wake() })
+	if errors.Is(s.listen(ctx, s.channel(), wake, func(string) { wake() }), errPooler) {
+		s.o.log.Warn(ctx, poolerWarning+": no wake-ups, notifiers find new work at their FetchInterval; "+poolerAdvice,
+			slog.F("probe_timeout", listenProbeTimeout))
+	}
 	return nil
 }
+
+// errPooler is listen's answer when its connection from the pool goes through a
+// transaction pooler.
+var errPooler = errors.New("the pool's connections go through a transaction pooler: LISTEN cannot work on them")
+
+const (
+	poolerWarning = "transaction pooler detected: a LISTEN on a connection from the pool never heard a NOTIFY"
+	poolerAdvice  = "give the listener a direct connection (WithListenerDSN or WithListenerConn), or set PollOnly to skip the check"
+	// listenProbeTimeout is how long a listener on a connection from the pool waits for
+	// its probe NOTIFY before it concludes that a transaction pooler is in the way.
+	listenProbeTimeout = 5 * time.Second
+)
 
 // canListen reports whether the store has a session it can LISTEN on.
 func (s *Store) canListen() bool {
@@ -40,8 +64,10 @@ func (s *Store) canListen() bool {
 }
 
 // listen LISTENs on channel until ctx ends, calling connected each time it (re)starts
-// listening and notify for every notification; it reconnects with backoff.
-func (s *Store) listen(ctx context.Context, channel string, connected func(), notify func(payload string)) {
+// listening and notify for every notification; it reconnects with backoff. It returns nil
+// when ctx ends, or errPooler (without calling connected) when its connection comes from
+// the pool and goes through a transaction pooler.
+func (s *Store) listen(ctx context.Context, channel string, connected func(), notify func(payload string)) error {
 	backoff := listenMinBackoff
 	for {
 		err := s.listenOnce(ctx, channel, func() {
@@ -49,12 +75,15 @@ func (s *Store) listen(ctx context.Context, channel string, connected func(), no
 			connected()
 		}, notify)
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		if errors.Is(err, errPooler) {
+			return err
 		}
 		s.o.log.Warn(ctx, "notification listener lost its connection; reconnecting",
 			slog.F("channel", channel), slog.F("backoff", backoff), slog.Error(err))
 		if sleep(ctx, s.o.clock, backoff, "listenBackoff") != nil {
-			return
+			return nil
 		}
 		backoff = min(backoff*2, listenMaxBackoff)
 	}
@@ -89,6 +118,11 @@ func (s *Store) listenOnce(ctx context.Context, channel string, connected func()
 	defer func() {
 		_ = conn.Close(context.WithoutCancel(ctx))
 	}()
+	if s.o.listenConnect == nil {
+		if err := s.probeListen(ctx, conn); err != nil {
+			return err
+		}
+	}
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 		return xerrors.Errorf("listen: %w", err)
 	}
@@ -113,6 +147,36 @@ func (s *Store) listenOnce(ctx context.Context, channel string, connected func()
 			return xerrors.Errorf("listen: ping: %w", err)
 		}
 	}
+}
+
+// probeListen makes sure that conn, taken out of the pool, hears a NOTIFY sent through
+// the pool: it LISTENs on a channel of its own, NOTIFYs it through the pool, and waits
+// for it at most listenProbeTimeout (real time: a round trip, not a schedule). It returns
+// errPooler when the notification does not arrive.
+func (s *Store) probeListen(ctx context.Context, conn *pgx.Conn) error {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	channel := "notifications_probe_" + hex.EncodeToString(b)
+	ident := pgx.Identifier{channel}.Sanitize()
+	if _, err := conn.Exec(ctx, "LISTEN "+ident); err != nil {
+		return xerrors.Errorf("listen: probe: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, "SELECT pg_notify($1, '')", channel); err != nil {
+		return xerrors.Errorf("listen: probe: notify: %w", translate(err))
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, listenProbeTimeout)
+	_, err := conn.WaitForNotification(waitCtx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && waitCtx.Err() != nil {
+			return errPooler
+		}
+		return xerrors.Errorf("listen: probe: wait: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "UNLISTEN "+ident); err != nil {
+		return xerrors.Errorf("listen: probe: %w", err)
+	}
+	return nil
 }
 
 // withClockTimeout is context.WithTimeout on c.

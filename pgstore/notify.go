@@ -13,10 +13,25 @@ import (
 // that sent a NOTIFY (a cluster-wide lock is held through the commit and its WAL flush), so
 // a pg_notify in the host's transaction would serialise the host's own writes.
 //
-// At most one NOTIFY per store is in flight; wake-ups asked for while one is in flight are
-// folded into a single NOTIFY sent right after it. The NOTIFY's own transaction commits
-// with synchronous_commit off: it carries no data, so it need not wait for a WAL flush.
-// The notifiers' poll (Config.FetchInterval) remains the safety net for a lost wake-up.
+// At most one NOTIFY per store is in flight, and at most one starts per wake interval
+// (WithWakeInterval, default DefaultWakeInterval): wake-ups asked for meanwhile are folded
+// into a single NOTIFY sent when the interval ends. An idle store notifies at once. The
+// NOTIFY's own transaction commits with synchronous_commit off: it carries no data, so it
+// need not wait for a WAL flush. The notifiers' poll (Config.FetchInterval) remains the
+// safety net for a lost wake-up.
+
+// DefaultWakeInterval is the shortest time between two wake-up NOTIFYs of a store (see
+// WithWakeInterval). Under a stream of enqueues it bounds the NOTIFYs to 200 a second per
+// store, and delays a wake-up by at most this much; a notifier that is busy leases again
+// on its own after every full batch.
+const DefaultWakeInterval = 5 * time.Millisecond
+
+// WithWakeInterval sets the shortest time between two wake-up NOTIFYs of the store
+// (default DefaultWakeInterval; with WithClock, 0). With 0 the only coalescing is that
+// one NOTIFY is in flight at a time.
+func WithWakeInterval(d time.Duration) Option {
+	return func(o *options) { o.wakeInterval, o.wakeIntervalSet = max(d, 0), true }
+}
 
 // TxWakeDelay is how long after an enqueue through WithTx the store sends a wake-up on its
 // own, for hosts that do not call Wake after committing. A transaction that commits later
@@ -100,6 +115,10 @@ func (s *Store) sendWakes() {
 		if err != nil {
 			s.o.log.Warn(context.Background(), "send wake-up notification (notifiers will find the work at their next poll)",
 				slog.F("channel", s.channel()), slog.Error(err))
+		}
+		if s.o.wakeInterval > 0 {
+			t := s.o.clock.NewTimer(s.o.wakeInterval, "pgstore", "wakeInterval")
+			<-t.C
 		}
 	}
 }

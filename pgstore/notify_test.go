@@ -167,3 +167,27 @@ func TestLeaseInTxKeepsSynchronousCommit(t *testing.T) {
 		t.Fatalf("synchronous_commit in the host transaction is %q after a lease, want remote_apply", got)
 	}
 }
+
+// With a wake interval, a burst of Wake calls right after a first one sends no NOTIFY
+// until the interval has passed since the first, and then one, which wakes the listener.
+func TestWakeInterval(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const interval = time.Second
+	store := pgstore.New(f.pool, pgstore.WithSchema(f.schema), pgstore.WithWakeInterval(interval))
+	woken := listenFor(t, f, store)
+	start := time.Now()
+	store.Wake()
+	waitWake(t, f, woken, "after the first Wake")
+	for range 50 {
+		store.Wake()
+	}
+	waitWake(t, f, woken, "after the burst")
+	if d := time.Since(start); d < interval {
+		t.Fatalf("the wake-up after the burst came %s after the first, within the interval", d)
+	}
+	if n := store.WakesSent(); n != 2 {
+		t.Fatalf("%d NOTIFYs for a Wake and a burst of 50, want 2", n)
+	}
+	time.Sleep(interval + 200*time.Millisecond) // the sender waits out its interval, then ends
+}

@@ -6,10 +6,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"cdr.dev/slog"
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -160,11 +163,85 @@ func migrateChildMain() int {
 // 1,000 messages, each delivered exactly once.
 func TestPgBouncerManagerPollOnly(t *testing.T) {
 	t.Parallel()
+	testBouncerManager(t, nil, pgstore.PollOnly())
+}
+
+// TestPgBouncerManagerDetectsPooler: without PollOnly, the store finds that its pool goes
+// through a transaction pooler (a LISTEN there never hears a NOTIFY), says so, and the
+// Manager drains by polling.
+func TestPgBouncerManagerDetectsPooler(t *testing.T) {
+	t.Parallel()
+	sink := newEventSink()
+	// The drain may well end before the probe does: the Manager stops once the warning is
+	// out.
+	warned := func(ctx context.Context) error {
+		return sink.waitFor(ctx, func(map[string]int) bool { return sink.countLocked(poolerWarning) > 0 })
+	}
+	testBouncerManager(t, warned, pgstore.WithLogger(slog.Make(sink)))
+	if n := sink.count(poolerWarning); n != 1 {
+		t.Fatalf("logged %v; want the pooler warning once", sink.counts)
+	}
+}
+
+// count returns how many messages logged so far contain sub.
+func (s *eventSink) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.countLocked(sub)
+}
+
+func (s *eventSink) countLocked(sub string) int {
+	n := 0
+	for msg, c := range s.counts {
+		if strings.Contains(msg, sub) {
+			n += c
+		}
+	}
+	return n
+}
+
+// poolerWarning is in the message the store logs when it finds a transaction pooler.
+const poolerWarning = "transaction pooler detected"
+
+// TestPgBouncerListenDetectsPooler: Listen on a store whose pool goes through PgBouncer in
+// transaction mode, without PollOnly, does not claim to listen: it logs the pooler
+// warning and returns, without a wake-up, so that the notifier relies on its
+// FetchInterval.
+func TestPgBouncerListenDetectsPooler(t *testing.T) {
+	t.Parallel()
+	_, schema := pgtest.Schema(t)
+	pool := bouncerPool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+		t.Fatal(err)
+	}
+	sink := newEventSink()
+	store := pgstore.New(pool, pgstore.WithSchema(schema), pgstore.WithLogger(slog.Make(sink)))
+	var wakes atomic.Int64
+	if err := store.Listen(ctx, func() { wakes.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Listen returned only when its context ended")
+	}
+	if n := wakes.Load(); n != 0 {
+		t.Fatalf("%d wake-ups from a listener behind a transaction pooler; want none (it cannot listen)", n)
+	}
+	if n := sink.count(poolerWarning); n != 1 {
+		t.Fatalf("logged %v; want the pooler warning once", sink.counts)
+	}
+}
+
+// testBouncerManager: a Manager on a store through PgBouncer with opts drains 1,000
+// messages, each delivered exactly once. beforeStop, if not nil, must return nil before
+// the Manager is stopped.
+func testBouncerManager(t *testing.T, beforeStop func(context.Context) error, extra ...pgstore.Option) {
 	_, schema := pgtest.Schema(t)
 	pool := bouncerPool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.PollOnly()}
+	opts := append([]pgstore.Option{pgstore.WithSchema(schema)}, extra...)
 	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +276,11 @@ func TestPgBouncerManagerPollOnly(t *testing.T) {
 	if err := h.WaitForDeliveries(ctx, total); err != nil {
 		t.Fatal(err)
 	}
+	if beforeStop != nil {
+		if err := beforeStop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := m.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -210,14 +292,30 @@ func TestPgBouncerManagerPollOnly(t *testing.T) {
 }
 
 // TestPgBouncerBrokerPolls: behind a transaction pooler without a listener connection the
-// inbox broker polls, and a subscriber receives every item.
+// inbox broker polls, and a subscriber receives every item: with PollOnly, and without it
+// (the broker finds the pooler, says so, and polls).
 func TestPgBouncerBrokerPolls(t *testing.T) {
 	t.Parallel()
+	t.Run("PollOnly", func(t *testing.T) {
+		t.Parallel()
+		testBouncerBroker(t, pgstore.PollOnly())
+	})
+	t.Run("detected", func(t *testing.T) {
+		t.Parallel()
+		sink := newEventSink()
+		testBouncerBroker(t, pgstore.WithLogger(slog.Make(sink)))
+		if n := sink.count(poolerWarning); n != 1 {
+			t.Fatalf("logged %v; want the pooler warning once", sink.counts)
+		}
+	})
+}
+
+func testBouncerBroker(t *testing.T, extra ...pgstore.Option) {
 	_, schema := pgtest.Schema(t)
 	pool := bouncerPool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.PollOnly(), pgstore.WithBrokerPollInterval(20 * time.Millisecond)}
+	opts := append([]pgstore.Option{pgstore.WithSchema(schema), pgstore.WithBrokerPollInterval(20 * time.Millisecond)}, extra...)
 	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
 		t.Fatal(err)
 	}

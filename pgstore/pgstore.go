@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -65,6 +64,9 @@ type options struct {
 	listenConnect func(context.Context) (*pgx.Conn, error)
 	pingInterval  time.Duration
 	brokerPoll    time.Duration
+
+	wakeInterval    time.Duration
+	wakeIntervalSet bool
 }
 
 // Option configures New and Migrate.
@@ -77,7 +79,8 @@ func WithSchema(schema string) Option {
 
 // WithClock makes the store read "now" from c instead of the database (for tests with a
 // mock clock). In production leave it unset: the database's clock is the one every
-// replica shares.
+// replica shares. Unless WithWakeInterval says otherwise, wake-ups are then not paced, so
+// that no timer of the store waits on a mock clock.
 func WithClock(c quartz.Clock) Option {
 	return func(o *options) { o.clock, o.fixedNow = c, true }
 }
@@ -128,6 +131,9 @@ func newOptions(opts []Option) options {
 	o := options{schema: DefaultSchema, clock: quartz.NewReal(), pingInterval: DefaultListenerPingInterval, brokerPoll: DefaultBrokerPollInterval}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if !o.wakeIntervalSet && !o.fixedNow {
+		o.wakeInterval = DefaultWakeInterval
 	}
 	return o
 }
@@ -262,42 +268,16 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 		return 0, nil
 	}
 	ids := make([]string, len(results))
-	// {"<id>":<attempt>,...} and {"<id>":<duration in ns>,...}
-	var attempts, took strings.Builder
-	attempts.Grow(len(results) * 44)
-	took.Grow(len(results) * 52)
-	attempts.WriteByte('{')
-	took.WriteByte('{')
+	attempts := make([]int32, len(results))
+	took := make([]int64, len(results))
 	for i, r := range results {
-		ids[i] = r.ID.String()
-		if i > 0 {
-			attempts.WriteByte(',')
-			took.WriteByte(',')
-		}
-		for _, b := range []*strings.Builder{&attempts, &took} {
-			b.WriteByte('"')
-			b.WriteString(ids[i])
-			b.WriteString(`":`)
-		}
-		attempts.WriteString(strconv.Itoa(r.AttemptCount))
-		took.WriteString(strconv.FormatInt(int64(r.Duration), 10))
+		ids[i], attempts[i], took[i] = r.ID.String(), int32(r.AttemptCount), int64(r.Duration)
 	}
-	attempts.WriteByte('}')
-	took.WriteByte('}')
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.markSent, s.now(), notifierID, ids, attempts.String(), took.String()).Scan(&n); err != nil {
+	if err := s.db.QueryRow(ctx, s.q.markSent, s.now(), notifierID, ids, attempts, took).Scan(&n); err != nil {
 		return 0, xerrors.Errorf("mark sent: %w", translate(err))
 	}
 	return n, nil
-}
-
-// failedResult is one failure as markFailed reads it, keyed by message ID.
-type failedResult struct {
-	Attempt int    `json:"a"`
-	Status  string `json:"s"`
-	Reason  string `json:"r"`
-	Delay   int64  `json:"d"` // microseconds
-	Took    int64  `json:"t"` // the delivery's duration in nanoseconds, for the attempt history
 }
 
 // MarkFailed implements notifications.NotifierStore.
@@ -306,26 +286,23 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		return 0, nil
 	}
 	ids := make([]string, len(results))
-	byID := make(map[string]failedResult, len(results))
+	attempts := make([]int32, len(results))
+	statuses := make([]string, len(results))
+	reasons := make([]string, len(results))
+	delays := make([]int64, len(results))
+	took := make([]int64, len(results))
 	for i, r := range results {
 		switch r.Status {
 		case notifications.StatusTemporaryFailure, notifications.StatusPermanentFailure, notifications.StatusInhibited:
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
-		ids[i] = r.ID.String()
-		byID[r.ID.String()] = failedResult{
-			Attempt: r.AttemptCount, Status: string(r.Status),
-			Reason: strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD"),
-			Delay:  r.RetryDelay.Microseconds(), Took: int64(r.Duration),
-		}
-	}
-	encoded, err := json.Marshal(byID)
-	if err != nil {
-		return 0, xerrors.Errorf("mark failed: encode results: %w", err)
+		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
+		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
+		delays[i], took[i] = r.RetryDelay.Microseconds(), int64(r.Duration)
 	}
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.markFailed, s.now(), notifierID, ids, string(encoded)).Scan(&n); err != nil {
+	if err := s.db.QueryRow(ctx, s.q.markFailed, s.now(), notifierID, ids, attempts, statuses, reasons, delays, took).Scan(&n); err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", translate(err))
 	}
 	return n, nil
