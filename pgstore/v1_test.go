@@ -110,3 +110,34 @@ func TestTemplateMethodsRoundTrip(t *testing.T) {
 		t.Fatalf("template read back: %q %q, %v; want %q %q", got.Methods, got.ExcludeMethods, err, tmpl.Methods, tmpl.ExcludeMethods)
 	}
 }
+
+// TestLeaseCancelsMessagesOfDeletedTemplate: a message stored for a template that is
+// deleted meanwhile (an enqueue racing DeleteTemplate, or a replica of the previous version
+// that does not know of deletion) is canceled by the lease that finds it, not delivered.
+func TestLeaseCancelsMessagesOfDeletedTemplate(t *testing.T) {
+	t.Parallel()
+	store, pool, schema := newStore(t)
+	ctx := context.Background()
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DeleteTemplate(ctx, tmpl.ID); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema}.Sanitize()+`.messages
+		(id, template_id, user_id, method, payload, created_at, updated_at) VALUES ($1, $2, $3, 'smtp', '{}', now(), now())`,
+		id, tmpl.ID, uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	leased, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"},
+		Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 3})
+	if err != nil || len(leased) != 0 {
+		t.Fatalf("lease: %d, %v; want none", len(leased), err)
+	}
+	m, err := store.Message(ctx, id)
+	if err != nil || m.Status != notifications.StatusCanceled || m.StatusReason != "template deleted" {
+		t.Fatalf("message: %+v, %v; want canceled, \"template deleted\"", m, err)
+	}
+}
