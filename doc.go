@@ -20,7 +20,7 @@
 //     template and method (PreferenceStore, StoreEnqueuer.Preferences for a settings
 //     screen), template listing and deletion, the inbox view (cursor pages, filters, mark
 //     all read, archive, delete) and operator actions (message search, retry, cancel,
-//     resend, the attempt history). memstore implements StoreV1; pgstore implements Store.
+//     resend, the attempt history). memstore and pgstore implement StoreV1.
 //   - Handlers deliver. Package dispatch has the built-in ones — SMTP email, signed
 //     webhooks, the in-app inbox — and dispatch.DefaultHandlers wires them in one call.
 //

@@ -14,8 +14,7 @@ import (
 // RegisterTemplates a TemplateStore, the inbox handler an InboxStore, and operators an
 // AdminStore. Store is the union that memstore and pgstore implement and that
 // notificationstest.RunStoreTests checks. StoreV1 adds preferences, template listing and
-// deletion, the inbox UI and operator actions (memstore implements it; pgstore does not
-// yet).
+// deletion, the inbox UI and operator actions (memstore and pgstore implement it).
 //
 // Concurrency: every method is safe for concurrent use, including from several Managers
 // (several processes, for a shared store) at once.
@@ -183,16 +182,6 @@ type AdminStore interface {
 	Paused(ctx context.Context) (bool, error)
 }
 
-// MessageFilter selects messages for pgstore's Messages, which predates MessageQuery (use
-// OperatorStore.Messages with a MessageQuery). Zero fields match everything; Limit 0
-// means no limit. It goes when pgstore implements StoreV1.
-type MessageFilter struct {
-	Status Status
-	UserID uuid.UUID
-	Method Method
-	Limit  int
-}
-
 // InboxStore keeps in-app inbox items. The inbox handler in package dispatch consumes it;
 // InboxViewStore has the listing and the rest of what an inbox UI needs.
 type InboxStore interface {
@@ -204,12 +193,4 @@ type InboxStore interface {
 	// MarkInboxRead marks one of the user's items read, or returns ErrNotFound (also for
 	// another user's item). Marking a read item again changes nothing.
 	MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) error
-}
-
-// InboxFilter selects inbox items for pgstore's InboxItems, which predates InboxQuery (use
-// InboxViewStore.InboxItems with an InboxQuery). Limit 0 means 50. It goes when pgstore
-// implements StoreV1.
-type InboxFilter struct {
-	UnreadOnly bool
-	Limit      int
 }

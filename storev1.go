@@ -7,9 +7,8 @@ import (
 )
 
 // StoreV1 is a Store with the whole host API: preferences per method, template listing
-// and deletion, the inbox UI and operator actions with an attempt history. memstore
-// implements it and notificationstest.RunStoreTestsV1 checks it; pgstore implements Store
-// and will implement StoreV1 next.
+// and deletion, the inbox UI and operator actions with an attempt history. memstore and
+// pgstore implement it and notificationstest.RunStoreTestsV1 checks it.
 type StoreV1 interface {
 	Store
 	PreferenceStore

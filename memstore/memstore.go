@@ -1,7 +1,7 @@
 // Package memstore is an in-memory notifications.StoreV1: the embedded default for demos,
 // single-process use and fast tests. It implements the same semantics as pgstore (checked by
-// the same conformance suite, and by RunStoreTestsV1 for what pgstore does not have yet)
-// but keeps nothing across restarts.
+// the same conformance suites, RunStoreTests and RunStoreTestsV1) but keeps nothing across
+// restarts.
 package memstore
 
 import (

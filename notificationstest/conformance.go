@@ -156,18 +156,13 @@ func (h *suite) newMessageFor(templateID, userID uuid.UUID, method notifications
 }
 
 // setPreference disables (or enables) a template for every method, through
-// notifications.PreferenceStore or, for a store that predates it, SetPreference(ctx,
-// userID, templateID, disabled).
+// notifications.PreferenceStore; a store without it skips the test.
 func (h *suite) setPreference(user, template uuid.UUID, disabled bool) {
 	h.t.Helper()
 	var err error
 	switch s := h.store.(type) {
 	case notifications.PreferenceStore:
 		err = s.SetPreference(h.ctx, user, notifications.Preference{TemplateID: template, Disabled: disabled})
-	case interface {
-		SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error
-	}:
-		err = s.SetPreference(h.ctx, user, template, disabled)
 	default:
 		h.t.Skip("the store has no SetPreference")
 	}
@@ -176,9 +171,8 @@ func (h *suite) setPreference(user, template uuid.UUID, disabled bool) {
 	}
 }
 
-// inboxIDs lists a user's inbox item IDs newest first through
-// notifications.InboxViewStore or, for a store that predates it, InboxItems(ctx, userID,
-// InboxFilter).
+// inboxIDs lists a user's inbox items newest first through notifications.InboxViewStore;
+// a store without it skips the test.
 func (h *suite) inboxIDs(user uuid.UUID, unreadOnly bool) []notifications.InboxItem {
 	h.t.Helper()
 	switch s := h.store.(type) {
@@ -188,14 +182,6 @@ func (h *suite) inboxIDs(user uuid.UUID, unreadOnly bool) []notifications.InboxI
 			h.t.Fatalf("list inbox: %v", err)
 		}
 		return page.Items
-	case interface {
-		InboxItems(ctx context.Context, userID uuid.UUID, f notifications.InboxFilter) ([]notifications.InboxItem, error)
-	}:
-		items, err := s.InboxItems(h.ctx, user, notifications.InboxFilter{UnreadOnly: unreadOnly})
-		if err != nil {
-			h.t.Fatalf("list inbox: %v", err)
-		}
-		return items
 	}
 	h.t.Skip("the store has no InboxItems")
 	return nil

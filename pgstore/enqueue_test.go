@@ -17,7 +17,7 @@ func TestSendInHostTransaction(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	off, dup, ok := uuid.New(), uuid.New(), uuid.New()
-	if err := f.store.SetPreference(f.ctx, off, f.tmpl.ID, true); err != nil {
+	if err := f.store.SetPreference(f.ctx, off, notifications.Preference{TemplateID: f.tmpl.ID, Disabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.enq.Enqueue(f.ctx, dup, f.tmpl.ID, nil, "test"); err != nil {

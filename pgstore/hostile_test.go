@@ -55,8 +55,8 @@ func TestDataErrorsAreInvalidMessage(t *testing.T) {
 	bad := tmpl
 	bad.ID, bad.Name = uuid.New(), "evil\x00name"
 	check("template name with NUL", store.UpsertTemplates(ctx, bad), "")
-	if all, err := store.Messages(ctx, notifications.MessageFilter{}); err != nil || len(all) != 0 {
-		t.Fatalf("refused input stored %d messages (%v)", len(all), err)
+	if all, err := store.Messages(ctx, notifications.MessageQuery{}); err != nil || len(all.Messages) != 0 {
+		t.Fatalf("refused input stored %d messages (%v)", len(all.Messages), err)
 	}
 }
 

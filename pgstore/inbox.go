@@ -36,32 +36,6 @@ func (s *Store) InsertInboxItem(ctx context.Context, item notifications.InboxIte
 	return tag.RowsAffected() == 1, nil
 }
 
-// InboxItems lists a user's items newest first (the form before
-// notifications.InboxViewStore, whose InboxQuery pgstore does not implement yet).
-func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, f notifications.InboxFilter) ([]notifications.InboxItem, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 50
-	}
-	rows, err := s.db.Query(ctx, s.q.inboxList, userID, f.UnreadOnly, limit)
-	if err != nil {
-		return nil, xerrors.Errorf("list inbox: %w", translate(err))
-	}
-	defer rows.Close()
-	var out []notifications.InboxItem
-	for rows.Next() {
-		it, err := scanInboxItem(rows)
-		if err != nil {
-			return nil, xerrors.Errorf("list inbox: %w", err)
-		}
-		out = append(out, it)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, xerrors.Errorf("list inbox: %w", translate(err))
-	}
-	return out, nil
-}
-
 // UnreadInboxCount implements notifications.InboxStore.
 func (s *Store) UnreadInboxCount(ctx context.Context, userID uuid.UUID) (int, error) {
 	var n int
@@ -91,16 +65,17 @@ func (s *Store) inboxItem(ctx context.Context, id uuid.UUID) (notifications.Inbo
 	return it, nil
 }
 
-func scanInboxItem(row pgx.Row) (notifications.InboxItem, error) {
+// scanInboxItem reads one item's columns, then extra.
+func scanInboxItem(row pgx.Row, extra ...any) (notifications.InboxItem, error) {
 	var it notifications.InboxItem
 	var actions string
-	var readAt *time.Time
-	if err := row.Scan(&it.ID, &it.UserID, &it.TemplateID, &it.Title, &it.TitleMarkdown, &it.Content, &actions, &it.Targets, &it.CreatedAt, &readAt); err != nil {
+	var readAt, archivedAt *time.Time
+	if err := row.Scan(append([]any{&it.ID, &it.UserID, &it.TemplateID, &it.Title, &it.TitleMarkdown, &it.Content, &actions, &it.Targets, &it.CreatedAt, &readAt, &archivedAt}, extra...)...); err != nil {
 		return it, xerrors.Errorf("scan: %w", err)
 	}
 	if err := json.Unmarshal([]byte(actions), &it.Actions); err != nil {
 		return it, xerrors.Errorf("decode actions: %w", err)
 	}
-	it.ReadAt = deref(readAt)
+	it.ReadAt, it.ArchivedAt = deref(readAt), deref(archivedAt)
 	return it, nil
 }

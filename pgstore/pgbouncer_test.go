@@ -69,16 +69,26 @@ func bouncerPool(t testing.TB) *pgxpool.Pool {
 // on a direct listener connection (WithListenerDSN).
 func TestPgBouncerConformance(t *testing.T) {
 	t.Parallel()
-	direct := pgtest.URL(t)
-	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
-		_, schema := pgtest.Schema(t)
-		pool := bouncerPool(t)
-		opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.WithClock(clk), pgstore.PollOnly(), pgstore.WithListenerDSN(direct)}
-		if err := pgstore.Migrate(context.Background(), pool, opts...); err != nil {
-			t.Fatalf("migrate through PgBouncer: %v", err)
-		}
-		return pgstore.New(pool, opts...)
-	})
+	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store { return bouncerStore(t, clk) })
+}
+
+// TestPgBouncerConformanceV1: the StoreV1 conformance suite through PgBouncer.
+func TestPgBouncerConformanceV1(t *testing.T) {
+	t.Parallel()
+	notificationstest.RunStoreTestsV1(t, func(t *testing.T, clk quartz.Clock) notifications.StoreV1 { return bouncerStore(t, clk) })
+}
+
+// bouncerStore is a PollOnly store through PgBouncer in a schema of its own, migrated
+// through PgBouncer, with wake-ups on a direct listener connection.
+func bouncerStore(t *testing.T, clk quartz.Clock) *pgstore.Store {
+	t.Helper()
+	_, schema := pgtest.Schema(t)
+	pool := bouncerPool(t)
+	opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.WithClock(clk), pgstore.PollOnly(), pgstore.WithListenerDSN(pgtest.URL(t))}
+	if err := pgstore.Migrate(context.Background(), pool, opts...); err != nil {
+		t.Fatalf("migrate through PgBouncer: %v", err)
+	}
+	return pgstore.New(pool, opts...)
 }
 
 // TestPgBouncerMigrateFromFourProcesses: four processes migrate one schema through

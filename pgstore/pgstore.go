@@ -53,7 +53,7 @@ type Store struct {
 	inTx bool   // db is the host's transaction
 }
 
-var _ notifications.Store = (*Store)(nil)
+var _ notifications.StoreV1 = (*Store)(nil)
 
 type options struct {
 	schema        string
@@ -269,14 +269,15 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 	}
 	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
+	took := make([]int64, len(results))
 	for i, r := range results {
-		ids[i], attempts[i] = r.ID.String(), int32(r.AttemptCount)
+		ids[i], attempts[i], took[i] = r.ID.String(), int32(r.AttemptCount), int64(r.Duration)
 	}
-	tag, err := s.db.Exec(ctx, s.q.markSent, s.now(), notifierID, ids, attempts)
-	if err != nil {
+	var n int
+	if err := s.db.QueryRow(ctx, s.q.markSent, s.now(), notifierID, ids, attempts, took).Scan(&n); err != nil {
 		return 0, xerrors.Errorf("mark sent: %w", translate(err))
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }
 
 // MarkFailed implements notifications.NotifierStore.
@@ -289,6 +290,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	statuses := make([]string, len(results))
 	reasons := make([]string, len(results))
 	delays := make([]int64, len(results))
+	took := make([]int64, len(results))
 	for i, r := range results {
 		switch r.Status {
 		case notifications.StatusTemporaryFailure, notifications.StatusPermanentFailure, notifications.StatusInhibited:
@@ -297,13 +299,13 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		}
 		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
 		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
-		delays[i] = r.RetryDelay.Microseconds()
+		delays[i], took[i] = r.RetryDelay.Microseconds(), int64(r.Duration)
 	}
-	tag, err := s.db.Exec(ctx, s.q.markFailed, s.now(), notifierID, ids, attempts, statuses, reasons, delays)
-	if err != nil {
+	var n int
+	if err := s.db.QueryRow(ctx, s.q.markFailed, s.now(), notifierID, ids, attempts, statuses, reasons, delays, took).Scan(&n); err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", translate(err))
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }
 
 // PurgeMessages implements notifications.NotifierStore. Each batch is one short statement
@@ -407,14 +409,17 @@ func (s *Store) wakeAfterEnqueue() {
 	}
 }
 
-func uuidArrayLiteral(ids []uuid.UUID) string {
+func uuidArrayLiteral(ids []uuid.UUID) string { return arrayLiteral(ids, uuid.UUID.String) }
+
+// arrayLiteral is a PostgreSQL array literal of xs, each element written by elem.
+func arrayLiteral[T any](xs []T, elem func(T) string) string {
 	var b strings.Builder
 	b.WriteByte('{')
-	for i, id := range ids {
+	for i, x := range xs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(id.String())
+		b.WriteString(elem(x))
 	}
 	b.WriteByte('}')
 	return b.String()
@@ -425,25 +430,52 @@ func (s *Store) channel() string { return s.o.schema + ".wake" }
 
 // Template implements notifications.EnqueueStore.
 func (s *Store) Template(ctx context.Context, id uuid.UUID) (notifications.Template, error) {
-	var t notifications.Template
-	var actions []byte
-	var method string
-	err := s.db.QueryRow(ctx, s.q.template, id).Scan(&t.ID, &t.Name, &t.Group, &t.Kind, &t.TitleTemplate, &t.BodyTemplate,
-		&actions, &method, &t.EnabledByDefault)
+	t, err := scanTemplate(s.db.QueryRow(ctx, s.q.template, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, xerrors.Errorf("get template %s: %w", id, notifications.ErrNotFound)
 	}
 	if err != nil {
 		return t, xerrors.Errorf("get template %s: %w", id, translate(err))
 	}
-	if method != "" {
-		t.Methods = []notifications.Method{notifications.Method(method)}
+	return t, nil
+}
+
+// scanTemplate reads the templateColumns of one row.
+func scanTemplate(row pgx.Row) (notifications.Template, error) {
+	var t notifications.Template
+	var actions []byte
+	var methods, exclude []string
+	err := row.Scan(&t.ID, &t.Name, &t.Group, &t.Kind, &t.TitleTemplate, &t.BodyTemplate,
+		&actions, &methods, &exclude, &t.EnabledByDefault)
+	if err != nil {
+		return t, err
 	}
+	t.Methods, t.ExcludeMethods = toMethods(methods), toMethods(exclude)
 	if err := json.Unmarshal(actions, &t.Actions); err != nil {
-		return t, xerrors.Errorf("get template %s: decode actions: %w", id, err)
+		return t, xerrors.Errorf("decode actions: %w", err)
 	}
 	return t, nil
 }
+
+func toMethods(ms []string) []notifications.Method {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]notifications.Method, len(ms))
+	for i, m := range ms {
+		out[i] = notifications.Method(m)
+	}
+	return out
+}
+
+// textArrayLiteral is a text[] literal of ms, each element quoted: arrays of arrays cannot
+// be unnested, so each template's methods travel as one text value cast to text[].
+func textArrayLiteral(ms []notifications.Method) string {
+	return arrayLiteral(ms, func(m notifications.Method) string { return `"` + arrayElemEscaper.Replace(string(m)) + `"` })
+}
+
+// arrayElemEscaper escapes a quoted element of an array literal.
+var arrayElemEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 type storedAction struct {
 	Label string `json:"label"`
@@ -461,12 +493,10 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 	n := len(templates)
 	ids := make([]string, n)
 	names, groups, kinds, titles, bodies, actions, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	methodSets, excludeSets := make([]string, n), make([]string, n)
 	enabled := make([]bool, n)
 	for i, t := range templates {
-		if len(t.Methods) > 1 || len(t.ExcludeMethods) > 0 {
-			// The templates table has one method column until pgstore implements StoreV1.
-			return xerrors.Errorf("upsert templates: template %q: pgstore stores at most one of Methods and no ExcludeMethods yet: %w", t.Name, notifications.ErrInvalidTemplate)
-		}
+		// The method column is what replicas before StoreV1 read: a template's only method.
 		method := ""
 		if len(t.Methods) == 1 {
 			method = string(t.Methods[0])
@@ -479,13 +509,16 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 		if err != nil {
 			return xerrors.Errorf("upsert templates: encode actions of %q: %w", t.Name, err)
 		}
-		if err := refuseNUL("upsert template "+t.ID.String(), t.Name, t.Group, t.Kind, t.TitleTemplate, t.BodyTemplate, method); err != nil {
+		if err := refuseNUL("upsert template "+t.ID.String(), t.Name, t.Group, t.Kind, t.TitleTemplate, t.BodyTemplate,
+			textArrayLiteral(t.Methods), textArrayLiteral(t.ExcludeMethods)); err != nil {
 			return err
 		}
+		methodSets[i], excludeSets[i] = textArrayLiteral(t.Methods), textArrayLiteral(t.ExcludeMethods)
 		ids[i], names[i], groups[i], kinds[i] = t.ID.String(), t.Name, t.Group, t.Kind
 		titles[i], bodies[i], actions[i], methods[i], enabled[i] = t.TitleTemplate, t.BodyTemplate, string(b), method, t.EnabledByDefault
 	}
-	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled); err != nil {
+	if _, err := s.db.Exec(ctx, s.q.upsertTemplates, s.now(), ids, names, groups, kinds, titles, bodies, actions, methods, enabled,
+		methodSets, excludeSets); err != nil {
 		return xerrors.Errorf("upsert templates: %w", translate(err))
 	}
 	return nil
@@ -494,13 +527,14 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 const messageColumns = `id, template_id, user_id, method, status, status_reason, attempt_count, payload::text, targets,
 	created_by, created_at, updated_at, leased_by, leased_until, next_retry_after, sent_at`
 
-func scanMessage(row pgx.Row) (notifications.Message, error) {
+// scanMessage reads the messageColumns of one row, then extra.
+func scanMessage(row pgx.Row, extra ...any) (notifications.Message, error) {
 	var m notifications.Message
 	var method, status, payload string
 	var leasedBy *uuid.UUID
 	var leasedUntil, retry, sent *time.Time
-	err := row.Scan(&m.ID, &m.TemplateID, &m.UserID, &method, &status, &m.StatusReason, &m.AttemptCount, &payload, &m.Targets,
-		&m.CreatedBy, &m.CreatedAt, &m.UpdatedAt, &leasedBy, &leasedUntil, &retry, &sent)
+	err := row.Scan(append([]any{&m.ID, &m.TemplateID, &m.UserID, &method, &status, &m.StatusReason, &m.AttemptCount, &payload, &m.Targets,
+		&m.CreatedBy, &m.CreatedAt, &m.UpdatedAt, &leasedBy, &leasedUntil, &retry, &sent}, extra...)...)
 	if err != nil {
 		return m, err
 	}
@@ -531,36 +565,6 @@ func (s *Store) Message(ctx context.Context, id uuid.UUID) (notifications.Messag
 	return m, nil
 }
 
-// Messages lists messages oldest first (the form before notifications.OperatorStore,
-// whose MessageQuery pgstore does not implement yet).
-func (s *Store) Messages(ctx context.Context, f notifications.MessageFilter) ([]notifications.Message, error) {
-	var user *uuid.UUID
-	if f.UserID != uuid.Nil {
-		user = &f.UserID
-	}
-	var limit *int
-	if f.Limit > 0 {
-		limit = &f.Limit
-	}
-	rows, err := s.db.Query(ctx, s.q.messages, string(f.Status), user, string(f.Method), limit)
-	if err != nil {
-		return nil, xerrors.Errorf("list messages: %w", translate(err))
-	}
-	defer rows.Close()
-	var out []notifications.Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, xerrors.Errorf("list messages: scan: %w", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, xerrors.Errorf("list messages: %w", translate(err))
-	}
-	return out, nil
-}
-
 // CountByStatus implements notifications.AdminStore.
 func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int, error) {
 	counts, err := countBy[notifications.Status](ctx, s.db, s.q.countByStatus)
@@ -568,16 +572,6 @@ func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int
 		return nil, xerrors.Errorf("count messages: %w", err)
 	}
 	return counts, nil
-}
-
-// SetPreference records whether userID disabled templateID for every method (the form
-// before notifications.PreferenceStore, whose per-method Preference pgstore does not
-// implement yet).
-func (s *Store) SetPreference(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
-	if _, err := s.db.Exec(ctx, s.q.setPreference, s.now(), userID, templateID, disabled); err != nil {
-		return xerrors.Errorf("set preference: %w", translate(err))
-	}
-	return nil
 }
 
 // SetPaused implements notifications.AdminStore.

@@ -50,6 +50,14 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestConformanceV1(t *testing.T) {
+	t.Parallel()
+	notificationstest.RunStoreTestsV1(t, func(t *testing.T, clk quartz.Clock) notifications.StoreV1 {
+		s, _, _ := newStore(t, pgstore.WithClock(clk))
+		return s
+	})
+}
+
 func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	t.Parallel()
 	pool, schema := pgtest.Schema(t)
@@ -112,8 +120,8 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 		t.Errorf("lease with a cancelled context: err %v", err)
 	}
 
-	all, err := store.Messages(ctx, notifications.MessageFilter{})
-	if err != nil || len(all) != 1 || all[0].ID != good.ID || all[0].Status != notifications.StatusPending {
+	page, err := store.Messages(ctx, notifications.MessageQuery{})
+	if all := page.Messages; err != nil || len(all) != 1 || all[0].ID != good.ID || all[0].Status != notifications.StatusPending {
 		t.Fatalf("table changed by bad input: %+v, %v", all, err)
 	}
 

@@ -42,40 +42,9 @@ func (d *deleteTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.
 // transaction.
 func TestPurgeStatementsAreBounded(t *testing.T) {
 	t.Parallel()
-	_, schema := pgtest.Schema(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tracer := &deleteTracer{}
-	cfg.ConnConfig.Tracer = tracer
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
-		t.Fatal(err)
-	}
-	store := pgstore.New(pool, pgstore.WithSchema(schema))
-	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
-	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
-		t.Fatal(err)
-	}
-	var msgs []notifications.NewMessage
-	for range 7 {
-		msgs = append(msgs, notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)})
-	}
-	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
-		t.Fatal(err)
-	}
-	notifier := uuid.New()
-	leased, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: notifier, Methods: []notifications.Method{"smtp"}, Limit: 7, LeasePeriod: time.Minute, MaxAttempts: 3})
-	if err != nil || len(leased) != 7 {
-		t.Fatalf("lease: %d, %v", len(leased), err)
-	}
+	ctx, store, tmpl := tracedStore(t, tracer)
+	notifier, leased := leaseNew(t, ctx, store, tmpl, 7)
 	sent := make([]notifications.SentResult, len(leased))
 	for i, m := range leased {
 		sent[i] = notifications.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
@@ -95,4 +64,50 @@ func TestPurgeStatementsAreBounded(t *testing.T) {
 	if tracer.batches != 3 {
 		t.Fatalf("%d purge statements, want three (3, 3 and 1 rows)", tracer.batches)
 	}
+}
+
+// tracedStore is a migrated store in a schema of its own, on a pool whose connections
+// report to tracer, with one template; its context ends with the test (a minute at most).
+func tracedStore(t *testing.T, tracer pgx.QueryTracer) (context.Context, *pgstore.Store, notifications.Template) {
+	t.Helper()
+	_, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, store, tmpl
+}
+
+// leaseNew enqueues n smtp messages of tmpl and leases them all for a new notifier.
+func leaseNew(t *testing.T, ctx context.Context, store *pgstore.Store, tmpl notifications.Template, n int) (uuid.UUID, []notifications.LeasedMessage) {
+	t.Helper()
+	msgs := make([]notifications.NewMessage, n)
+	for i := range msgs {
+		msgs[i] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
+	}
+	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
+		t.Fatal(err)
+	}
+	notifier := uuid.New()
+	leased, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: notifier, Methods: []notifications.Method{"smtp"}, Limit: n, LeasePeriod: time.Minute, MaxAttempts: 3})
+	if err != nil || len(leased) != n {
+		t.Fatalf("lease: %d, %v", len(leased), err)
+	}
+	return notifier, leased
 }

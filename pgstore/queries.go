@@ -10,17 +10,24 @@ import (
 // explicit "now" (NULL: the database's now()).
 type queries struct {
 	lease, leaseInTx, markSent, markFailed, purge, purgeInbox, enqueue string
-	template, upsertTemplates                                          string
-	message, messages, countByStatus, setPreference, setPaused, paused string
+	template, templates, upsertTemplates, deleteTemplate               string
+	message, countByStatus, setPaused, paused                          string
+	setPreference, setMethodPreference, preferences                    string
+	attempts, messageExists, retry, cancel                             string
 	pendingByMethod                                                    string
-	inboxInsert, inboxList, inboxUnread, inboxMarkRead, inboxGet       string
+	inboxInsert, inboxUnread, inboxMarkRead, inboxGet                  string
 	inboxMaxSeq, inboxSince                                            string
+	inboxMarkAllRead, inboxArchive, inboxDelete                        string
+	// schema is the quoted schema name, for the queries built per call (message and
+	// inbox search).
+	schema string
 }
 
 func buildQueries(schema string) queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	q := func(sql string) string { return strings.ReplaceAll(sql, "{{s}}", s) }
 	qs := queries{
+		schema: s,
 		// One statement: pick eligible rows oldest first (skipping rows another notifier
 		// is leasing right now), fail those whose attempts are used up, lease the rest and
 		// return them with their template and the recipient's current preference. For each
@@ -37,44 +44,75 @@ paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
 methods AS (SELECT DISTINCT method FROM unnest($6::text[]) AS u(method) WHERE NOT (SELECT paused FROM paused)),
 pending AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason
+		FROM {{s}}.messages m
 		WHERE m.status = 'pending' AND m.method = methods.method
 		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 due AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason
+		FROM {{s}}.messages m
 		WHERE m.status = 'temporary_failure' AND m.method = methods.method AND m.next_retry_after <= (SELECT ts FROM now)
 		ORDER BY m.next_retry_after LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 expired AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq FROM {{s}}.messages m
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, true AS expired, m.leased_until, m.cancel_reason
+		FROM {{s}}.messages m
 		WHERE m.status = 'leased' AND m.method = methods.method AND m.leased_until <= (SELECT ts FROM now)
 		ORDER BY m.leased_until LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 candidates AS (
-	SELECT id, attempt_count FROM (
+	SELECT c.id, c.attempt_count, c.expired, c.leased_until,
+		coalesce(c.cancel_reason, CASE WHEN t.deleted_at IS NOT NULL THEN 'template deleted' END) AS cancel_reason
+	FROM (
 		SELECT * FROM pending UNION ALL SELECT * FROM due UNION ALL SELECT * FROM expired
-	) c ORDER BY seq LIMIT $3
+		ORDER BY seq LIMIT $3
+	) c JOIN {{s}}.templates t ON t.id = c.template_id
+),
+lost AS (
+	UPDATE {{s}}.attempts a SET reason = 'lease expired without a result', finished_at = c.leased_until
+	FROM candidates c
+	WHERE a.message_id = ANY(ARRAY(SELECT id FROM candidates WHERE expired)) AND a.message_id = c.id AND a.finished_at IS NULL
+),
+canceled AS (
+	UPDATE {{s}}.messages m SET status = 'canceled', status_reason = coalesce(m.cancel_reason, 'template deleted'), cancel_reason = NULL,
+		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, next_retry_after = NULL
+	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NOT NULL))
 ),
 exhausted AS (
 	UPDATE {{s}}.messages m SET status = 'permanent_failure',
 		status_reason = 'gave up after ' || m.attempt_count || ' attempts whose leases expired without a result (the delivering process probably stopped mid-delivery)',
 		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, next_retry_after = NULL
-	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE attempt_count >= $5))
+	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NULL AND attempt_count >= $5))
 ),
 leased AS (
 	UPDATE {{s}}.messages m SET status = 'leased', leased_by = $2,
 		leased_until = (SELECT ts FROM now) + $4 * interval '1 microsecond',
 		attempt_count = m.attempt_count + 1, updated_at = (SELECT ts FROM now), next_retry_after = NULL
-	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE attempt_count < $5))
+	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NULL AND attempt_count < $5))
 	RETURNING m.id, m.method, m.template_id, m.user_id, m.payload, m.attempt_count, m.created_at, m.seq
+),
+started AS (
+	INSERT INTO {{s}}.attempts (message_id, number, notifier_id, leased_at, outcome)
+	SELECT l.id, l.attempt_count, $2, (SELECT ts FROM now), 'leased' FROM leased l
+),
+-- The history keeps the newest 50 attempts: this lease adds one, so a message keeps 49 of
+-- the others; only messages with 50 already have a cutoff.
+cutoffs AS (
+	SELECT l.id, (SELECT x.id FROM {{s}}.attempts x WHERE x.message_id = l.id ORDER BY x.id DESC OFFSET 49 LIMIT 1) AS cut
+	FROM leased l
+),
+trimmed AS (
+	DELETE FROM {{s}}.attempts a USING cutoffs c
+	WHERE a.message_id = ANY(ARRAY(SELECT id FROM cutoffs WHERE cut IS NOT NULL)) AND a.message_id = c.id AND a.id <= c.cut
 )
 SELECT l.id, l.method, l.template_id, t.name, t.title_template, t.body_template, l.payload::text,
-	coalesce(p.disabled, NOT t.enabled_by_default), l.attempt_count, l.created_at, (SELECT ts FROM now)
+	coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default), l.attempt_count, l.created_at, (SELECT ts FROM now)
 FROM leased l
 JOIN {{s}}.templates t ON t.id = l.template_id
+LEFT JOIN {{s}}.method_preferences mp ON mp.user_id = l.user_id AND mp.template_id = l.template_id AND mp.method = l.method
 LEFT JOIN {{s}}.preferences p ON p.user_id = l.user_id AND p.template_id = l.template_id
 ORDER BY l.seq`),
 
@@ -85,32 +123,68 @@ ORDER BY l.seq`),
 		// row, scan the leased index and compare every row with every result (quadratic:
 		// 0.4-0.9 s for 1,000 results). Now it probes the primary key once per result, or
 		// hashes the table. Likewise the lease updates its candidates by
-		// id = ANY(ARRAY(...)) rather than by a join.
+		// id = ANY(ARRAY(...)) rather than by a join. The attempt's history row (the only
+		// unfinished one of its message) is finished in the same statement, read through
+		// its primary key by message_id = ANY, whatever the join plan.
 		markSent: q(`
-UPDATE {{s}}.messages m SET status = 'sent', status_reason = '', sent_at = coalesce($1::timestamptz, now()),
-	updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL
-FROM unnest($3::text[]::uuid[], $4::int[]) AS r(id, attempt)
-WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE`),
+WITH done AS (
+	UPDATE {{s}}.messages m SET status = 'sent', status_reason = '', cancel_reason = NULL, sent_at = coalesce($1::timestamptz, now()),
+		updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL
+	FROM unnest($3::text[]::uuid[], $4::int[], $5::bigint[]) AS r(id, attempt, took)
+	WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
+	RETURNING m.id, r.took
+),
+finished AS (
+	UPDATE {{s}}.attempts a SET finished_at = coalesce($1::timestamptz, now()), outcome = 'sent', reason = '', duration_ns = d.took
+	FROM done d
+	WHERE a.message_id = ANY(ARRAY(SELECT id FROM done)) AND a.message_id = d.id AND a.finished_at IS NULL
+)
+SELECT count(*)::int FROM done`),
 
+		// A temporary failure of a message whose cancellation was requested ends canceled.
 		markFailed: q(`
-UPDATE {{s}}.messages m SET status = r.status, status_reason = r.reason, updated_at = coalesce($1::timestamptz, now()),
-	next_retry_after = CASE WHEN r.status = 'temporary_failure'
-		THEN coalesce($1::timestamptz, now()) + r.delay * interval '1 microsecond' END,
-	leased_by = NULL, leased_until = NULL
-FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[]) AS r(id, attempt, status, reason, delay)
-WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE`),
+WITH done AS (
+	UPDATE {{s}}.messages m SET
+		status = CASE WHEN r.status = 'temporary_failure' AND m.cancel_reason IS NOT NULL THEN 'canceled' ELSE r.status END,
+		status_reason = CASE WHEN r.status = 'temporary_failure' AND m.cancel_reason IS NOT NULL
+			THEN m.cancel_reason || ' (last attempt: ' || r.reason || ')' ELSE r.reason END,
+		updated_at = coalesce($1::timestamptz, now()),
+		next_retry_after = CASE WHEN r.status = 'temporary_failure' AND m.cancel_reason IS NULL
+			THEN coalesce($1::timestamptz, now()) + r.delay * interval '1 microsecond' END,
+		leased_by = NULL, leased_until = NULL, cancel_reason = NULL
+	FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) AS r(id, attempt, status, reason, delay, took)
+	WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
+	RETURNING m.id, r.status, r.reason, r.took
+),
+finished AS (
+	UPDATE {{s}}.attempts a SET finished_at = coalesce($1::timestamptz, now()), outcome = d.status, reason = d.reason, duration_ns = d.took
+	FROM done d
+	WHERE a.message_id = ANY(ARRAY(SELECT id FROM done)) AND a.message_id = d.id AND a.finished_at IS NULL
+)
+SELECT count(*)::int FROM done`),
 
-		// One batch of the purge: at most $4 rows, oldest first, skipping rows that are
-		// locked (a late flush), under a transaction-scoped try-lock so that one replica
+		// One batch of the purge: at most $4 rows, oldest first (finished and canceled
+		// messages each from their partial index), skipping rows that are locked (a late
+		// flush), under a transaction-scoped try-lock so that one replica
 		// purges at a time. It reports whether it got the lock.
 		purge: q(`
 WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
-victims AS (
-	SELECT id FROM {{s}}.messages
+finished AS (
+	SELECT id, updated_at FROM {{s}}.messages
 	WHERE (SELECT got FROM lock)
 	  AND status IN ('sent', 'permanent_failure', 'inhibited')
 	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
 	ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED
+),
+canceled AS (
+	SELECT id, updated_at FROM {{s}}.messages
+	WHERE (SELECT got FROM lock)
+	  AND status = 'canceled'
+	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED
+),
+victims AS (
+	SELECT id FROM (SELECT * FROM finished UNION ALL SELECT * FROM canceled) f ORDER BY updated_at LIMIT $4
 ),
 del AS (DELETE FROM {{s}}.messages m USING victims v WHERE m.id = v.id RETURNING 1)
 SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
@@ -133,11 +207,12 @@ WITH input AS (
 		WITH ORDINALITY AS r(id, template_id, user_id, method, payload, targets, created_by, dedupe_key, ord)
 ),
 bad AS (
-	SELECT i.template_id, i.user_id, t.id IS NULL AS missing
+	SELECT i.template_id, i.user_id, t.id IS NULL OR t.deleted_at IS NOT NULL AS missing
 	FROM input i
 	LEFT JOIN {{s}}.templates t ON t.id = i.template_id
+	LEFT JOIN {{s}}.method_preferences mp ON mp.user_id = i.user_id AND mp.template_id = i.template_id AND mp.method = i.method
 	LEFT JOIN {{s}}.preferences p ON p.user_id = i.user_id AND p.template_id = i.template_id
-	WHERE t.id IS NULL OR coalesce(p.disabled, NOT t.enabled_by_default)
+	WHERE t.id IS NULL OR t.deleted_at IS NOT NULL OR coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default)
 	ORDER BY i.ord
 	LIMIT 1
 ),
@@ -152,45 +227,110 @@ ins AS (
 SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad),
 	(SELECT count(*) FROM ins)::int`),
 
-		template: q(`SELECT id, name, grp, kind, title_template, body_template, actions::text, method, enabled_by_default
-FROM {{s}}.templates WHERE id = $1`),
+		template:  q(`SELECT ` + templateColumns + ` FROM {{s}}.templates WHERE id = $1 AND deleted_at IS NULL`),
+		templates: q(`SELECT ` + templateColumns + ` FROM {{s}}.templates WHERE deleted_at IS NULL ORDER BY name COLLATE "C"`),
 
 		upsertTemplates: q(`
-INSERT INTO {{s}}.templates (id, name, grp, kind, title_template, body_template, actions, method, enabled_by_default, updated_at)
-SELECT r.id, r.name, r.grp, r.kind, r.title, r.body, r.actions::jsonb, r.method, r.enabled, coalesce($1::timestamptz, now())
-FROM unnest($2::text[]::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[])
-	AS r(id, name, grp, kind, title, body, actions, method, enabled)
+INSERT INTO {{s}}.templates (id, name, grp, kind, title_template, body_template, actions, method, enabled_by_default, updated_at,
+	methods, exclude_methods)
+SELECT r.id, r.name, r.grp, r.kind, r.title, r.body, r.actions::jsonb, r.method, r.enabled, coalesce($1::timestamptz, now()),
+	r.methods::text[], r.exclude::text[]
+FROM unnest($2::text[]::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bool[],
+	$11::text[], $12::text[])
+	AS r(id, name, grp, kind, title, body, actions, method, enabled, methods, exclude)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, grp = excluded.grp, kind = excluded.kind,
 	title_template = excluded.title_template, body_template = excluded.body_template, actions = excluded.actions,
-	method = excluded.method, enabled_by_default = excluded.enabled_by_default, updated_at = excluded.updated_at`),
+	method = excluded.method, enabled_by_default = excluded.enabled_by_default, updated_at = excluded.updated_at,
+	methods = excluded.methods, exclude_methods = excluded.exclude_methods, deleted_at = NULL`),
 
-		message: q(`SELECT ` + messageColumns + ` FROM {{s}}.messages WHERE id = $1`),
-		messages: q(`SELECT ` + messageColumns + ` FROM {{s}}.messages
-WHERE ($1 = '' OR status = $1) AND ($2::uuid IS NULL OR user_id = $2) AND ($3 = '' OR method = $3)
-ORDER BY seq LIMIT $4`),
+		message:         q(`SELECT ` + messageColumns + ` FROM {{s}}.messages WHERE id = $1`),
 		countByStatus:   q(`SELECT status, count(*) FROM {{s}}.messages GROUP BY status`),
 		pendingByMethod: q(`SELECT method, count(*) FROM {{s}}.messages WHERE status = 'pending' GROUP BY method`),
-		setPreference: q(`
-INSERT INTO {{s}}.preferences (user_id, template_id, disabled, updated_at)
-VALUES ($2, $3, $4, coalesce($1::timestamptz, now()))
-ON CONFLICT (user_id, template_id) DO UPDATE SET disabled = excluded.disabled, updated_at = excluded.updated_at`),
-		setPaused: q(`UPDATE {{s}}.settings SET paused = $1 WHERE id = 1`),
-		paused:    q(`SELECT paused FROM {{s}}.settings WHERE id = 1`),
+		setPaused:       q(`UPDATE {{s}}.settings SET paused = $1 WHERE id = 1`),
+		paused:          q(`SELECT paused FROM {{s}}.settings WHERE id = 1`),
 
 		inboxInsert: q(`
 INSERT INTO {{s}}.inbox (id, user_id, template_id, title, content, actions, targets, title_markdown, created_at)
 VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8::uuid[], $9, coalesce($1::timestamptz, now()))
 ON CONFLICT (id) DO NOTHING`),
-		inboxList: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
-FROM {{s}}.inbox WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) ORDER BY seq DESC LIMIT $3`),
-		inboxGet: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
+		inboxGet: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at, archived_at
 FROM {{s}}.inbox WHERE id = $1`),
 		inboxMaxSeq: q(`SELECT coalesce(max(seq), 0) FROM {{s}}.inbox`),
-		inboxSince: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at
+		inboxSince: q(`SELECT id, user_id, template_id, title, title_markdown, content, actions::text, targets, created_at, read_at, archived_at
 FROM {{s}}.inbox WHERE seq > $1 AND seq <= $2 AND user_id = ANY($3::text[]::uuid[]) ORDER BY seq`),
-		inboxUnread: q(`SELECT count(*) FROM {{s}}.inbox WHERE user_id = $1 AND read_at IS NULL`),
+		inboxUnread: q(`SELECT count(*) FROM {{s}}.inbox WHERE user_id = $1 AND read_at IS NULL AND archived_at IS NULL`),
 		inboxMarkRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce(read_at, coalesce($1::timestamptz, now()))
 WHERE id = $3 AND user_id = $2`),
+
+		inboxMarkAllRead: q(`UPDATE {{s}}.inbox SET read_at = coalesce($1::timestamptz, now()) WHERE user_id = $2 AND read_at IS NULL`),
+		inboxArchive: q(`UPDATE {{s}}.inbox SET archived_at = coalesce(archived_at, coalesce($1::timestamptz, now()))
+WHERE id = $3 AND user_id = $2`),
+		inboxDelete: q(`DELETE FROM {{s}}.inbox WHERE id = $2 AND user_id = $1`),
+
+		// Preferences of templates that are not deleted: the all-methods row in preferences,
+		// a method's row in method_preferences. Setting one for a deleted or unknown template
+		// inserts nothing.
+		setPreference: q(`
+INSERT INTO {{s}}.preferences (user_id, template_id, disabled, updated_at)
+SELECT $2, t.id, $4, coalesce($1::timestamptz, now()) FROM {{s}}.templates t WHERE t.id = $3 AND t.deleted_at IS NULL
+ON CONFLICT (user_id, template_id) DO UPDATE SET disabled = excluded.disabled, updated_at = excluded.updated_at`),
+		setMethodPreference: q(`
+INSERT INTO {{s}}.method_preferences (user_id, template_id, method, disabled, updated_at)
+SELECT $2, t.id, $4, $5, coalesce($1::timestamptz, now()) FROM {{s}}.templates t WHERE t.id = $3 AND t.deleted_at IS NULL
+ON CONFLICT (user_id, template_id, method) DO UPDATE SET disabled = excluded.disabled, updated_at = excluded.updated_at`),
+		preferences: q(`SELECT p.template_id, p.method, p.disabled FROM (
+	SELECT template_id, '' AS method, disabled FROM {{s}}.preferences WHERE user_id = $1
+	UNION ALL
+	SELECT template_id, method, disabled FROM {{s}}.method_preferences WHERE user_id = $1
+) p JOIN {{s}}.templates t ON t.id = p.template_id AND t.deleted_at IS NULL
+ORDER BY t.name COLLATE "C", p.method COLLATE "C"`),
+
+		// Soft-delete a template and cancel its unfinished messages in one statement: pending
+		// and retrying ones now, leased ones when their result arrives (cancel_reason). One
+		// UPDATE decides per row on the row's latest version, so a message leased while this
+		// runs is marked too; a message enqueued concurrently is canceled by its lease.
+		deleteTemplate: q(`
+WITH t AS (
+	UPDATE {{s}}.templates SET deleted_at = coalesce($1::timestamptz, now()), updated_at = coalesce($1::timestamptz, now())
+	WHERE id = $2 AND deleted_at IS NULL RETURNING id
+),
+c AS (
+	UPDATE {{s}}.messages m SET ` + cancelSet("template deleted") + `
+	FROM t WHERE m.template_id = t.id AND m.status IN ('pending', 'leased', 'temporary_failure')
+)
+SELECT count(*)::int FROM t`),
+
+		attempts: q(`SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns
+FROM {{s}}.attempts WHERE message_id = $1 ORDER BY id`),
+		messageExists: q(`SELECT EXISTS (SELECT FROM {{s}}.messages WHERE id = $1)`),
+
+		// Retry: a failed or canceled message of a template that is not deleted becomes
+		// pending now. It returns the message's status before (NULL:
+		// no such message), whether its template is deleted and whether it changed.
+		retry: q(`
+WITH before AS (
+	SELECT m.status, t.deleted_at IS NOT NULL AS deleted FROM {{s}}.messages m
+	JOIN {{s}}.templates t ON t.id = m.template_id WHERE m.id = $2
+),
+upd AS (
+	UPDATE {{s}}.messages m SET status = 'pending', attempt_count = 0, next_retry_after = NULL, cancel_reason = NULL,
+		status_reason = 'retried by an operator after ' || m.status || ': ' || m.status_reason,
+		updated_at = coalesce($1::timestamptz, now())
+	WHERE m.id = $2 AND m.status IN ('temporary_failure', 'permanent_failure', 'canceled')
+	  AND NOT (SELECT deleted FROM before)
+	RETURNING 1
+)
+SELECT (SELECT status FROM before), coalesce((SELECT deleted FROM before), false), (SELECT count(*) FROM upd)::int`),
+
+		// Cancel: pending and retrying messages now, a leased one when its result arrives.
+		cancel: q(`
+WITH before AS (SELECT status FROM {{s}}.messages WHERE id = $2),
+upd AS (
+	UPDATE {{s}}.messages m SET ` + cancelSet("canceled by an operator") + `
+	WHERE m.id = $2 AND m.status IN ('pending', 'leased', 'temporary_failure')
+	RETURNING 1
+)
+SELECT (SELECT status FROM before), (SELECT count(*) FROM upd)::int`),
 	}
 	qs.leaseInTx = strings.Replace(qs.lease, "{{async}}", "", 1)
 	qs.lease = strings.Replace(qs.lease, "{{async}}", leaseAsync, 1)
@@ -205,3 +345,18 @@ WHERE id = $3 AND user_id = $2`),
 // and read by every write of the statement. A store bound to the host's transaction
 // (WithTx) leases without it.
 const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`
+
+const templateColumns = `id, name, grp, kind, title_template, body_template, actions::text, methods, exclude_methods, enabled_by_default`
+
+// cancelSet is the SET list that cancels an unfinished message for reason: pending and
+// retrying ones now, a leased one when its result arrives (cancel_reason). Each row is
+// judged on its latest version, so a message leased while the statement waited for its
+// lock is marked rather than missed. reason is a constant of this package.
+func cancelSet(reason string) string {
+	return `
+		status = CASE WHEN m.status = 'leased' THEN m.status ELSE 'canceled' END,
+		status_reason = CASE WHEN m.status = 'leased' THEN m.status_reason ELSE '` + reason + `' END,
+		cancel_reason = CASE WHEN m.status = 'leased' THEN '` + reason + `' END,
+		next_retry_after = NULL,
+		updated_at = CASE WHEN m.status = 'leased' THEN m.updated_at ELSE coalesce($1::timestamptz, now()) END`
+}

@@ -79,22 +79,21 @@ const (
 // bounces reports whether recipient n has a mailbox that does not exist (550).
 func bounces(n int) bool { return n%50 == 7 }
 
-// demoStore is a Store with the two operations the demo needs beyond it. memstore has
-// them as notifications.StoreV1; pgstore, until it implements StoreV1, through its older
-// SetPreference and Messages (see pgStore).
+// demoStore is a Store with the two operations the demo needs beyond it, both from
+// notifications.StoreV1 (memstore and pgstore implement it).
 type demoStore interface {
 	notifications.Store
 	disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error
 	all(ctx context.Context) ([]notifications.Message, error)
 }
 
-type memStore struct{ *memstore.Store }
+type v1Store struct{ notifications.StoreV1 }
 
-func (s memStore) disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
+func (s v1Store) disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
 	return s.SetPreference(ctx, userID, notifications.Preference{TemplateID: templateID, Disabled: disabled})
 }
 
-func (s memStore) all(ctx context.Context) ([]notifications.Message, error) {
+func (s v1Store) all(ctx context.Context) ([]notifications.Message, error) {
 	var out []notifications.Message
 	q := notifications.MessageQuery{Limit: 1000}
 	for {
@@ -110,19 +109,9 @@ func (s memStore) all(ctx context.Context) ([]notifications.Message, error) {
 	}
 }
 
-type pgStore struct{ *pgstore.Store }
-
-func (s pgStore) disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
-	return s.SetPreference(ctx, userID, templateID, disabled)
-}
-
-func (s pgStore) all(ctx context.Context) ([]notifications.Message, error) {
-	return s.Messages(ctx, notifications.MessageFilter{})
-}
-
 func openStore(ctx context.Context, databaseURL string) (demoStore, string, func(), error) {
 	if databaseURL == "" {
-		return memStore{memstore.New()}, "memstore (in memory)", func() {}, nil
+		return v1Store{memstore.New()}, "memstore (in memory)", func() {}, nil
 	}
 	pool, err := pgxpool.New(ctx, databaseURL)
 	if err != nil {
@@ -136,7 +125,7 @@ func openStore(ctx context.Context, databaseURL string) (demoStore, string, func
 		pool.Close()
 		return nil, "", nil, err
 	}
-	return pgStore{pgstore.New(pool, pgstore.WithSchema(demoSchema))}, "pgstore (PostgreSQL, schema " + demoSchema + ")", pool.Close, nil
+	return v1Store{pgstore.New(pool, pgstore.WithSchema(demoSchema))}, "pgstore (PostgreSQL, schema " + demoSchema + ")", pool.Close, nil
 }
 
 func run(o options) error {

@@ -302,7 +302,7 @@ func (a *app) listInbox(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f := notifications.InboxFilter{UnreadOnly: r.URL.Query().Get("unread") == "true"}
+	f := notifications.InboxQuery{UnreadOnly: r.URL.Query().Get("unread") == "true"}
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 500 {
@@ -311,14 +311,14 @@ func (a *app) listInbox(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	items, err := a.store.InboxItems(r.Context(), user, f)
+	page, err := a.store.InboxItems(r.Context(), user, f)
 	if err != nil {
 		a.log.Error(r.Context(), "list inbox", slog.Error(err))
 		httpError(w, http.StatusInternalServerError, "could not list the inbox")
 		return
 	}
-	out := make([]inboxItem, 0, len(items))
-	for _, it := range items {
+	out := make([]inboxItem, 0, len(page.Items))
+	for _, it := range page.Items {
 		out = append(out, toJSON(it))
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -1,0 +1,143 @@
+package pgstore_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/notifykit/notifications"
+)
+
+// TestTamperedCursors: a cursor the store did not make is ErrInvalidCursor, found before
+// any SQL runs (never a database error), for message search and the inbox alike.
+func TestTamperedCursors(t *testing.T) {
+	t.Parallel()
+	store, _, _ := newStore(t)
+	ctx := context.Background()
+	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	for _, c := range []string{
+		"x", "not base64!", enc("m1:"), enc("m1:1:"), enc("m1:abc:1"), enc("m1:1:0"), enc("m1:1:-5"),
+		enc("m1:99999999999999999999:1"), enc("m1:253402300800000000:1"), enc("m1:1:1;DROP TABLE messages"),
+		enc("i1:1:1"), enc("m2:1:1"), enc("m1:1:1:1"),
+	} {
+		_, err := store.Messages(ctx, notifications.MessageQuery{Cursor: c})
+		var pgErr interface{ SQLState() string }
+		if !errors.Is(err, notifications.ErrInvalidCursor) || errors.As(err, &pgErr) {
+			t.Errorf("message cursor %q: %v, want ErrInvalidCursor", c, err)
+		}
+	}
+	page, err := store.Messages(ctx, notifications.MessageQuery{Cursor: enc("m1:1:1")})
+	if err != nil || len(page.Messages) != 0 {
+		t.Fatalf("a well-formed cursor: %+v, %v", page, err)
+	}
+	for _, c := range []string{enc("m1:1:1"), enc("i1:x:1"), "%%%"} {
+		if _, err := store.InboxItems(ctx, uuid.New(), notifications.InboxQuery{Cursor: c}); !errors.Is(err, notifications.ErrInvalidCursor) {
+			t.Errorf("inbox cursor %q: %v, want ErrInvalidCursor", c, err)
+		}
+	}
+}
+
+// statementCounter counts the statements that write results.
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestResultWritesStayBulk: MarkSent and MarkFailed of a batch, with its attempt history,
+// are one statement each, whatever the batch size.
+func TestResultWritesStayBulk(t *testing.T) {
+	t.Parallel()
+	counter := &statementCounter{}
+	ctx, store, tmpl := tracedStore(t, counter)
+	notifier, leased := leaseNew(t, ctx, store, tmpl, 40)
+	var sent []notifications.SentResult
+	var failed []notifications.FailedResult
+	for i, m := range leased {
+		if i%2 == 0 {
+			sent = append(sent, notifications.SentResult{ID: m.ID, AttemptCount: m.AttemptCount, Duration: time.Duration(i) * time.Millisecond})
+		} else {
+			failed = append(failed, notifications.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: notifications.StatusTemporaryFailure,
+				Reason: "later", RetryDelay: time.Minute, Duration: time.Duration(i) * time.Millisecond})
+		}
+	}
+	counter.n.Store(0)
+	if got, err := store.MarkSent(ctx, notifier, sent); err != nil || got != len(sent) {
+		t.Fatalf("mark sent: %d, %v", got, err)
+	}
+	if got := counter.n.Load(); got != 1 {
+		t.Fatalf("MarkSent of %d results ran %d statements, want 1", len(sent), got)
+	}
+	counter.n.Store(0)
+	if got, err := store.MarkFailed(ctx, notifier, failed); err != nil || got != len(failed) {
+		t.Fatalf("mark failed: %d, %v", got, err)
+	}
+	if got := counter.n.Load(); got != 1 {
+		t.Fatalf("MarkFailed of %d results ran %d statements, want 1", len(failed), got)
+	}
+	for i, m := range leased {
+		as, err := store.MessageAttempts(ctx, m.ID)
+		if err != nil || len(as) != 1 || as[0].FinishedAt.IsZero() || as[0].Duration != time.Duration(i)*time.Millisecond {
+			t.Fatalf("attempts of message %d: %+v, %v", i, as, err)
+		}
+	}
+}
+
+// TestTemplateMethodsRoundTrip: methods with characters that mean something in an array
+// literal are stored and read back as they were.
+func TestTemplateMethodsRoundTrip(t *testing.T) {
+	t.Parallel()
+	store, _, _ := newStore(t)
+	ctx := context.Background()
+	tmpl := notifications.Template{ID: uuid.New(), Name: "odd methods", TitleTemplate: "x",
+		Methods:        []notifications.Method{`a,b`, `q"x`, `back\slash`, `{}`, `NULL`, ` sp `},
+		ExcludeMethods: []notifications.Method{`"`, `\`}}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.Template(ctx, tmpl.ID)
+	if err != nil || !slices.Equal(got.Methods, tmpl.Methods) || !slices.Equal(got.ExcludeMethods, tmpl.ExcludeMethods) {
+		t.Fatalf("template read back: %q %q, %v; want %q %q", got.Methods, got.ExcludeMethods, err, tmpl.Methods, tmpl.ExcludeMethods)
+	}
+}
+
+// TestLeaseCancelsMessagesOfDeletedTemplate: a message stored for a template that is
+// deleted meanwhile (an enqueue racing DeleteTemplate, or a replica of the previous version
+// that does not know of deletion) is canceled by the lease that finds it, not delivered.
+func TestLeaseCancelsMessagesOfDeletedTemplate(t *testing.T) {
+	t.Parallel()
+	store, pool, schema := newStore(t)
+	ctx := context.Background()
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.DeleteTemplate(ctx, tmpl.ID); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	if _, err := pool.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema}.Sanitize()+`.messages
+		(id, template_id, user_id, method, payload, created_at, updated_at) VALUES ($1, $2, $3, 'smtp', '{}', now(), now())`,
+		id, tmpl.ID, uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	leased, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"},
+		Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 3})
+	if err != nil || len(leased) != 0 {
+		t.Fatalf("lease: %d, %v; want none", len(leased), err)
+	}
+	m, err := store.Message(ctx, id)
+	if err != nil || m.Status != notifications.StatusCanceled || m.StatusReason != "template deleted" {
+		t.Fatalf("message: %+v, %v; want canceled, \"template deleted\"", m, err)
+	}
+}
