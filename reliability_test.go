@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/benchkit"
 	"github.com/notifykit/notifications/memstore"
 	"github.com/notifykit/notifications/notificationstest"
 )
@@ -74,7 +75,7 @@ func TestFlushFailuresLoseNothing(t *testing.T) {
 	defer cancel()
 	base := memstore.New()
 	const n = 500
-	notificationstest.EnqueueN(t, base, n)
+	benchkit.EnqueueN(t, base, n)
 	flaky := &flakyStore{Store: base, rng: rand.New(rand.NewPCG(1, 2)), failRate: 0.4}
 	store := notificationstest.WatchStore(flaky)
 	handler := notificationstest.NewRecordingHandler(func(_ context.Context, d notificationstest.Delivery) (bool, error) {
@@ -83,7 +84,7 @@ func TestFlushFailuresLoseNothing(t *testing.T) {
 		}
 		return false, nil
 	})
-	cfg := notificationstest.BenchConfig()
+	cfg := benchkit.BenchConfig()
 	cfg.StoreSyncBufferSize = 10
 	cfg.LeaseCount = 10
 	cfg.StoreSyncInterval = time.Millisecond

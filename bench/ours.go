@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/benchkit"
 	"github.com/notifykit/notifications/memstore"
 	"github.com/notifykit/notifications/notificationstest"
 	"github.com/notifykit/notifications/pgstore"
@@ -23,7 +24,7 @@ import (
 
 // oursConfig is the Manager configuration used for every drain.
 func oursConfig() notifications.Config {
-	cfg := notificationstest.BenchConfig()
+	cfg := benchkit.BenchConfig()
 	if v, err := strconv.Atoi(os.Getenv("BENCH_LEASE_COUNT")); err == nil {
 		cfg.LeaseCount = v
 	}

@@ -7,8 +7,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/benchkit"
 	"github.com/notifykit/notifications/internal/pgtest"
-	"github.com/notifykit/notifications/notificationstest"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -24,7 +24,7 @@ func benchStore(b *testing.B) *pgstore.Store {
 // BenchmarkDrainPostgres: b.N messages batch-enqueued, then one Manager on pgstore runs
 // until every message is sent in the database.
 func BenchmarkDrainPostgres(b *testing.B) {
-	notificationstest.BenchmarkDrain(b, benchStore(b))
+	benchkit.BenchmarkDrain(b, benchStore(b))
 }
 
 // BenchmarkEnqueueBatchPostgres: b.N notifications enqueued in Sends of 1,000 requests
@@ -32,7 +32,7 @@ func BenchmarkDrainPostgres(b *testing.B) {
 func BenchmarkEnqueueBatchPostgres(b *testing.B) {
 	store := benchStore(b)
 	b.ResetTimer()
-	notificationstest.EnqueueN(b, store, b.N)
+	benchkit.EnqueueN(b, store, b.N)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 

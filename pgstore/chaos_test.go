@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/benchkit"
 	"github.com/notifykit/notifications/internal/pgtest"
-	"github.com/notifykit/notifications/notificationstest"
 )
 
 // chaosHandler fails at random (retryable and permanent), with random latency, and checks
@@ -98,9 +98,9 @@ func TestChaos(t *testing.T) {
 	store, _, _ := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	notificationstest.EnqueueN(t, store, n)
+	benchkit.EnqueueN(t, store, n)
 
-	cfg := notificationstest.BenchConfig()
+	cfg := benchkit.BenchConfig()
 	cfg.LeaseCount = 50
 	cfg.StoreSyncBufferSize = 50
 	cfg.StoreSyncInterval = 20 * time.Millisecond

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/benchkit"
 	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/notificationstest"
 	"github.com/notifykit/notifications/pgstore"
@@ -24,7 +25,7 @@ import (
 
 // crashConfig is the Manager configuration of the crash test's child processes.
 func crashConfig() notifications.Config {
-	cfg := notificationstest.BenchConfig()
+	cfg := benchkit.BenchConfig()
 	cfg.LeaseCount = 100
 	cfg.StoreSyncBufferSize = 100
 	cfg.StoreSyncInterval = 50 * time.Millisecond
@@ -50,7 +51,7 @@ func TestCrashSIGKILL(t *testing.T) {
 	store, pool, schema := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	notificationstest.EnqueueN(t, store, crashMessages)
+	benchkit.EnqueueN(t, store, crashMessages)
 	logPath := t.TempDir() + "/deliveries.log"
 
 	// First child: killed once it has delivered a quarter of the messages.

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/internal/benchkit"
 	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/internal/signal"
 	"github.com/notifykit/notifications/notificationstest"
@@ -101,7 +102,7 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	store := pgstore.New(pool)
 	const n = 10000
-	notificationstest.EnqueueN(t, store, n)
+	benchkit.EnqueueN(t, store, n)
 
 	sink := newEventSink()
 	var delivered atomic.Int64
@@ -118,7 +119,7 @@ func TestDatabaseOutage(t *testing.T) {
 		}
 		return false, nil
 	})
-	cfg := notificationstest.BenchConfig()
+	cfg := benchkit.BenchConfig()
 	cfg.LeaseCount = 100
 	cfg.StoreSyncBufferSize = 100
 	cfg.StoreSyncInterval = 20 * time.Millisecond

@@ -77,14 +77,6 @@ func WithSchema(schema string) Option {
 	return func(o *options) { o.schema = schema }
 }
 
-// WithClock makes the store read "now" from c instead of the database (for tests with a
-// mock clock). In production leave it unset: the database's clock is the one every
-// replica shares. Unless WithWakeInterval says otherwise, wake-ups are then not paced, so
-// that no timer of the store waits on a mock clock.
-func WithClock(c quartz.Clock) Option {
-	return func(o *options) { o.clock, o.fixedNow = c, true }
-}
-
 // WithLogger sets the logger for the listener's reconnects. Default: discard.
 func WithLogger(l slog.Logger) Option {
 	return func(o *options) { o.log = l.Named("pgstore") }

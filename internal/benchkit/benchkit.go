@@ -1,4 +1,7 @@
-package notificationstest
+// Package benchkit is the shared plumbing of the project's own benchmarks and long
+// reliability tests: a configuration that favours throughput, a bulk enqueue, and the
+// drain benchmark every Store runs.
+package benchkit
 
 import (
 	"context"
@@ -8,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/notificationstest"
 )
 
 // BenchConfig is the configuration BenchmarkDrain uses: more in flight and larger bulk
@@ -56,7 +60,7 @@ func BenchmarkDrain(b *testing.B, store notifications.Store) {
 	ctx := context.Background()
 	EnqueueN(b, store, b.N)
 	cfg := BenchConfig()
-	h := NewRecordingHandler(nil)
+	h := notificationstest.NewRecordingHandler(nil)
 	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
 	if err != nil {
 		b.Fatal(err)
