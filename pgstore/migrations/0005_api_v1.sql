@@ -47,3 +47,7 @@ CREATE TABLE attempts (
 
 -- Archived inbox items leave the default listing and the unread count.
 ALTER TABLE inbox ADD COLUMN archived_at timestamptz;
+
+-- The open attempt of each leased message (a result write finishes it): only in-flight
+-- attempts are in it, so finishing one is an index probe whatever the table's size.
+CREATE INDEX attempts_open ON attempts (message_id) WHERE finished_at IS NULL;
