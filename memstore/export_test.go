@@ -11,3 +11,10 @@ func (s *Store) Visited() int64 {
 	}
 	return n
 }
+
+// Examined returns how many messages the message queries have looked at so far.
+func (s *Store) Examined() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.index.examined
+}

@@ -22,6 +22,7 @@ type messageIndex struct {
 	byUser     map[uuid.UUID][]*message
 	byTemplate map[uuid.UUID][]*message
 	gone       int
+	examined   int64 // messages page has looked at, for the tests (export_test.go)
 }
 
 func newMessageIndex() messageIndex {
@@ -81,6 +82,7 @@ func (x *messageIndex) page(q notifications.MessageQuery, before int64, limit in
 	var out []*message
 	for i := end - 1; i >= 0; i-- {
 		m := list[i]
+		x.examined++
 		if !q.CreatedAfter.IsZero() && m.CreatedAt.Before(q.CreatedAfter) {
 			break
 		}
