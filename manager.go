@@ -377,11 +377,7 @@ func (m *Manager) flushAll(ctx context.Context) error {
 		h()
 	}
 	for {
-		m.syncMu.Lock()
-		ok := flush(ctx, m, m.sent)
-		ok = flush(ctx, m, m.failed) && ok
-		left := m.sent.bufferedLocked() + m.failed.bufferedLocked()
-		m.syncMu.Unlock()
+		ok, left := m.syncUpdates(ctx)
 		if left == 0 {
 			return nil
 		}
@@ -411,13 +407,14 @@ func (m *Manager) BufferedUpdatesCount() (success, failure int) {
 }
 
 // syncUpdates writes at most one batch of each kind (StoreSyncBufferSize rows) and reports
-// whether every write it tried succeeded.
-func (m *Manager) syncUpdates(ctx context.Context) bool {
+// whether every write it tried succeeded and how many results are left buffered, counted
+// under the flush lock (so a batch another flush has taken but not written is counted).
+func (m *Manager) syncUpdates(ctx context.Context) (ok bool, left int) {
 	m.syncMu.Lock()
 	defer m.syncMu.Unlock()
 	okSent := flush(ctx, m, m.sent)
 	okFailed := flush(ctx, m, m.failed)
-	return okSent && okFailed
+	return okSent && okFailed, m.sent.bufferedLocked() + m.failed.bufferedLocked()
 }
 
 // resultBuffer is one of the Manager's two result buffers: a bounded channel that

@@ -102,9 +102,7 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 }
 
 func (n *notifier) available() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.m.cfg.LeaseCount - n.inflight
+	return n.m.cfg.LeaseCount - n.running()
 }
 
 // start hands msg to an idle worker, or starts a worker for it.

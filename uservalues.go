@@ -2,7 +2,8 @@ package notifications
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -36,13 +37,8 @@ func checkUserValues(req EnqueueRequest, rcpt Recipient) error {
 			return err
 		}
 	}
-	for _, k := range sortedKeys(req.Labels) {
-		if err := check("Labels key "+strconv.Quote(k), k); err != nil {
-			return err
-		}
-		if err := check("Labels["+strconv.Quote(k)+"]", req.Labels[k]); err != nil {
-			return err
-		}
+	if err := checkData("Labels", req.Labels, check); err != nil {
+		return err
 	}
 	return checkData("Data", req.Data, check)
 }
@@ -53,7 +49,7 @@ func checkData(path string, v any, check func(field, v string) error) error {
 	case string:
 		return check(path, v)
 	case map[string]any:
-		for _, k := range sortedKeys(v) {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			if err := check(path+" key "+strconv.Quote(k), k); err != nil {
 				return err
 			}
@@ -62,7 +58,7 @@ func checkData(path string, v any, check func(field, v string) error) error {
 			}
 		}
 	case map[string]string:
-		for _, k := range sortedKeys(v) {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			if err := check(path+" key "+strconv.Quote(k), k); err != nil {
 				return err
 			}
@@ -84,13 +80,4 @@ func checkData(path string, v any, check func(field, v string) error) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
