@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
+	"github.com/notifykit/notifications/driver"
 	"golang.org/x/xerrors"
 )
 
@@ -241,10 +242,10 @@ func (e *StoreEnqueuer) SendAtomic(ctx context.Context, reqs ...EnqueueRequest) 
 
 // buildAll builds the messages of every request, recording a request's build error in
 // results, and returns the messages with the index of the request each belongs to.
-func (e *StoreEnqueuer) buildAll(ctx context.Context, reqs []EnqueueRequest, results []SendResult, wrap func(int, EnqueueRequest, error) error) ([]NewMessage, []int) {
+func (e *StoreEnqueuer) buildAll(ctx context.Context, reqs []EnqueueRequest, results []SendResult, wrap func(int, EnqueueRequest, error) error) ([]driver.NewMessage, []int) {
 	now := e.opts.Clock.Now("Enqueuer")
 	day := now.UTC().Format(time.DateOnly)
-	msgs := make([]NewMessage, 0, len(reqs)*2)
+	msgs := make([]driver.NewMessage, 0, len(reqs)*2)
 	owner := make([]int, 0, len(reqs)*2)
 	for i, req := range reqs {
 		built, err := e.build(ctx, req, now, day)
@@ -283,7 +284,7 @@ func (e *StoreEnqueuer) Methods(t Template) ([]Method, error) {
 	return out, nil
 }
 
-func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.Time, day string) ([]NewMessage, error) {
+func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.Time, day string) ([]driver.NewMessage, error) {
 	if req.TemplateID == uuid.Nil {
 		return nil, xerrors.Errorf("TemplateID must be set: %w", ErrInvalidMessage)
 	}
@@ -348,13 +349,13 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 	if err != nil {
 		return nil, err
 	}
-	out := make([]NewMessage, 0, len(methods))
+	out := make([]driver.NewMessage, 0, len(methods))
 	for _, m := range methods {
-		out = append(out, NewMessage{
+		out = append(out, driver.NewMessage{
 			ID:         uuid.New(),
 			TemplateID: tmpl.ID,
 			UserID:     req.UserID,
-			Method:     m,
+			Method:     string(m),
 			Payload:    raw,
 			Targets:    req.Targets,
 			CreatedBy:  req.CreatedBy,

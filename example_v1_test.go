@@ -16,7 +16,7 @@ import (
 // delivered by. Turning one method off keeps the others.
 func ExampleStoreEnqueuer_Preferences() {
 	ctx := context.Background()
-	store := memstore.New() // any notifications.StoreV1
+	store := memstore.New() // any notifications.Store
 	mention := notifications.Template{ID: uuid.New(), Name: "Mention", TitleTemplate: "{{.Labels.author}} mentioned you", EnabledByDefault: true}
 	otp := notifications.Template{ID: uuid.New(), Name: "Sign-in code", TitleTemplate: "Your code", EnabledByDefault: true,
 		ExcludeMethods: []notifications.Method{notifications.MethodInbox}} // never in the inbox
@@ -55,9 +55,9 @@ func ExampleStoreEnqueuer_Preferences() {
 
 // Support tooling: "why didn't this user get the email?" Find the user's failed messages
 // page by page, read each attempt, and retry one now.
-func ExampleOperatorStore() {
+func ExampleStore_operators() {
 	ctx := context.Background()
-	store := memstore.New() // any notifications.StoreV1
+	store := memstore.New() // any notifications.Store
 	receipt := notifications.Template{ID: uuid.New(), Name: "Receipt", TitleTemplate: "Your receipt", EnabledByDefault: true,
 		Methods: []notifications.Method{notifications.MethodSMTP}}
 	if err := notifications.RegisterTemplates(ctx, store, nil, receipt); err != nil {
@@ -84,7 +84,7 @@ func ExampleOperatorStore() {
 	_ = watched.WaitForResults(ctx, 1)
 	_ = mgr.Stop(ctx)
 
-	var ops notifications.OperatorStore = store
+	var ops notifications.Store = store
 	query := notifications.MessageQuery{UserID: user.UserID, Statuses: []notifications.Status{notifications.StatusPermanentFailure}}
 	for {
 		page, err := ops.Messages(ctx, query)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/notificationstest"
 )
 
@@ -329,7 +330,7 @@ type overLeasingStore struct {
 	limits []int
 }
 
-func (s *overLeasingStore) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+func (s *overLeasingStore) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
 	s.mu.Lock()
 	s.limits = append(s.limits, p.Limit)
 	s.mu.Unlock()

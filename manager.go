@@ -13,6 +13,7 @@ import (
 	"cdr.dev/slog"
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
+	"github.com/notifykit/notifications/driver"
 	"golang.org/x/xerrors"
 )
 
@@ -25,16 +26,18 @@ type Manager struct {
 	store    NotifierStore
 	handlers map[Method]Handler
 	methods  []Method // the keys of handlers, sorted: what the notifier leases
-	clock    quartz.Clock
-	log      slog.Logger
-	metrics  *Metrics
-	helpers  template.FuncMap
-	render   *renderer
-	id       uuid.UUID
+	// methodNames are methods as strings, for the store.
+	methodNames []string
+	clock       quartz.Clock
+	log         slog.Logger
+	metrics     *Metrics
+	helpers     template.FuncMap
+	render      *renderer
+	id          uuid.UUID
 
 	// sent and failed buffer results until the store-sync loop writes them.
-	sent   *resultBuffer[SentResult]
-	failed *resultBuffer[FailedResult]
+	sent   *resultBuffer[driver.SentResult]
+	failed *resultBuffer[driver.FailedResult]
 	// flushNow asks the store-sync loop to flush before its next tick (a buffer filled).
 	flushNow chan struct{}
 	// wake asks the notifier to lease now (new work).
@@ -174,6 +177,9 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 		deliveriesDone: make(chan struct{}),
 		done:           make(chan struct{}),
 	}
+	for _, method := range m.methods {
+		m.methodNames = append(m.methodNames, string(method))
+	}
 	m.notifier = &notifier{m: m}
 	return m, nil
 }
@@ -250,7 +256,7 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 	})
 	if m.cfg.RetentionPeriod > 0 {
 		purgeTicker := m.clock.TickerFunc(runCtx, purgeInterval(m.cfg.RetentionPeriod), func() error {
-			n, err := m.store.PurgeMessages(runCtx, PurgeParams{
+			n, err := m.store.PurgeMessages(runCtx, driver.PurgeParams{
 				MessagesOlderThan:  m.cfg.RetentionPeriod,
 				ReadInboxOlderThan: m.cfg.InboxRetentionPeriod,
 			})
@@ -263,7 +269,7 @@ func (m *Manager) run(runCtx, leaseCtx context.Context) {
 		}, "Manager", "purge")
 		wg.Go(func() { _ = purgeTicker.Wait() })
 	}
-	if counter, ok := m.store.(PendingCounter); ok {
+	if counter, ok := m.store.(pendingCounter); ok {
 		pendingTicker := m.clock.TickerFunc(runCtx, pendingCheckInterval, func() error {
 			m.checkPending(runCtx, counter)
 			return nil

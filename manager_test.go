@@ -20,6 +20,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/memstore"
 	"github.com/notifykit/notifications/notificationstest"
 )
@@ -50,7 +51,7 @@ type harness struct {
 	t        *testing.T
 	ctx      context.Context
 	clk      *quartz.Mock
-	store    notifications.StoreV1
+	store    notifications.Store
 	enq      *notifications.StoreEnqueuer
 	tmpl     notifications.Template
 	handler  *notificationstest.RecordingHandler
@@ -330,13 +331,13 @@ type blockingStore struct {
 	leased  atomic.Int64
 }
 
-func (b *blockingStore) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+func (b *blockingStore) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
 	msgs, err := b.Store.LeaseMessages(ctx, p)
 	b.leased.Add(int64(len(msgs)))
 	return msgs, err
 }
 
-func (b *blockingStore) MarkSent(ctx context.Context, id uuid.UUID, rs []notifications.SentResult) (int, error) {
+func (b *blockingStore) MarkSent(ctx context.Context, id uuid.UUID, rs []driver.SentResult) (int, error) {
 	b.entered <- len(rs)
 	<-b.release
 	return b.Store.MarkSent(ctx, id, rs)

@@ -35,16 +35,15 @@ type Metrics struct {
 	// SyncedUpdates counts results written to the store.
 	SyncedUpdates prometheus.Counter
 	// PendingMessages is the number of pending messages by method, read from the store
-	// every minute when it is a PendingCounter.
+	// every minute when it counts them (Store.PendingByMethod).
 	PendingMessages *prometheus.GaugeVec
 }
 
-// PendingCounter is implemented by stores that count pending messages by method cheaply
-// (memstore and pgstore do). A running Manager on such a store sets the pending_messages
-// gauge from it every minute and logs, once a minute, the methods with pending messages
-// that it has no handler for: during a rolling deploy they wait for a replica that can
-// deliver them; if none runs, they wait forever.
-type PendingCounter interface {
+// pendingCounter is the part of Store a Manager reads, when its store has it, for the
+// pending_messages gauge and to log, once a minute, the methods with pending messages that
+// it has no handler for: during a rolling deploy they wait for a replica that can deliver
+// them; if none runs, they wait forever.
+type pendingCounter interface {
 	PendingByMethod(ctx context.Context) (map[Method]int, error)
 }
 
@@ -52,7 +51,7 @@ type PendingCounter interface {
 const pendingCheckInterval = time.Minute
 
 // checkPending updates the pending_messages gauge and logs methods nobody here handles.
-func (m *Manager) checkPending(ctx context.Context, counter PendingCounter) {
+func (m *Manager) checkPending(ctx context.Context, counter pendingCounter) {
 	counts, err := counter.PendingByMethod(ctx)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cdr.dev/slog"
+	"github.com/notifykit/notifications/driver"
 	"golang.org/x/xerrors"
 )
 
@@ -24,7 +25,7 @@ type notifier struct {
 	// per message: rendering grows a goroutine's stack, and copying fresh stacks was a
 	// quarter of the Go CPU of a drain. There are at most LeaseCount workers (the slots
 	// bound them); idle ones wait on tasks, which run closes when it returns.
-	tasks chan LeasedMessage
+	tasks chan driver.LeasedMessage
 	wg    sync.WaitGroup
 }
 
@@ -34,7 +35,7 @@ type notifier struct {
 func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct{}) {
 	m := n.m
 	n.freed = make(chan struct{}, 1)
-	n.tasks = make(chan LeasedMessage)
+	n.tasks = make(chan driver.LeasedMessage)
 	defer func() {
 		close(n.tasks) // idle workers exit; busy ones exit after their delivery
 		n.wg.Wait()
@@ -65,9 +66,9 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 		// The lease runs on runCtx, not leaseCtx: a graceful Stop must not cancel a lease
 		// statement the store may already have committed, or its messages would sit
 		// leased, undelivered, until LeasePeriod expires. What it returns is delivered.
-		msgs, err := m.store.LeaseMessages(runCtx, LeaseParams{
+		msgs, err := m.store.LeaseMessages(runCtx, driver.LeaseParams{
 			NotifierID:  m.id,
-			Methods:     m.methods,
+			Methods:     m.methodNames,
 			Limit:       avail,
 			LeasePeriod: m.cfg.LeasePeriod,
 			MaxAttempts: m.cfg.MaxSendAttempts,
@@ -106,7 +107,7 @@ func (n *notifier) available() int {
 }
 
 // start hands msg to an idle worker, or starts a worker for it.
-func (n *notifier) start(runCtx context.Context, msg LeasedMessage) {
+func (n *notifier) start(runCtx context.Context, msg driver.LeasedMessage) {
 	n.mu.Lock()
 	n.inflight++
 	n.mu.Unlock()
@@ -121,7 +122,7 @@ func (n *notifier) start(runCtx context.Context, msg LeasedMessage) {
 // that ends its goroutine (runtime.Goexit) ends this worker too, after its slot is
 // released and its message recorded; start makes a new worker when no idle one takes a
 // message.
-func (n *notifier) work(runCtx context.Context, msg LeasedMessage) {
+func (n *notifier) work(runCtx context.Context, msg driver.LeasedMessage) {
 	for {
 		n.deliverAndRelease(runCtx, msg)
 		next, ok := <-n.tasks
@@ -134,7 +135,7 @@ func (n *notifier) work(runCtx context.Context, msg LeasedMessage) {
 
 // deliverAndRelease delivers msg and frees its slot, even if the handler ends the
 // goroutine.
-func (n *notifier) deliverAndRelease(runCtx context.Context, msg LeasedMessage) {
+func (n *notifier) deliverAndRelease(runCtx context.Context, msg driver.LeasedMessage) {
 	defer n.release()
 	n.deliver(runCtx, msg)
 }
@@ -158,7 +159,7 @@ func (n *notifier) running() int {
 
 // deliver renders and delivers one message and buffers its result. The delivery slot is
 // released only once the result is buffered, so full buffers hold back leasing.
-func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
+func (n *notifier) deliver(runCtx context.Context, msg driver.LeasedMessage) {
 	m := n.m
 	tmplID := msg.TemplateID.String()
 	method := string(msg.Method)
@@ -201,7 +202,7 @@ func (n *notifier) deliver(runCtx context.Context, msg LeasedMessage) {
 // carries the panic text. If the handler ends the goroutine (runtime.Goexit, which
 // t.FailNow calls), attempt records a permanent failure on the way out and reports
 // delivered=false; the goroutine then ends. took is how long the DeliveryFunc ran.
-func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable, delivered bool, took time.Duration, err error) {
+func (n *notifier) attempt(runCtx context.Context, msg driver.LeasedMessage) (retryable, delivered bool, took time.Duration, err error) {
 	m := n.m
 	returned := false
 	defer func() {
@@ -240,9 +241,9 @@ func (n *notifier) attempt(runCtx context.Context, msg LeasedMessage) (retryable
 
 // prepare decodes the payload, renders title and body and asks the method's handler for a
 // delivery function. Its errors are permanent unless marked with Retryable.
-func (n *notifier) prepare(msg LeasedMessage) (DeliveryFunc, error) {
+func (n *notifier) prepare(msg driver.LeasedMessage) (DeliveryFunc, error) {
 	m := n.m
-	h, ok := m.handlers[msg.Method]
+	h, ok := m.handlers[Method(msg.Method)]
 	if !ok {
 		// The store leases only the methods this Manager has handlers for.
 		return nil, fmt.Errorf("%w %q (the store leased a method this Manager did not ask for)", ErrUnknownMethod, msg.Method)
@@ -285,21 +286,21 @@ func (n *notifier) retryDelay(attempt int, err error) time.Duration {
 	return min(max(d, 0), cfg.MaxRetryInterval)
 }
 
-func (n *notifier) succeed(ctx context.Context, msg LeasedMessage, took time.Duration) {
+func (n *notifier) succeed(ctx context.Context, msg driver.LeasedMessage, took time.Duration) {
 	m := n.m
 	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), ResultSent).Inc()
-	push(ctx, m, m.sent.ch, SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount, Duration: took})
+	push(ctx, m, m.sent.ch, driver.SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount, Duration: took})
 }
 
-func (n *notifier) fail(ctx context.Context, msg LeasedMessage, status Status, reason string, delay, took time.Duration) {
+func (n *notifier) fail(ctx context.Context, msg driver.LeasedMessage, status Status, reason string, delay, took time.Duration) {
 	m := n.m
 	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), string(status)).Inc()
 	if status != StatusInhibited {
 		m.log.Debug(ctx, "delivery failed", slog.F("msg_id", msg.ID), slog.F("status", status),
 			slog.F("attempt", msg.AttemptCount), slog.F("reason", reason))
 	}
-	push(ctx, m, m.failed.ch, FailedResult{
-		ID: msg.ID, AttemptCount: msg.AttemptCount, Status: status, Reason: reason, RetryDelay: delay, Duration: took,
+	push(ctx, m, m.failed.ch, driver.FailedResult{
+		ID: msg.ID, AttemptCount: msg.AttemptCount, Status: string(status), Reason: reason, RetryDelay: delay, Duration: took,
 	})
 }
 

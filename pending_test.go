@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/memstore"
 	"github.com/notifykit/notifications/notificationstest"
 )
@@ -56,9 +57,9 @@ func TestPendingByMethodGaugeAndLog(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	var msgs []notifications.NewMessage
+	var msgs []driver.NewMessage
 	for _, method := range []notifications.Method{"sms", "sms", notifications.MethodWebhook} {
-		msgs = append(msgs, notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: method, Payload: []byte(`{}`)})
+		msgs = append(msgs, driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: string(method), Payload: []byte(`{}`)})
 	}
 	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
 		t.Fatal(err)

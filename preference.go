@@ -54,15 +54,15 @@ func (t Template) Enabled(prefs []Preference, method Method) bool {
 // Preferences returns userID's settings screen: every template that is not deleted, by
 // name, with whether it is enabled for each method it is delivered by (its Methods, or
 // this enqueuer's DefaultMethods less its ExcludeMethods; a template with none is listed
-// with no methods). The enqueuer's store must implement PreferenceStore and
-// TemplateAdminStore (StoreV1 does).
+// with no methods). The enqueuer's store must have Store's Templates and Preferences
+// (memstore and pgstore do).
 func (e *StoreEnqueuer) Preferences(ctx context.Context, userID uuid.UUID) ([]TemplatePreferences, error) {
 	store, ok := e.store.(interface {
-		PreferenceStore
-		TemplateAdminStore
+		Templates(ctx context.Context) ([]Template, error)
+		Preferences(ctx context.Context, userID uuid.UUID) ([]Preference, error)
 	})
 	if !ok {
-		return nil, xerrors.Errorf("preferences: the store (%T) does not implement PreferenceStore and TemplateAdminStore", e.store)
+		return nil, xerrors.Errorf("preferences: the store (%T) has no Templates and Preferences methods (see Store)", e.store)
 	}
 	templates, err := store.Templates(ctx)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/benchkit"
 	"github.com/notifykit/notifications/memstore"
 	"github.com/notifykit/notifications/notificationstest"
@@ -42,7 +43,7 @@ func (s *flakyStore) fail() (fail, afterWrite bool) {
 	return false, false
 }
 
-func (s *flakyStore) MarkSent(ctx context.Context, id uuid.UUID, r []notifications.SentResult) (int, error) {
+func (s *flakyStore) MarkSent(ctx context.Context, id uuid.UUID, r []driver.SentResult) (int, error) {
 	fail, after := s.fail()
 	if fail {
 		if after {
@@ -53,7 +54,7 @@ func (s *flakyStore) MarkSent(ctx context.Context, id uuid.UUID, r []notificatio
 	return s.Store.MarkSent(ctx, id, r)
 }
 
-func (s *flakyStore) MarkFailed(ctx context.Context, id uuid.UUID, r []notifications.FailedResult) (int, error) {
+func (s *flakyStore) MarkFailed(ctx context.Context, id uuid.UUID, r []driver.FailedResult) (int, error) {
 	fail, after := s.fail()
 	if fail {
 		if after {
@@ -184,7 +185,7 @@ func TestHandlerIgnoringContext(t *testing.T) {
 	for range 5 { // past DispatchTimeout, within the lease
 		h.tick()
 	}
-	leased, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{notifications.MethodWebhook}, Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 5})
+	leased, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{NotifierID: uuid.New(), Methods: []string{string(notifications.MethodWebhook)}, Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +235,7 @@ type blockingLeaseStore struct {
 	once    sync.Once
 }
 
-func (s *blockingLeaseStore) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+func (s *blockingLeaseStore) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
 	block := false
 	s.once.Do(func() { block = true })
 	if block {

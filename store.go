@@ -2,37 +2,98 @@ package notifications
 
 import (
 	"context"
-	"time"
 
 	"github.com/google/uuid"
+	"github.com/notifykit/notifications/driver"
 )
 
-// The Store contract.
-//
-// A Store keeps messages, templates, preferences, the pause switch and inbox items. It is
-// split by consumer: the Manager needs a NotifierStore, the Enqueuer an EnqueueStore,
-// RegisterTemplates a TemplateStore, the inbox handler an InboxStore, and operators an
-// AdminStore. Store is the union that memstore and pgstore implement and that
-// notificationstest.RunStoreTests checks. StoreV1 adds preferences, template listing and
-// deletion, the inbox UI and operator actions (memstore and pgstore implement it).
+// Store is everything a host keeps in one place: messages, templates, preferences, the
+// pause switch and inbox items. memstore and pgstore implement it, and
+// notificationstest.RunStoreTests checks every method of it. Hosts call the methods
+// listed here directly (a preference screen, an inbox UI, support tools); the embedded
+// interfaces are what the library's own parts consume: the Manager a NotifierStore, an
+// Enqueuer an EnqueueStore, Registry.Register a TemplateStore and the inbox handler in
+// package dispatch an InboxStore.
 //
 // Concurrency: every method is safe for concurrent use, including from several Managers
 // (several processes, for a shared store) at once.
 //
-// Time: a Store reads the current time from its own clock (pgstore: the database's, unless
-// a clock is injected for tests). Callers pass durations, never absolute times, so clock
-// skew between replicas cannot shorten a lease or a retry delay.
+// Time: a Store reads the current time from its own clock (pgstore: the database's).
+// Callers pass durations, never absolute times, so clock skew between replicas cannot
+// shorten a lease or a retry delay.
 //
 // Errors: stores translate their driver's errors into the sentinel errors of this package
-// (ErrNotFound, ErrDuplicate, ErrCannotEnqueueDisabledNotification, ErrInvalidMessage)
-// where one applies, and otherwise wrap the cause; a method that returns an error changed
-// nothing.
+// (ErrNotFound, ErrDuplicate, ErrCannotEnqueueDisabledNotification, ErrInvalidMessage,
+// ErrWrongStatus) where one applies, and otherwise wrap the cause; a method that returns
+// an error changed nothing.
 type Store interface {
 	NotifierStore
 	EnqueueStore
 	TemplateStore
-	AdminStore
 	InboxStore
+
+	// Templates lists the templates that are not deleted, by name.
+	Templates(ctx context.Context) ([]Template, error)
+	// DeleteTemplate soft-deletes a template: it leaves Templates and preference screens,
+	// Template and enqueue return ErrNotFound for it, and its unfinished messages are
+	// canceled with the reason "template deleted" (a leased one when its result arrives,
+	// unless that result is a success); finished messages keep their history.
+	// Registering the template again (UpsertTemplates) restores it. It returns
+	// ErrNotFound for an unknown or already deleted template.
+	DeleteTemplate(ctx context.Context, id uuid.UUID) error
+
+	// SetPreference records p for userID, replacing the row for the same template and
+	// method. Disabled false also opts in to an opt-in template. It returns ErrNotFound
+	// for an unknown or deleted template. Preferences are enforced at enqueue
+	// (EnqueueMessages refuses a disabled method) and again at delivery (the message ends
+	// inhibited).
+	SetPreference(ctx context.Context, userID uuid.UUID, p Preference) error
+	// Preferences returns the rows userID set, for templates that are not deleted.
+	// StoreEnqueuer.Preferences turns them into a settings screen.
+	Preferences(ctx context.Context, userID uuid.UUID) ([]Preference, error)
+
+	// InboxItems returns one page of userID's items, newest first, selected by q. This
+	// and the other inbox methods refuse another user's item with ErrNotFound.
+	InboxItems(ctx context.Context, userID uuid.UUID, q InboxQuery) (InboxPage, error)
+	// MarkAllInboxRead marks every unread item of userID read and returns how many.
+	MarkAllInboxRead(ctx context.Context, userID uuid.UUID) (int, error)
+	// ArchiveInboxItem moves an item out of the default listing (InboxQuery.Archived
+	// lists archived items); archiving an archived item changes nothing.
+	ArchiveInboxItem(ctx context.Context, userID, itemID uuid.UUID) error
+	// DeleteInboxItem deletes an item.
+	DeleteInboxItem(ctx context.Context, userID, itemID uuid.UUID) error
+
+	// Message returns one message, or ErrNotFound.
+	Message(ctx context.Context, id uuid.UUID) (Message, error)
+	// Messages returns one page of messages, newest first, selected by q.
+	Messages(ctx context.Context, q MessageQuery) (MessagePage, error)
+	// MessageAttempts returns the message's delivery attempts, oldest first: the newest 50
+	// at most. It returns ErrNotFound for an unknown (or purged) message.
+	MessageAttempts(ctx context.Context, id uuid.UUID) ([]Attempt, error)
+	// RetryMessage makes a temporary_failure, permanent_failure or canceled message
+	// pending now with its attempts reset; the attempt history keeps the earlier
+	// attempts and StatusReason says what was retried. Other statuses: ErrWrongStatus;
+	// a deleted template: ErrNotFound.
+	RetryMessage(ctx context.Context, id uuid.UUID) error
+	// CancelMessage cancels a pending or temporary_failure message now. A leased message
+	// is canceled when its delivery's result arrives, unless that result is a success or
+	// a permanent failure (which are recorded as they happened), or when its lease
+	// expires. Finished messages: ErrWrongStatus.
+	CancelMessage(ctx context.Context, id uuid.UUID) error
+	// ResendMessage enqueues a new pending message with the old one's template, user,
+	// method, payload and targets and a fresh dedupe key, and returns its ID. The
+	// template must exist and the recipient must not have disabled it for the method.
+	ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, error)
+	// CountByStatus returns how many messages are in each status.
+	CountByStatus(ctx context.Context) (map[Status]int, error)
+	// PendingByMethod returns how many messages of each method are pending. It must be
+	// cheap (an index count): a running Manager reads it every minute for the
+	// pending_messages gauge and to log methods that no replica handles.
+	PendingByMethod(ctx context.Context) (map[Method]int, error)
+	// SetPaused pauses or resumes leasing for every notifier sharing the store.
+	SetPaused(ctx context.Context, paused bool) error
+	// Paused reports the pause switch.
+	Paused(ctx context.Context) (bool, error)
 }
 
 // NotifierStore is what a Manager needs.
@@ -48,19 +109,19 @@ type NotifierStore interface {
 	// permanent_failure with a reason that says so, and is not returned. Two concurrent
 	// calls never return the same message. When the store is paused it returns no messages.
 	// The cost of a lease does not grow with the number of messages waiting for a retry.
-	LeaseMessages(ctx context.Context, params LeaseParams) ([]LeasedMessage, error)
+	LeaseMessages(ctx context.Context, params driver.LeaseParams) ([]driver.LeasedMessage, error)
 
 	// MarkSent records successful deliveries in bulk. It is fenced: a row changes only if
 	// it is still leased by notifierID with the AttemptCount given, so a late flush from a
 	// notifier whose lease expired changes nothing. It returns how many rows changed.
-	// Stores that keep an attempt history (StoreV1) record the attempt.
-	MarkSent(ctx context.Context, notifierID uuid.UUID, results []SentResult) (int, error)
+	// The store records the attempt in the message's history.
+	MarkSent(ctx context.Context, notifierID uuid.UUID, results []driver.SentResult) (int, error)
 
 	// MarkFailed records failed or inhibited deliveries in bulk, fenced like MarkSent. A
 	// temporary failure of a message whose cancellation was requested while it was leased
-	// (OperatorStore.CancelMessage, TemplateAdminStore.DeleteTemplate) ends canceled
+	// (Store.CancelMessage, Store.DeleteTemplate) ends canceled
 	// instead of waiting for a retry.
-	MarkFailed(ctx context.Context, notifierID uuid.UUID, results []FailedResult) (int, error)
+	MarkFailed(ctx context.Context, notifierID uuid.UUID, results []driver.FailedResult) (int, error)
 
 	// PurgeMessages deletes finished messages (sent, permanent_failure, inhibited, canceled) last
 	// updated more than params.MessagesOlderThan ago, including messages that were never
@@ -69,7 +130,7 @@ type NotifierStore interface {
 	// single statement holds locks for long, and returns how many rows it deleted in all.
 	// Stores shared by several processes let one purge run at a time; a call that finds
 	// another purge running returns 0, nil.
-	PurgeMessages(ctx context.Context, params PurgeParams) (int, error)
+	PurgeMessages(ctx context.Context, params driver.PurgeParams) (int, error)
 
 	// Listen calls wake once it is listening, and then whenever new work may be available
 	// (an enqueue committed), until ctx is done; then it returns nil. After recovering from
@@ -77,63 +138,6 @@ type NotifierStore interface {
 	// notifications may have been missed. Wake-ups may be coalesced or spurious. A store
 	// without notifications returns nil at once and the Manager relies on polling.
 	Listen(ctx context.Context, wake func()) error
-}
-
-// LeaseParams are the arguments of NotifierStore.LeaseMessages.
-type LeaseParams struct {
-	NotifierID uuid.UUID
-	// Methods are the methods the caller can deliver; only their messages are leased.
-	Methods     []Method
-	Limit       int
-	LeasePeriod time.Duration
-	MaxAttempts int
-}
-
-// PurgeParams are the arguments of NotifierStore.PurgeMessages.
-type PurgeParams struct {
-	// MessagesOlderThan: finished messages last updated longer ago than this are deleted.
-	MessagesOlderThan time.Duration
-	// ReadInboxOlderThan: inbox items read longer ago than this are deleted; 0 keeps them.
-	ReadInboxOlderThan time.Duration
-	// BatchSize bounds the rows one delete statement removes; 0 means 1,000.
-	BatchSize int
-}
-
-// LeasedMessage is a message reserved for delivery, with what rendering needs.
-type LeasedMessage struct {
-	ID            uuid.UUID
-	Method        Method
-	TemplateID    uuid.UUID
-	TemplateName  string
-	TitleTemplate string
-	BodyTemplate  string
-	Payload       []byte // JSON-encoded MessagePayload, decoded by the Manager
-	// Disabled: the recipient disabled the template for the message's method after the
-	// message was enqueued; the Manager marks it inhibited without delivering.
-	Disabled     bool
-	AttemptCount int // after this lease's increment, so 1 on the first lease
-	CreatedAt    time.Time
-	LeasedAt     time.Time
-}
-
-// SentResult is one successful delivery.
-type SentResult struct {
-	ID           uuid.UUID
-	AttemptCount int           // as returned by LeaseMessages: the fence
-	Duration     time.Duration // how long the delivery took, for the attempt history
-}
-
-// FailedResult is one unsuccessful (or inhibited) delivery.
-type FailedResult struct {
-	ID           uuid.UUID
-	AttemptCount int    // as returned by LeaseMessages: the fence
-	Status       Status // temporary_failure, permanent_failure or inhibited
-	Reason       string
-	// RetryDelay is how long a temporary failure waits before it is eligible again.
-	RetryDelay time.Duration
-	// Duration is how long the delivery took (0 when none was attempted), for the attempt
-	// history.
-	Duration time.Duration
 }
 
 // EnqueueStore is what an Enqueuer needs.
@@ -148,42 +152,15 @@ type EnqueueStore interface {
 	// err is non-nil exactly when nothing was stored because of the call as a whole
 	// (atomic refusal, context, database). It wakes listening notifiers once the messages
 	// are visible (for transactional stores: at commit).
-	EnqueueMessages(ctx context.Context, msgs []NewMessage, atomic bool) (refused []error, err error)
+	EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, atomic bool) (refused []error, err error)
 
 	// Template returns the template with the given ID, or ErrNotFound (also for a deleted
 	// template).
 	Template(ctx context.Context, id uuid.UUID) (Template, error)
 }
 
-// NewMessage is one row to enqueue.
-type NewMessage struct {
-	ID         uuid.UUID
-	TemplateID uuid.UUID
-	UserID     uuid.UUID
-	Method     Method
-	Payload    []byte // JSON-encoded MessagePayload
-	Targets    []uuid.UUID
-	CreatedBy  string
-	// DedupeKey is unique among stored messages; a second message with the same key is
-	// refused with ErrDuplicate.
-	DedupeKey string
-}
-
-// AdminStore is for operators and inspection. OperatorStore has the listing and the
-// actions.
-type AdminStore interface {
-	// Message returns one message, or ErrNotFound.
-	Message(ctx context.Context, id uuid.UUID) (Message, error)
-	// CountByStatus returns how many messages are in each status.
-	CountByStatus(ctx context.Context) (map[Status]int, error)
-	// SetPaused pauses or resumes leasing for every notifier sharing the store.
-	SetPaused(ctx context.Context, paused bool) error
-	// Paused reports the pause switch.
-	Paused(ctx context.Context) (bool, error)
-}
-
-// InboxStore keeps in-app inbox items. The inbox handler in package dispatch consumes it;
-// InboxViewStore has the listing and the rest of what an inbox UI needs.
+// InboxStore is what the inbox handler in package dispatch needs: it keeps in-app inbox
+// items.
 type InboxStore interface {
 	// InsertInboxItem stores item under item.ID. Inserting an ID that exists changes
 	// nothing and returns created=false, so a redelivered message is not shown twice.

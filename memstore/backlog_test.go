@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/memstore"
 )
 
@@ -21,31 +22,31 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	ctx, clk, s := largeStore(t, tmpl)
 	const backlog, batch = 200_000, 5_000
-	webhook := []notifications.Method{notifications.MethodWebhook}
+	webhook := []string{string(notifications.MethodWebhook)}
 	notifier := uuid.New()
 	for i := 0; i < backlog; i += batch {
-		msgs := make([]notifications.NewMessage, batch)
+		msgs := make([]driver.NewMessage, batch)
 		for j := range msgs {
-			msgs[j] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
+			msgs[j] = driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook), Payload: []byte(`{}`)}
 		}
 		if _, err := s.EnqueueMessages(ctx, msgs, true); err != nil {
 			t.Fatal(err)
 		}
-		leased, err := s.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: notifier, Methods: webhook, Limit: batch, LeasePeriod: time.Hour, MaxAttempts: 5})
+		leased, err := s.LeaseMessages(ctx, driver.LeaseParams{NotifierID: notifier, Methods: webhook, Limit: batch, LeasePeriod: time.Hour, MaxAttempts: 5})
 		if err != nil || len(leased) != batch {
 			t.Fatalf("lease: %d, %v", len(leased), err)
 		}
-		failed := make([]notifications.FailedResult, batch)
+		failed := make([]driver.FailedResult, batch)
 		for j, m := range leased {
-			failed[j] = notifications.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: notifications.StatusTemporaryFailure, RetryDelay: time.Hour}
+			failed[j] = driver.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: string(notifications.StatusTemporaryFailure), RetryDelay: time.Hour}
 		}
 		if n, err := s.MarkFailed(ctx, notifier, failed); err != nil || n != batch {
 			t.Fatalf("mark failed: %d, %v", n, err)
 		}
 	}
-	other := make([]notifications.NewMessage, 1000)
+	other := make([]driver.NewMessage, 1000)
 	for j := range other {
-		other[j] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "sms", Payload: []byte(`{}`)}
+		other[j] = driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "sms", Payload: []byte(`{}`)}
 	}
 	if _, err := s.EnqueueMessages(ctx, other, true); err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 	const leases = 200
 	before := s.Visited()
 	for range leases {
-		got, err := s.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: webhook, Limit: 50, LeasePeriod: time.Minute, MaxAttempts: 5})
+		got, err := s.LeaseMessages(ctx, driver.LeaseParams{NotifierID: uuid.New(), Methods: webhook, Limit: 50, LeasePeriod: time.Minute, MaxAttempts: 5})
 		if err != nil || len(got) != 0 {
 			t.Fatalf("lease: %d, %v; want nothing due", len(got), err)
 		}
@@ -65,7 +66,7 @@ func TestLeaseIndependentOfBacklog(t *testing.T) {
 
 	clk.Advance(time.Hour + time.Second).MustWait(ctx)
 	before = s.Visited()
-	got, err := s.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: webhook, Limit: 50, LeasePeriod: time.Minute, MaxAttempts: 5})
+	got, err := s.LeaseMessages(ctx, driver.LeaseParams{NotifierID: uuid.New(), Methods: webhook, Limit: 50, LeasePeriod: time.Minute, MaxAttempts: 5})
 	if err != nil || len(got) != 50 {
 		t.Fatalf("lease with every retry due: %d, %v; want 50", len(got), err)
 	}

@@ -49,7 +49,7 @@ func (it *inboxItem) copy() notifications.InboxItem {
 	return c
 }
 
-// InboxItems implements notifications.InboxViewStore.
+// InboxItems implements notifications.Store.
 func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, q notifications.InboxQuery) (notifications.InboxPage, error) {
 	if err := ctx.Err(); err != nil {
 		return notifications.InboxPage{}, xerrors.Errorf("list inbox: %w", err)
@@ -131,7 +131,7 @@ func (s *Store) MarkInboxRead(ctx context.Context, userID, itemID uuid.UUID) err
 	return nil
 }
 
-// MarkAllInboxRead implements notifications.InboxViewStore.
+// MarkAllInboxRead implements notifications.Store.
 func (s *Store) MarkAllInboxRead(ctx context.Context, userID uuid.UUID) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, xerrors.Errorf("mark all inbox read: %w", err)
@@ -148,7 +148,7 @@ func (s *Store) MarkAllInboxRead(ctx context.Context, userID uuid.UUID) (int, er
 	return n, nil
 }
 
-// ArchiveInboxItem implements notifications.InboxViewStore.
+// ArchiveInboxItem implements notifications.Store.
 func (s *Store) ArchiveInboxItem(ctx context.Context, userID, itemID uuid.UUID) error {
 	if err := ctx.Err(); err != nil {
 		return xerrors.Errorf("archive inbox item: %w", err)
@@ -165,7 +165,7 @@ func (s *Store) ArchiveInboxItem(ctx context.Context, userID, itemID uuid.UUID) 
 	return nil
 }
 
-// DeleteInboxItem implements notifications.InboxViewStore.
+// DeleteInboxItem implements notifications.Store.
 func (s *Store) DeleteInboxItem(ctx context.Context, userID, itemID uuid.UUID) error {
 	if err := ctx.Err(); err != nil {
 		return xerrors.Errorf("delete inbox item: %w", err)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/storecheck"
 )
 
@@ -65,7 +66,7 @@ type inboxItem struct {
 	readElem *list.Element // in read while read
 }
 
-var _ notifications.StoreV1 = (*Store)(nil)
+var _ notifications.Store = (*Store)(nil)
 
 // Option configures New.
 type Option func(*Store)
@@ -101,7 +102,7 @@ func New(opts ...Option) *Store {
 func (s *Store) now() time.Time { return s.clock.Now("memstore") }
 
 // LeaseMessages implements notifications.NotifierStore.
-func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", err)
 	}
@@ -118,12 +119,12 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 	// of them are leased. The work is bounded by Limit per method, not by the backlog.
 	var candidates []*message
 	for _, method := range p.Methods {
-		if q, ok := s.queues[method]; ok {
+		if q, ok := s.queues[notifications.Method(method)]; ok {
 			candidates = append(candidates, q.dueLocked(now, p.Limit)...)
 		}
 	}
 	slices.SortFunc(candidates, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
-	var out []notifications.LeasedMessage
+	var out []driver.LeasedMessage
 	for _, msg := range candidates {
 		if len(out) == p.Limit {
 			break
@@ -151,9 +152,9 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 		s.scheduleLocked(msg, msg.LeasedUntil)
 		s.startAttemptLocked(msg, p.NotifierID, now)
 		t := s.templates[msg.TemplateID]
-		out = append(out, notifications.LeasedMessage{
+		out = append(out, driver.LeasedMessage{
 			ID:            msg.ID,
-			Method:        msg.Method,
+			Method:        string(msg.Method),
 			TemplateID:    msg.TemplateID,
 			TemplateName:  t.Name,
 			TitleTemplate: t.TitleTemplate,
@@ -197,7 +198,7 @@ func (s *Store) fencedLocked(notifierID, id uuid.UUID, attempt int) (*message, b
 }
 
 // MarkSent implements notifications.NotifierStore.
-func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []notifications.SentResult) (int, error) {
+func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []driver.SentResult) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, xerrors.Errorf("mark sent: %w", err)
 	}
@@ -216,13 +217,13 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 }
 
 // MarkFailed implements notifications.NotifierStore.
-func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []notifications.FailedResult) (int, error) {
+func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []driver.FailedResult) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", err)
 	}
 	for _, r := range results {
 		switch r.Status {
-		case notifications.StatusTemporaryFailure, notifications.StatusPermanentFailure, notifications.StatusInhibited:
+		case string(notifications.StatusTemporaryFailure), string(notifications.StatusPermanentFailure), string(notifications.StatusInhibited):
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
@@ -237,9 +238,9 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 			continue
 		}
 		n++
-		s.endAttemptLocked(msg, now, r.Status, r.Reason, r.Duration)
-		if r.Status != notifications.StatusTemporaryFailure {
-			s.finishLocked(msg, r.Status, now, r.Reason)
+		s.endAttemptLocked(msg, now, notifications.Status(r.Status), r.Reason, r.Duration)
+		if notifications.Status(r.Status) != notifications.StatusTemporaryFailure {
+			s.finishLocked(msg, notifications.Status(r.Status), now, r.Reason)
 			continue
 		}
 		if msg.cancel != "" {
@@ -261,7 +262,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 // PurgeMessages implements notifications.NotifierStore. It takes the store's lock once per
 // batch of at most BatchSize rows, and reads only the rows it deletes: finished messages
 // and read inbox items are kept in the order they finished or were read.
-func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
+func (s *Store) PurgeMessages(ctx context.Context, p driver.PurgeParams) (int, error) {
 	batch := p.BatchSize
 	if batch <= 0 {
 		batch = defaultPurgeBatch
@@ -283,7 +284,7 @@ func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) 
 const defaultPurgeBatch = 1000
 
 // purgeBatch deletes at most batch rows and reports whether more may be due.
-func (s *Store) purgeBatch(p notifications.PurgeParams, batch int) (int, bool) {
+func (s *Store) purgeBatch(p driver.PurgeParams, batch int) (int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -340,7 +341,7 @@ func (s *Store) Listen(ctx context.Context, wake func()) error {
 }
 
 // EnqueueMessages implements notifications.EnqueueStore.
-func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage, atomic bool) ([]error, error) {
+func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, atomic bool) ([]error, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("enqueue messages: %w", err)
 	}
@@ -382,7 +383,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 }
 
 // insertLocked stores a checked message as pending.
-func (s *Store) insertLocked(m notifications.NewMessage, now time.Time) *message {
+func (s *Store) insertLocked(m driver.NewMessage, now time.Time) *message {
 	if now.Before(s.lastAt) {
 		now = s.lastAt // creation times never go backwards: the index relies on it
 	}
@@ -390,7 +391,7 @@ func (s *Store) insertLocked(m notifications.NewMessage, now time.Time) *message
 	s.seq++
 	msg := &message{
 		Message: notifications.Message{
-			ID: m.ID, TemplateID: m.TemplateID, UserID: m.UserID, Method: m.Method,
+			ID: m.ID, TemplateID: m.TemplateID, UserID: m.UserID, Method: notifications.Method(m.Method),
 			Status: notifications.StatusPending, Payload: slices.Clone(m.Payload),
 			Targets: slices.Clone(m.Targets), CreatedBy: m.CreatedBy, CreatedAt: now, UpdatedAt: now,
 		},
@@ -398,7 +399,7 @@ func (s *Store) insertLocked(m notifications.NewMessage, now time.Time) *message
 		dedupeKey: m.DedupeKey,
 		hidx:      -1,
 	}
-	msg.elem = s.queueLocked(m.Method).pending.PushBack(msg)
+	msg.elem = s.queueLocked(notifications.Method(m.Method)).pending.PushBack(msg)
 	s.msgs[m.ID] = msg
 	if m.DedupeKey != "" {
 		s.dedupe[m.DedupeKey] = m.ID
@@ -417,7 +418,7 @@ func (s *Store) wakeLocked() {
 }
 
 // checkLocked says why m cannot be stored, or records its ID and key in the batch's sets.
-func (s *Store) checkLocked(m notifications.NewMessage, batchKeys map[string]struct{}, batchIDs map[uuid.UUID]struct{}) error {
+func (s *Store) checkLocked(m driver.NewMessage, batchKeys map[string]struct{}, batchIDs map[uuid.UUID]struct{}) error {
 	if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
 		return xerrors.Errorf("ID, UserID and TemplateID must be set: %w", notifications.ErrInvalidMessage)
 	}
@@ -437,7 +438,7 @@ func (s *Store) checkLocked(m notifications.NewMessage, batchKeys map[string]str
 	if !ok || s.deleted[m.TemplateID] {
 		return xerrors.Errorf("template %s: %w", m.TemplateID, notifications.ErrNotFound)
 	}
-	if s.disabledLocked(m.UserID, t, m.Method) {
+	if s.disabledLocked(m.UserID, t, notifications.Method(m.Method)) {
 		return xerrors.Errorf("template %q by %s for user %s: %w", t.Name, m.Method, m.UserID, notifications.ErrCannotEnqueueDisabledNotification)
 	}
 	if m.DedupeKey != "" {
@@ -496,7 +497,7 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 	return nil
 }
 
-// Message implements notifications.AdminStore.
+// Message implements notifications.Store.
 func (s *Store) Message(ctx context.Context, id uuid.UUID) (notifications.Message, error) {
 	if err := ctx.Err(); err != nil {
 		return notifications.Message{}, xerrors.Errorf("get message: %w", err)
@@ -517,7 +518,7 @@ func (m *message) copy() notifications.Message {
 	return c
 }
 
-// CountByStatus implements notifications.AdminStore.
+// CountByStatus implements notifications.Store.
 func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("count messages: %w", err)
@@ -531,7 +532,7 @@ func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int
 	return out, nil
 }
 
-// SetPaused implements notifications.AdminStore.
+// SetPaused implements notifications.Store.
 func (s *Store) SetPaused(ctx context.Context, paused bool) error {
 	if err := ctx.Err(); err != nil {
 		return xerrors.Errorf("set paused: %w", err)
@@ -542,7 +543,7 @@ func (s *Store) SetPaused(ctx context.Context, paused bool) error {
 	return nil
 }
 
-// Paused implements notifications.AdminStore.
+// Paused implements notifications.Store.
 func (s *Store) Paused(ctx context.Context) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, xerrors.Errorf("get paused: %w", err)
@@ -552,7 +553,7 @@ func (s *Store) Paused(ctx context.Context) (bool, error) {
 	return s.paused, nil
 }
 
-// PendingByMethod counts pending messages by method (notifications.PendingCounter).
+// PendingByMethod counts pending messages by method (notifications.Store).
 func (s *Store) PendingByMethod(ctx context.Context) (map[notifications.Method]int, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("count pending messages: %w", err)

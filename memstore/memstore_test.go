@@ -21,9 +21,3 @@ func TestConformance(t *testing.T) {
 		return memstore.New(memstore.WithClock(clk))
 	})
 }
-
-func TestConformanceV1(t *testing.T) {
-	notificationstest.RunStoreTestsV1(t, func(t *testing.T, clk quartz.Clock) notifications.StoreV1 {
-		return memstore.New(memstore.WithClock(clk))
-	})
-}

@@ -10,10 +10,11 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/storecheck"
 )
 
-// Messages implements notifications.OperatorStore. A query by user (or else by template)
+// Messages implements notifications.Store. A query by user (or else by template)
 // reads only that user's (template's) messages; a time range is found by binary search.
 func (s *Store) Messages(ctx context.Context, q notifications.MessageQuery) (notifications.MessagePage, error) {
 	if err := ctx.Err(); err != nil {
@@ -58,7 +59,7 @@ func (s *Store) endAttemptLocked(msg *message, at time.Time, outcome notificatio
 	a.FinishedAt, a.Outcome, a.Reason, a.Duration = at, outcome, reason, took
 }
 
-// MessageAttempts implements notifications.OperatorStore.
+// MessageAttempts implements notifications.Store.
 func (s *Store) MessageAttempts(ctx context.Context, id uuid.UUID) ([]notifications.Attempt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("message attempts: %w", err)
@@ -72,7 +73,7 @@ func (s *Store) MessageAttempts(ctx context.Context, id uuid.UUID) ([]notificati
 	return slices.Clone(msg.attempts), nil
 }
 
-// RetryMessage implements notifications.OperatorStore.
+// RetryMessage implements notifications.Store.
 func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 	if err := ctx.Err(); err != nil {
 		return xerrors.Errorf("retry message: %w", err)
@@ -107,7 +108,7 @@ func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 	return nil
 }
 
-// CancelMessage implements notifications.OperatorStore.
+// CancelMessage implements notifications.Store.
 func (s *Store) CancelMessage(ctx context.Context, id uuid.UUID) error {
 	if err := ctx.Err(); err != nil {
 		return xerrors.Errorf("cancel message: %w", err)
@@ -134,7 +135,7 @@ func (s *Store) cancelLocked(msg *message, reason string) {
 	s.finishLocked(msg, notifications.StatusCanceled, s.now(), reason)
 }
 
-// ResendMessage implements notifications.OperatorStore.
+// ResendMessage implements notifications.Store.
 func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, error) {
 	if err := ctx.Err(); err != nil {
 		return uuid.Nil, xerrors.Errorf("resend message: %w", err)
@@ -146,8 +147,8 @@ func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, err
 		return uuid.Nil, xerrors.Errorf("resend message %s: %w", id, notifications.ErrNotFound)
 	}
 	newID := uuid.New()
-	m := notifications.NewMessage{
-		ID: newID, TemplateID: old.TemplateID, UserID: old.UserID, Method: old.Method,
+	m := driver.NewMessage{
+		ID: newID, TemplateID: old.TemplateID, UserID: old.UserID, Method: string(old.Method),
 		Payload: old.Payload, Targets: old.Targets, CreatedBy: old.CreatedBy,
 		DedupeKey: "resend\x00" + newID.String(),
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/notifykit/notifications"
 )
 
-// SetPreference implements notifications.PreferenceStore.
+// SetPreference implements notifications.Store.
 func (s *Store) SetPreference(ctx context.Context, userID uuid.UUID, p notifications.Preference) error {
 	if err := ctx.Err(); err != nil {
 		return xerrors.Errorf("set preference: %w", err)
@@ -35,7 +35,7 @@ func (s *Store) SetPreference(ctx context.Context, userID uuid.UUID, p notificat
 	return nil
 }
 
-// Preferences implements notifications.PreferenceStore.
+// Preferences implements notifications.Store.
 func (s *Store) Preferences(ctx context.Context, userID uuid.UUID) ([]notifications.Preference, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("preferences: %w", err)
@@ -51,7 +51,7 @@ func (s *Store) Preferences(ctx context.Context, userID uuid.UUID) ([]notificati
 	return out, nil
 }
 
-// Templates implements notifications.TemplateAdminStore.
+// Templates implements notifications.Store.
 func (s *Store) Templates(ctx context.Context) ([]notifications.Template, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("list templates: %w", err)
@@ -68,7 +68,7 @@ func (s *Store) Templates(ctx context.Context) ([]notifications.Template, error)
 	return out, nil
 }
 
-// DeleteTemplate implements notifications.TemplateAdminStore. It reads only the unfinished
+// DeleteTemplate implements notifications.Store. It reads only the unfinished
 // messages (the lease queues), not the history.
 func (s *Store) DeleteTemplate(ctx context.Context, id uuid.UUID) error {
 	if err := ctx.Err(); err != nil {

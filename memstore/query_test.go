@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 )
 
 // TestMessageQueriesDoNotScan: with 200,000 messages of other users and templates, a page
@@ -18,8 +19,8 @@ func TestMessageQueriesDoNotScan(t *testing.T) {
 	ctx, clk, s := largeStore(t, busy, rare)
 	user := uuid.New()
 	enqueue := func(tmpl, user uuid.UUID) {
-		msg := notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl, UserID: user, Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
-		if _, err := s.EnqueueMessages(ctx, []notifications.NewMessage{msg}, true); err != nil {
+		msg := driver.NewMessage{ID: uuid.New(), TemplateID: tmpl, UserID: user, Method: string(notifications.MethodWebhook), Payload: []byte(`{}`)}
+		if _, err := s.EnqueueMessages(ctx, []driver.NewMessage{msg}, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -28,9 +29,9 @@ func TestMessageQueriesDoNotScan(t *testing.T) {
 	clk.Advance(time.Hour)
 	const backlog, batch = 200_000, 5_000
 	for i := 0; i < backlog; i += batch {
-		msgs := make([]notifications.NewMessage, batch)
+		msgs := make([]driver.NewMessage, batch)
 		for j := range msgs {
-			msgs[j] = notifications.NewMessage{ID: uuid.New(), TemplateID: busy.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
+			msgs[j] = driver.NewMessage{ID: uuid.New(), TemplateID: busy.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook), Payload: []byte(`{}`)}
 		}
 		if _, err := s.EnqueueMessages(ctx, msgs, true); err != nil {
 			t.Fatal(err)

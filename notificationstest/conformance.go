@@ -13,6 +13,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 )
 
 // NewStoreFunc returns a new, empty store whose notion of "now" comes from clk.
@@ -26,8 +27,12 @@ const (
 // suiteMethods are the methods the suite's notifiers lease: its messages are webhooks.
 var suiteMethods = []notifications.Method{notifications.MethodWebhook}
 
-// RunStoreTests runs the Store conformance suite: the semantics every Store must have
-// (DESIGN §4). Run it from your store's tests:
+// leaseMethods are suiteMethods as a lease names them.
+var leaseMethods = []string{string(notifications.MethodWebhook)}
+
+// RunStoreTests runs the Store conformance suite: the semantics every method of Store
+// must have, from leasing and fencing to preferences, the inbox view and the operators'
+// actions. Run it from your store's tests:
 //
 //	func TestConformance(t *testing.T) {
 //		notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
@@ -73,6 +78,7 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 			tc.fn(t, h)
 		})
 	}
+	runHostAPITests(t, newStore)
 }
 
 // suiteClock is a mock clock at a fixed midday start, which keeps "same UTC day" tests
@@ -145,52 +151,39 @@ func (h *suite) newMessage(templateID, userID uuid.UUID) uuid.UUID {
 func (h *suite) newMessageFor(templateID, userID uuid.UUID, method notifications.Method) uuid.UUID {
 	h.t.Helper()
 	payload, _ := json.Marshal(notifications.MessagePayload{Version: notifications.PayloadVersion, UserID: userID.String()})
-	msg := notifications.NewMessage{
-		ID: uuid.New(), TemplateID: templateID, UserID: userID, Method: method,
+	msg := driver.NewMessage{
+		ID: uuid.New(), TemplateID: templateID, UserID: userID, Method: string(method),
 		Payload: payload, DedupeKey: uuid.NewString(),
 	}
-	if refused, err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{msg}, true); err != nil || refused != nil && refused[0] != nil {
+	if refused, err := h.store.EnqueueMessages(h.ctx, []driver.NewMessage{msg}, true); err != nil || refused != nil && refused[0] != nil {
 		h.t.Fatalf("enqueue: %v, %v", refused, err)
 	}
 	return msg.ID
 }
 
 // setPreference disables (or enables) a template for every method, through
-// notifications.PreferenceStore; a store without it skips the test.
+// Store.SetPreference.
 func (h *suite) setPreference(user, template uuid.UUID, disabled bool) {
 	h.t.Helper()
-	var err error
-	switch s := h.store.(type) {
-	case notifications.PreferenceStore:
-		err = s.SetPreference(h.ctx, user, notifications.Preference{TemplateID: template, Disabled: disabled})
-	default:
-		h.t.Skip("the store has no SetPreference")
-	}
-	if err != nil {
+	if err := h.store.SetPreference(h.ctx, user, notifications.Preference{TemplateID: template, Disabled: disabled}); err != nil {
 		h.t.Fatalf("set preference: %v", err)
 	}
 }
 
-// inboxIDs lists a user's inbox items newest first through notifications.InboxViewStore;
-// a store without it skips the test.
+// inboxIDs lists a user's inbox items newest first.
 func (h *suite) inboxIDs(user uuid.UUID, unreadOnly bool) []notifications.InboxItem {
 	h.t.Helper()
-	switch s := h.store.(type) {
-	case notifications.InboxViewStore:
-		page, err := s.InboxItems(h.ctx, user, notifications.InboxQuery{UnreadOnly: unreadOnly})
-		if err != nil {
-			h.t.Fatalf("list inbox: %v", err)
-		}
-		return page.Items
+	page, err := h.store.InboxItems(h.ctx, user, notifications.InboxQuery{UnreadOnly: unreadOnly})
+	if err != nil {
+		h.t.Fatalf("list inbox: %v", err)
 	}
-	h.t.Skip("the store has no InboxItems")
-	return nil
+	return page.Items
 }
 
-func (h *suite) lease(notifier uuid.UUID, limit int) []notifications.LeasedMessage {
+func (h *suite) lease(notifier uuid.UUID, limit int) []driver.LeasedMessage {
 	h.t.Helper()
-	msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
-		NotifierID: notifier, Methods: suiteMethods, Limit: limit, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+	msgs, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{
+		NotifierID: notifier, Methods: leaseMethods, Limit: limit, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
 	})
 	if err != nil {
 		h.t.Fatalf("lease: %v", err)
@@ -216,11 +209,11 @@ func (h *suite) wantStatus(id uuid.UUID, want notifications.Status) notification
 	return m
 }
 
-func (h *suite) markSent(notifier uuid.UUID, msgs ...notifications.LeasedMessage) int {
+func (h *suite) markSent(notifier uuid.UUID, msgs ...driver.LeasedMessage) int {
 	h.t.Helper()
-	rs := make([]notifications.SentResult, len(msgs))
+	rs := make([]driver.SentResult, len(msgs))
 	for i, m := range msgs {
-		rs[i] = notifications.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
+		rs[i] = driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
 	}
 	n, err := h.store.MarkSent(h.ctx, notifier, rs)
 	if err != nil {
@@ -229,11 +222,11 @@ func (h *suite) markSent(notifier uuid.UUID, msgs ...notifications.LeasedMessage
 	return n
 }
 
-func (h *suite) markFailed(notifier uuid.UUID, status notifications.Status, delay time.Duration, msgs ...notifications.LeasedMessage) int {
+func (h *suite) markFailed(notifier uuid.UUID, status notifications.Status, delay time.Duration, msgs ...driver.LeasedMessage) int {
 	h.t.Helper()
-	rs := make([]notifications.FailedResult, len(msgs))
+	rs := make([]driver.FailedResult, len(msgs))
 	for i, m := range msgs {
-		rs[i] = notifications.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: status, Reason: "boom " + string(status), RetryDelay: delay}
+		rs[i] = driver.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: string(status), Reason: "boom " + string(status), RetryDelay: delay}
 	}
 	n, err := h.store.MarkFailed(h.ctx, notifier, rs)
 	if err != nil {
@@ -242,8 +235,8 @@ func (h *suite) markFailed(notifier uuid.UUID, status notifications.Status, dela
 	return n
 }
 
-func ids(msgs []notifications.LeasedMessage) []uuid.UUID {
-	return idsOf(msgs, func(m notifications.LeasedMessage) uuid.UUID { return m.ID })
+func ids(msgs []driver.LeasedMessage) []uuid.UUID {
+	return idsOf(msgs, func(m driver.LeasedMessage) uuid.UUID { return m.ID })
 }
 
 func idsOf[T any](xs []T, id func(T) uuid.UUID) []uuid.UUID {
@@ -265,7 +258,7 @@ func testLeaseOldestFirst(t *testing.T, h *suite) {
 		if m.ID != want[i] {
 			t.Fatalf("lease %d: got %s, want %s (oldest first)", i, m.ID, want[i])
 		}
-		if m.AttemptCount != 1 || m.Method != notifications.MethodWebhook || m.TemplateID != h.tmpl.ID ||
+		if m.AttemptCount != 1 || m.Method != string(notifications.MethodWebhook) || m.TemplateID != h.tmpl.ID ||
 			m.TemplateName != h.tmpl.Name || m.TitleTemplate != h.tmpl.TitleTemplate || m.BodyTemplate != h.tmpl.BodyTemplate ||
 			m.Disabled || len(m.Payload) == 0 || m.CreatedAt.IsZero() || m.LeasedAt.Before(m.CreatedAt) {
 			t.Fatalf("leased message lacks what rendering needs: %+v", m)
@@ -295,9 +288,9 @@ func testLeaseMethods(t *testing.T, h *suite) {
 	// "crashes": its lease expires with no attempts left.
 	smsNotifier := uuid.New()
 	for attempt := 1; attempt <= suiteAttempts; attempt++ {
-		got, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: smsNotifier,
-			Methods: []notifications.Method{sms}, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
-		if err != nil || len(got) != 1 || got[0].ID != smsPending || got[0].Method != sms {
+		got, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{NotifierID: smsNotifier,
+			Methods: []string{string(sms)}, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+		if err != nil || len(got) != 1 || got[0].ID != smsPending || got[0].Method != string(sms) {
 			t.Fatalf("sms lease %d: %+v, %v; want %s", attempt, got, err, smsPending)
 		}
 		if attempt < suiteAttempts {
@@ -309,7 +302,7 @@ func testLeaseMethods(t *testing.T, h *suite) {
 	smsPending = smsLeased
 	before := h.message(smsPending)
 
-	none, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(),
+	none, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{NotifierID: uuid.New(),
 		Limit: 10, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
 	if err != nil || len(none) != 0 {
 		t.Fatalf("lease with no methods: %+v, %v; want nothing", ids(none), err)
@@ -326,8 +319,8 @@ func testLeaseMethods(t *testing.T, h *suite) {
 	}
 	// Both methods at once: the sms notifier's successor finishes the exhausted one and
 	// takes the pending one.
-	got, err = h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: uuid.New(),
-		Methods: []notifications.Method{notifications.MethodSMTP, sms}, Limit: 10, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
+	got, err = h.store.LeaseMessages(h.ctx, driver.LeaseParams{NotifierID: uuid.New(),
+		Methods: []string{string(notifications.MethodSMTP), string(sms)}, Limit: 10, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts})
 	if err != nil || len(got) != 1 || got[0].ID != smsPending {
 		t.Fatalf("sms lease: %+v, %v; want %s", ids(got), err, smsPending)
 	}
@@ -337,17 +330,10 @@ func testLeaseMethods(t *testing.T, h *suite) {
 // testPendingByMethod: stores that count pending messages by method (for the Manager's
 // gauge and its log of methods nobody handles) count exactly the pending ones.
 func testPendingByMethod(t *testing.T, h *suite) {
-	counter, ok := h.store.(interface {
-		PendingByMethod(ctx context.Context) (map[notifications.Method]int, error)
-	})
-	if !ok {
-		t.Log("the store does not count pending messages by method: nothing to check")
-		return
-	}
 	h.enqueue(3)
 	h.newMessageFor(h.tmpl.ID, uuid.New(), "sms")
 	h.lease(uuid.New(), 1)
-	got, err := counter.PendingByMethod(h.ctx)
+	got, err := h.store.PendingByMethod(h.ctx)
 	if err != nil || len(got) != 2 || got[notifications.MethodWebhook] != 2 || got["sms"] != 1 {
 		t.Fatalf("pending by method: %v, %v; want webhook 2, sms 1", got, err)
 	}
@@ -356,10 +342,10 @@ func testPendingByMethod(t *testing.T, h *suite) {
 func testConcurrentLessees(t *testing.T, h *suite) {
 	const total, workers = 300, 6
 	// Enqueue in batches: fast and still ordered enough.
-	var batch []notifications.NewMessage
+	var batch []driver.NewMessage
 	for i := 0; i < total; i++ {
-		batch = append(batch, notifications.NewMessage{
-			ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook,
+		batch = append(batch, driver.NewMessage{
+			ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook),
 			Payload: []byte(`{}`), DedupeKey: uuid.NewString(),
 		})
 	}
@@ -376,8 +362,8 @@ func testConcurrentLessees(t *testing.T, h *suite) {
 		notifier := uuid.New()
 		wg.Go(func() {
 			for {
-				msgs, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{
-					NotifierID: notifier, Methods: suiteMethods, Limit: 7, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
+				msgs, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{
+					NotifierID: notifier, Methods: leaseMethods, Limit: 7, LeasePeriod: suiteLease, MaxAttempts: suiteAttempts,
 				})
 				if err != nil {
 					errs <- err
@@ -517,7 +503,7 @@ func testMarkFailedStatuses(t *testing.T, h *suite) {
 	if n := h.markFailed(a, notifications.StatusInhibited, 0, msgs[1]); n != 1 {
 		t.Fatalf("inhibited: %d", n)
 	}
-	_, err := h.store.MarkFailed(h.ctx, a, []notifications.FailedResult{{ID: msgs[2].ID, AttemptCount: 1, Status: notifications.StatusSent}})
+	_, err := h.store.MarkFailed(h.ctx, a, []driver.FailedResult{{ID: msgs[2].ID, AttemptCount: 1, Status: string(notifications.StatusSent)}})
 	if !errors.Is(err, notifications.ErrInvalidMessage) {
 		t.Fatalf("MarkFailed with status sent: err %v, want ErrInvalidMessage", err)
 	}
@@ -602,21 +588,21 @@ func testOptIn(t *testing.T, h *suite) {
 }
 
 func testEnqueueAtomic(t *testing.T, h *suite) {
-	good := notifications.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "a"}
-	unknownTemplate := notifications.NewMessage{ID: uuid.New(), TemplateID: uuid.New(), UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "b"}
-	refused, err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, unknownTemplate}, true)
+	good := driver.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "a"}
+	unknownTemplate := driver.NewMessage{ID: uuid.New(), TemplateID: uuid.New(), UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: "b"}
+	refused, err := h.store.EnqueueMessages(h.ctx, []driver.NewMessage{good, unknownTemplate}, true)
 	if !errors.Is(err, notifications.ErrNotFound) || len(refused) != 2 || refused[0] != nil || !errors.Is(refused[1], notifications.ErrNotFound) {
 		t.Fatalf("unknown template: refused %v, err %v; want the second refused with ErrNotFound", refused, err)
 	}
 	dupInBatch := good
 	dupInBatch.ID = uuid.New()
-	refused, err = h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, dupInBatch}, true)
+	refused, err = h.store.EnqueueMessages(h.ctx, []driver.NewMessage{good, dupInBatch}, true)
 	if !errors.Is(err, notifications.ErrDuplicate) || len(refused) != 2 || !errors.Is(refused[1], notifications.ErrDuplicate) {
 		t.Fatalf("duplicate key within one call: refused %v, err %v; want ErrDuplicate", refused, err)
 	}
 	sameID := good
 	sameID.DedupeKey = "c"
-	refused, err = h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{good, sameID}, true)
+	refused, err = h.store.EnqueueMessages(h.ctx, []driver.NewMessage{good, sameID}, true)
 	if !errors.Is(err, notifications.ErrDuplicate) || len(refused) != 2 || !errors.Is(refused[1], notifications.ErrDuplicate) {
 		t.Fatalf("duplicate message ID within one call: refused %v, err %v; want ErrDuplicate", refused, err)
 	}
@@ -630,16 +616,16 @@ func testEnqueueAtomic(t *testing.T, h *suite) {
 func testEnqueuePerMessage(t *testing.T, h *suite) {
 	disabledUser := uuid.New()
 	h.setPreference(disabledUser, h.tmpl.ID, true)
-	msg := func(user uuid.UUID, key string) notifications.NewMessage {
-		return notifications.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: user, Method: notifications.MethodWebhook, Payload: []byte(`{}`), DedupeKey: key}
+	msg := func(user uuid.UUID, key string) driver.NewMessage {
+		return driver.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: user, Method: string(notifications.MethodWebhook), Payload: []byte(`{}`), DedupeKey: key}
 	}
 	existing := msg(uuid.New(), "existing")
-	if _, err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{existing}, true); err != nil {
+	if _, err := h.store.EnqueueMessages(h.ctx, []driver.NewMessage{existing}, true); err != nil {
 		t.Fatal(err)
 	}
 	unknown := msg(uuid.New(), "unknown")
 	unknown.TemplateID = uuid.New()
-	batch := []notifications.NewMessage{
+	batch := []driver.NewMessage{
 		msg(uuid.New(), "ok1"),
 		msg(disabledUser, "disabled"),
 		msg(uuid.New(), "existing"), // duplicate of a stored key
@@ -674,20 +660,20 @@ func testEnqueuePerMessage(t *testing.T, h *suite) {
 }
 
 func testEnqueueBadInput(t *testing.T, h *suite) {
-	base := notifications.NewMessage{TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
-	cases := map[string]func(m *notifications.NewMessage){
-		"payload not JSON": func(m *notifications.NewMessage) { m.Payload = []byte(`{"a":`) },
-		"empty payload":    func(m *notifications.NewMessage) { m.Payload = nil },
-		"no method":        func(m *notifications.NewMessage) { m.Method = "" },
-		"nil user":         func(m *notifications.NewMessage) { m.UserID = uuid.Nil },
-		"nil ID":           func(m *notifications.NewMessage) { m.ID = uuid.Nil },
+	base := driver.NewMessage{TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
+	cases := map[string]func(m *driver.NewMessage){
+		"payload not JSON": func(m *driver.NewMessage) { m.Payload = []byte(`{"a":`) },
+		"empty payload":    func(m *driver.NewMessage) { m.Payload = nil },
+		"no method":        func(m *driver.NewMessage) { m.Method = "" },
+		"nil user":         func(m *driver.NewMessage) { m.UserID = uuid.Nil },
+		"nil ID":           func(m *driver.NewMessage) { m.ID = uuid.Nil },
 	}
 	for name, mutate := range cases {
 		m := base
 		m.ID = uuid.New()
 		m.DedupeKey = name
 		mutate(&m)
-		refused, err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{m}, true)
+		refused, err := h.store.EnqueueMessages(h.ctx, []driver.NewMessage{m}, true)
 		if !errors.Is(err, notifications.ErrInvalidMessage) || len(refused) != 1 || !errors.Is(refused[0], notifications.ErrInvalidMessage) {
 			t.Errorf("%s: refused %v, err %v; want ErrInvalidMessage", name, refused, err)
 		}
@@ -707,11 +693,11 @@ func testPurge(t *testing.T, h *suite) {
 	h.markFailed(a, notifications.StatusInhibited, 0, msgs[2])
 	// ids[3] is never leased: pending and old, but unfinished, so it stays.
 	h.clk.Advance(retention - time.Second).MustWait(h.ctx)
-	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 0 {
+	if n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 0 {
 		t.Fatalf("purge before the retention: %d, %v", n, err)
 	}
 	h.clk.Advance(time.Second).MustWait(h.ctx)
-	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention})
+	n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: retention})
 	if err != nil || n != 3 {
 		t.Fatalf("purge: %d, %v; want 3", n, err)
 	}
@@ -732,7 +718,7 @@ func testPurge(t *testing.T, h *suite) {
 	h.wantStatus(crashed, notifications.StatusPermanentFailure)
 	h.wantStatus(ids[3], notifications.StatusPermanentFailure)
 	h.clk.Advance(retention).MustWait(h.ctx)
-	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 2 {
+	if n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: retention}); err != nil || n != 2 {
 		t.Fatalf("purge of a crash-exhausted message: %d, %v", n, err)
 	}
 }
@@ -744,7 +730,7 @@ func testPurgeBatches(t *testing.T, h *suite) {
 	a := uuid.New()
 	h.markSent(a, h.lease(a, 7)...)
 	h.clk.Advance(retention).MustWait(h.ctx)
-	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: retention, BatchSize: 2})
+	n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: retention, BatchSize: 2})
 	if err != nil || n != 7 {
 		t.Fatalf("purge in batches of 2: %d, %v; want 7", n, err)
 	}
@@ -780,10 +766,10 @@ func testPurgeInbox(t *testing.T, h *suite) {
 	h.markSent(a, h.lease(a, 1)...)
 	h.clk.Advance(time.Hour).MustWait(h.ctx)
 
-	if n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: 365 * 24 * time.Hour}); err != nil || n != 0 {
+	if n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: 365 * 24 * time.Hour}); err != nil || n != 0 {
 		t.Fatalf("purge without inbox retention: %d, %v; want 0", n, err)
 	}
-	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: time.Hour, ReadInboxOlderThan: readRetention, BatchSize: 1})
+	n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: time.Hour, ReadInboxOlderThan: readRetention, BatchSize: 1})
 	if err != nil || n != 3 {
 		t.Fatalf("purge: %d, %v; want 3 (one message, two read items)", n, err)
 	}

@@ -9,25 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/quartz"
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 )
 
-// NewStoreV1Func returns a new, empty StoreV1 whose notion of "now" comes from clk.
-type NewStoreV1Func func(t *testing.T, clk quartz.Clock) notifications.StoreV1
-
-// RunStoreTestsV1 runs the conformance suite of what StoreV1 adds to Store: preferences
+// runHostAPITests runs the cases of RunStoreTests for the methods hosts call: preferences
 // per method, template listing and deletion, the inbox view, message search, operator
-// actions and the attempt history. Run it beside RunStoreTests:
-//
-//	func TestConformanceV1(t *testing.T) {
-//		notificationstest.RunStoreTestsV1(t, func(t *testing.T, clk quartz.Clock) notifications.StoreV1 {
-//			return mystore.New(mystore.WithClock(clk))
-//		})
-//	}
-func RunStoreTestsV1(t *testing.T, newStore NewStoreV1Func) {
+// actions and the attempt history.
+func runHostAPITests(t *testing.T, newStore NewStoreFunc) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, h *suiteV1)
@@ -60,7 +51,7 @@ func RunStoreTestsV1(t *testing.T, newStore NewStoreV1Func) {
 
 type suiteV1 struct {
 	*suite
-	v1 notifications.StoreV1
+	v1 notifications.Store
 }
 
 func (h *suiteV1) setPref(user uuid.UUID, p notifications.Preference) {
@@ -72,8 +63,8 @@ func (h *suiteV1) setPref(user uuid.UUID, p notifications.Preference) {
 
 func (h *suiteV1) enqueueMethod(tmpl, user uuid.UUID, method notifications.Method) error {
 	h.t.Helper()
-	msg := notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl, UserID: user, Method: method, Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
-	refused, err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{msg}, false)
+	msg := driver.NewMessage{ID: uuid.New(), TemplateID: tmpl, UserID: user, Method: string(method), Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
+	refused, err := h.store.EnqueueMessages(h.ctx, []driver.NewMessage{msg}, false)
 	if err != nil {
 		h.t.Fatalf("enqueue: %v", err)
 	}
@@ -401,9 +392,9 @@ func testMessageQuery(t *testing.T, h *suiteV1) {
 // them; Limit 0 is 50 and a Limit over 1,000 is 1,000.
 func testMessageQueryPages(t *testing.T, h *suiteV1) {
 	const total = 1010
-	batch := make([]notifications.NewMessage, total)
+	batch := make([]driver.NewMessage, total)
 	for i := range batch {
-		batch[i] = notifications.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook,
+		batch[i] = driver.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook),
 			Payload: []byte(fmt.Sprintf(`{"i":%d}`, i)), DedupeKey: uuid.NewString()}
 	}
 	if _, err := h.store.EnqueueMessages(h.ctx, batch, true); err != nil {
@@ -525,9 +516,9 @@ func testCancelMessage(t *testing.T, h *suiteV1) {
 func testResendMessage(t *testing.T, h *suiteV1) {
 	user := uuid.New()
 	target := uuid.New()
-	orig := notifications.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: user, Method: notifications.MethodWebhook,
+	orig := driver.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: user, Method: string(notifications.MethodWebhook),
 		Payload: []byte(`{"labels":{"k":"v"}}`), Targets: []uuid.UUID{target}, CreatedBy: "ci", DedupeKey: "once"}
-	if _, err := h.store.EnqueueMessages(h.ctx, []notifications.NewMessage{orig}, true); err != nil {
+	if _, err := h.store.EnqueueMessages(h.ctx, []driver.NewMessage{orig}, true); err != nil {
 		t.Fatal(err)
 	}
 	a := uuid.New()
@@ -537,7 +528,7 @@ func testResendMessage(t *testing.T, h *suiteV1) {
 		t.Fatalf("resend: %s, %v", id, err)
 	}
 	m := h.wantStatus(id, notifications.StatusPending)
-	if m.TemplateID != orig.TemplateID || m.UserID != user || m.Method != orig.Method || m.CreatedBy != "ci" ||
+	if m.TemplateID != orig.TemplateID || m.UserID != user || string(m.Method) != orig.Method || m.CreatedBy != "ci" ||
 		len(m.Targets) != 1 || m.Targets[0] != target || m.AttemptCount != 0 {
 		t.Fatalf("resent message: %+v", m)
 	}
@@ -568,8 +559,8 @@ func testAttemptHistory(t *testing.T, h *suiteV1) {
 	t1 := h.clk.Now()
 	l := h.lease(n1, 1)
 	h.clk.Advance(time.Second).MustWait(h.ctx)
-	if _, err := h.store.MarkFailed(h.ctx, n1, []notifications.FailedResult{{ID: id, AttemptCount: l[0].AttemptCount,
-		Status: notifications.StatusTemporaryFailure, Reason: "451 later", RetryDelay: time.Second, Duration: 800 * time.Millisecond}}); err != nil {
+	if _, err := h.store.MarkFailed(h.ctx, n1, []driver.FailedResult{{ID: id, AttemptCount: l[0].AttemptCount,
+		Status: string(notifications.StatusTemporaryFailure), Reason: "451 later", RetryDelay: time.Second, Duration: 800 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	h.clk.Advance(time.Second).MustWait(h.ctx)
@@ -582,7 +573,7 @@ func testAttemptHistory(t *testing.T, h *suiteV1) {
 	t3 := h.clk.Now()
 	l = h.lease(n3, 1)
 	h.clk.Advance(time.Second).MustWait(h.ctx)
-	if _, err := h.store.MarkSent(h.ctx, n3, []notifications.SentResult{{ID: id, AttemptCount: l[0].AttemptCount, Duration: 300 * time.Millisecond}}); err != nil {
+	if _, err := h.store.MarkSent(h.ctx, n3, []driver.SentResult{{ID: id, AttemptCount: l[0].AttemptCount, Duration: 300 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	as := h.attempts(id)
@@ -606,7 +597,7 @@ func testAttemptHistory(t *testing.T, h *suiteV1) {
 	}
 	// Purged with the message.
 	h.clk.Advance(time.Hour).MustWait(h.ctx)
-	if _, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: time.Minute}); err != nil {
+	if _, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := h.v1.MessageAttempts(h.ctx, id); !errors.Is(err, notifications.ErrNotFound) {
@@ -620,12 +611,12 @@ func testAttemptHistoryBounded(t *testing.T, h *suiteV1) {
 	a := uuid.New()
 	const n = 55
 	for i := 1; i <= n; i++ {
-		l, err := h.store.LeaseMessages(h.ctx, notifications.LeaseParams{NotifierID: a, Methods: suiteMethods, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: 100})
+		l, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{NotifierID: a, Methods: leaseMethods, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: 100})
 		if err != nil || len(l) != 1 {
 			t.Fatalf("lease %d: %v, %v", i, l, err)
 		}
-		if _, err := h.store.MarkFailed(h.ctx, a, []notifications.FailedResult{{ID: id, AttemptCount: l[0].AttemptCount,
-			Status: notifications.StatusTemporaryFailure, Reason: fmt.Sprint("attempt ", i)}}); err != nil {
+		if _, err := h.store.MarkFailed(h.ctx, a, []driver.FailedResult{{ID: id, AttemptCount: l[0].AttemptCount,
+			Status: string(notifications.StatusTemporaryFailure), Reason: fmt.Sprint("attempt ", i)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -641,10 +632,10 @@ func testCanceledPurged(t *testing.T, h *suiteV1) {
 		t.Fatal(err)
 	}
 	h.clk.Advance(time.Hour).MustWait(h.ctx)
-	n, err := h.store.PurgeMessages(h.ctx, notifications.PurgeParams{MessagesOlderThan: time.Minute})
+	n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: time.Minute})
 	if err != nil || n != 1 {
 		t.Fatalf("purge: %d, %v; want the canceled message", n, err)
 	}
 }
 
-func leasedIDs(msgs []notifications.LeasedMessage) []uuid.UUID { return ids(msgs) }
+func leasedIDs(msgs []driver.LeasedMessage) []uuid.UUID { return ids(msgs) }

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/signal"
 )
 
@@ -28,7 +29,7 @@ func WatchStore(s notifications.Store) *WatchedStore {
 }
 
 // MarkSent implements notifications.NotifierStore and counts the results it wrote.
-func (w *WatchedStore) MarkSent(ctx context.Context, notifierID uuid.UUID, results []notifications.SentResult) (int, error) {
+func (w *WatchedStore) MarkSent(ctx context.Context, notifierID uuid.UUID, results []driver.SentResult) (int, error) {
 	n, err := w.Store.MarkSent(ctx, notifierID, results)
 	if err == nil {
 		w.add(len(results))
@@ -37,7 +38,7 @@ func (w *WatchedStore) MarkSent(ctx context.Context, notifierID uuid.UUID, resul
 }
 
 // MarkFailed implements notifications.NotifierStore and counts the results it wrote.
-func (w *WatchedStore) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []notifications.FailedResult) (int, error) {
+func (w *WatchedStore) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []driver.FailedResult) (int, error) {
 	n, err := w.Store.MarkFailed(ctx, notifierID, results)
 	if err == nil {
 		w.add(len(results))

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 )
 
 // EnqueueMessages implements notifications.EnqueueStore. The whole batch is tried in one
@@ -18,7 +19,7 @@ import (
 // attributed to its message; atomic then rolls everything back, otherwise the accepted
 // messages are committed. Once messages are stored it wakes the notifiers: at once
 // outside a transaction (Wake); inside one (WithTx), a wake-up TxWakeDelay later.
-func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMessage, atomic bool) ([]error, error) {
+func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, atomic bool) ([]error, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
@@ -72,12 +73,12 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []notifications.NewMes
 
 // enqueueOne stores m under a savepoint of tx: refused is why m was refused (the savepoint
 // is rolled back), err a failure of the transaction itself.
-func (s *Store) enqueueOne(ctx context.Context, tx dbtx, m notifications.NewMessage) (refused, err error) {
+func (s *Store) enqueueOne(ctx context.Context, tx dbtx, m driver.NewMessage) (refused, err error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return nil, translate(err)
 	}
-	if rerr := s.enqueueBatch(ctx, sp, []notifications.NewMessage{m}); rerr != nil {
+	if rerr := s.enqueueBatch(ctx, sp, []driver.NewMessage{m}); rerr != nil {
 		if err := sp.Rollback(ctx); err != nil {
 			return nil, translate(err)
 		}

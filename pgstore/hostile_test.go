@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/pgstore"
 )
@@ -43,10 +44,10 @@ func TestDataErrorsAreInvalidMessage(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	msg := func(createdBy string) []notifications.NewMessage {
-		return []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), CreatedBy: createdBy}}
+	msg := func(createdBy string) []driver.NewMessage {
+		return []driver.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), CreatedBy: createdBy}}
 	}
-	enqueue := func(msgs []notifications.NewMessage) error {
+	enqueue := func(msgs []driver.NewMessage) error {
 		_, err := store.EnqueueMessages(ctx, msgs, true)
 		return err
 	}
@@ -80,7 +81,7 @@ func TestSchemaNameLimit(t *testing.T) {
 		t.Fatalf("the refused schema was created: %v, %v", exists, err)
 	}
 	store := pgstore.New(pool, pgstore.WithSchema(tooLong))
-	if _, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"},
+	if _, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: uuid.New(), Methods: []string{"smtp"},
 		Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); err == nil || !strings.Contains(err.Error(), "57 bytes") {
 		t.Fatalf("a store on a too-long schema: err %v, want the limit", err)
 	}
@@ -97,7 +98,7 @@ func TestSchemaNameLimit(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
+	if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(),
 		Method: "smtp", Payload: []byte(`{}`)}}, true); err != nil {
 		t.Fatalf("enqueue on a %d-byte schema: %v", len(longest), err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/pgstore"
 )
@@ -97,7 +98,7 @@ func TestListenerReplacesDeadConnection(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}}, true); err != nil {
+	if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}}, true); err != nil {
 		t.Fatal(err)
 	}
 	select {

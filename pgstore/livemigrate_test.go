@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/notificationstest"
 	"github.com/notifykit/notifications/pgstore"
@@ -22,7 +23,7 @@ type leaseTimer struct {
 	worst atomic.Int64
 }
 
-func (l *leaseTimer) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+func (l *leaseTimer) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
 	start := time.Now()
 	msgs, err := l.NotifierStore.LeaseMessages(ctx, p)
 	d := int64(time.Since(start))
@@ -63,8 +64,8 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 		idsMu sync.Mutex
 		ids   []uuid.UUID
 	)
-	newMsg := func() notifications.NewMessage {
-		m := notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: notifications.MethodWebhook, Payload: []byte(`{}`)}
+	newMsg := func() driver.NewMessage {
+		m := driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook), Payload: []byte(`{}`)}
 		idsMu.Lock()
 		ids = append(ids, m.ID)
 		idsMu.Unlock()
@@ -73,7 +74,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	// A backlog, so that the index builds have work to do while the Managers drain it.
 	const backlog = 20_000
 	for i := 0; i < backlog; i += 5000 {
-		batch := make([]notifications.NewMessage, 5000)
+		batch := make([]driver.NewMessage, 5000)
 		for j := range batch {
 			batch[j] = newMsg()
 		}
@@ -114,7 +115,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 			default:
 			}
 			start := time.Now()
-			if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{newMsg()}, true); err != nil {
+			if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{newMsg()}, true); err != nil {
 				enqErr = err
 				return
 			}

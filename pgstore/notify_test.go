@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -152,9 +153,9 @@ func TestLeaseInTxKeepsSynchronousCommit(t *testing.T) {
 	if _, err := tx.Exec(f.ctx, "SET LOCAL synchronous_commit = 'remote_apply'"); err != nil {
 		t.Fatal(err)
 	}
-	leased, err := f.store.WithTx(tx).LeaseMessages(f.ctx, notifications.LeaseParams{
+	leased, err := f.store.WithTx(tx).LeaseMessages(f.ctx, driver.LeaseParams{
 		NotifierID: uuid.New(), Limit: 10, MaxAttempts: 5, LeasePeriod: time.Minute,
-		Methods: []notifications.Method{notifications.MethodWebhook},
+		Methods: []string{string(notifications.MethodWebhook)},
 	})
 	if err != nil || len(leased) != 1 {
 		t.Fatalf("lease in tx: %d messages, %v", len(leased), err)

@@ -72,12 +72,6 @@ func TestPgBouncerConformance(t *testing.T) {
 	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store { return bouncerStore(t, clk) })
 }
 
-// TestPgBouncerConformanceV1: the StoreV1 conformance suite through PgBouncer.
-func TestPgBouncerConformanceV1(t *testing.T) {
-	t.Parallel()
-	notificationstest.RunStoreTestsV1(t, func(t *testing.T, clk quartz.Clock) notifications.StoreV1 { return bouncerStore(t, clk) })
-}
-
 // bouncerStore is a PollOnly store through PgBouncer in a schema of its own, migrated
 // through PgBouncer, with wake-ups on a direct listener connection.
 func bouncerStore(t *testing.T, clk quartz.Clock) *pgstore.Store {

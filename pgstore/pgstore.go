@@ -28,6 +28,7 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/storecheck"
 )
 
@@ -53,7 +54,7 @@ type Store struct {
 	inTx bool   // db is the host's transaction
 }
 
-var _ notifications.StoreV1 = (*Store)(nil)
+var _ notifications.Store = (*Store)(nil)
 
 type options struct {
 	schema        string
@@ -217,7 +218,7 @@ func translate(err error) error {
 }
 
 // LeaseMessages implements notifications.NotifierStore.
-func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) ([]notifications.LeasedMessage, error) {
+func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
 	if p.Limit <= 0 || p.MaxAttempts <= 0 || p.LeasePeriod <= 0 || p.NotifierID == uuid.Nil {
 		return nil, xerrors.Errorf("lease messages: Limit, MaxAttempts, LeasePeriod and NotifierID must be set (got %+v): %w", p, notifications.ErrInvalidMessage)
 	}
@@ -236,16 +237,14 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
-	out := make([]notifications.LeasedMessage, 0, p.Limit)
+	out := make([]driver.LeasedMessage, 0, p.Limit)
 	for rows.Next() {
-		var m notifications.LeasedMessage
-		var method string
-		if err := rows.Scan(&m.ID, &method, &m.TemplateID, &m.TemplateName, &m.TitleTemplate, &m.BodyTemplate,
+		var m driver.LeasedMessage
+		if err := rows.Scan(&m.ID, &m.Method, &m.TemplateID, &m.TemplateName, &m.TitleTemplate, &m.BodyTemplate,
 			&m.Payload, &m.Disabled, &m.AttemptCount, &m.CreatedAt, &m.LeasedAt); err != nil {
 			rows.Close()
 			return nil, xerrors.Errorf("lease messages: scan: %w", err)
 		}
-		m.Method = notifications.Method(method)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
@@ -255,7 +254,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p notifications.LeaseParams) 
 }
 
 // MarkSent implements notifications.NotifierStore.
-func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []notifications.SentResult) (int, error) {
+func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []driver.SentResult) (int, error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
@@ -273,7 +272,7 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []no
 }
 
 // MarkFailed implements notifications.NotifierStore.
-func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []notifications.FailedResult) (int, error) {
+func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []driver.FailedResult) (int, error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
@@ -285,7 +284,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	took := make([]int64, len(results))
 	for i, r := range results {
 		switch r.Status {
-		case notifications.StatusTemporaryFailure, notifications.StatusPermanentFailure, notifications.StatusInhibited:
+		case string(notifications.StatusTemporaryFailure), string(notifications.StatusPermanentFailure), string(notifications.StatusInhibited):
 		default:
 			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
 		}
@@ -304,7 +303,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 // (its own transaction) that deletes at most BatchSize rows; one replica purges at a time:
 // a batch that cannot take the transaction-scoped advisory lock deletes nothing and ends
 // the call.
-func (s *Store) PurgeMessages(ctx context.Context, p notifications.PurgeParams) (int, error) {
+func (s *Store) PurgeMessages(ctx context.Context, p driver.PurgeParams) (int, error) {
 	batch := p.BatchSize
 	if batch <= 0 {
 		batch = defaultPurgeBatch
@@ -340,7 +339,7 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 
 // enqueueBatch stores every message or none: one statement on db inserts every row and
 // checks templates and preferences. The caller wakes the notifiers (wakeAfterEnqueue).
-func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []notifications.NewMessage) error {
+func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMessage) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -545,7 +544,7 @@ func deref(t *time.Time) time.Time {
 	return *t
 }
 
-// Message implements notifications.AdminStore.
+// Message implements notifications.Store.
 func (s *Store) Message(ctx context.Context, id uuid.UUID) (notifications.Message, error) {
 	m, err := scanMessage(s.db.QueryRow(ctx, s.q.message, id))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -557,7 +556,7 @@ func (s *Store) Message(ctx context.Context, id uuid.UUID) (notifications.Messag
 	return m, nil
 }
 
-// CountByStatus implements notifications.AdminStore.
+// CountByStatus implements notifications.Store.
 func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int, error) {
 	counts, err := countBy[notifications.Status](ctx, s.db, s.q.countByStatus)
 	if err != nil {
@@ -566,7 +565,7 @@ func (s *Store) CountByStatus(ctx context.Context) (map[notifications.Status]int
 	return counts, nil
 }
 
-// SetPaused implements notifications.AdminStore.
+// SetPaused implements notifications.Store.
 func (s *Store) SetPaused(ctx context.Context, paused bool) error {
 	if _, err := s.db.Exec(ctx, s.q.setPaused, paused); err != nil {
 		return xerrors.Errorf("set paused: %w", translate(err))
@@ -574,7 +573,7 @@ func (s *Store) SetPaused(ctx context.Context, paused bool) error {
 	return nil
 }
 
-// Paused implements notifications.AdminStore.
+// Paused implements notifications.Store.
 func (s *Store) Paused(ctx context.Context) (bool, error) {
 	var p bool
 	if err := s.db.QueryRow(ctx, s.q.paused).Scan(&p); err != nil {
@@ -602,7 +601,7 @@ func refuseNUL(what string, values ...string) error {
 	return nil
 }
 
-// PendingByMethod counts pending messages by method (notifications.PendingCounter), from
+// PendingByMethod counts pending messages by method (notifications.Store), from
 // the pending index.
 func (s *Store) PendingByMethod(ctx context.Context) (map[notifications.Method]int, error) {
 	counts, err := countBy[notifications.Method](ctx, s.db, s.q.pendingByMethod)

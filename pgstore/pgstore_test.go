@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/notificationstest"
 	"github.com/notifykit/notifications/pgstore"
@@ -45,14 +46,6 @@ func newStore(t *testing.T, opts ...pgstore.Option) (*pgstore.Store, *pgxpool.Po
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
-		s, _, _ := newStore(t, pgstore.WithClock(clk))
-		return s
-	})
-}
-
-func TestConformanceV1(t *testing.T) {
-	t.Parallel()
-	notificationstest.RunStoreTestsV1(t, func(t *testing.T, clk quartz.Clock) notifications.StoreV1 {
 		s, _, _ := newStore(t, pgstore.WithClock(clk))
 		return s
 	})
@@ -93,30 +86,30 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	msg := func() notifications.NewMessage {
-		return notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
+	msg := func() driver.NewMessage {
+		return driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
 	}
 	good := msg()
-	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{good}, true); err != nil {
+	if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{good}, true); err != nil {
 		t.Fatal(err)
 	}
 
 	notJSON := msg()
 	notJSON.Payload = []byte(`{"labels":`)
-	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), notJSON}, true); !errors.Is(err, notifications.ErrInvalidMessage) {
+	if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{msg(), notJSON}, true); !errors.Is(err, notifications.ErrInvalidMessage) {
 		t.Errorf("payload not JSON: err %v, want ErrInvalidMessage", err)
 	}
 	unknown := msg()
 	unknown.TemplateID = uuid.New()
-	if _, err := store.EnqueueMessages(ctx, []notifications.NewMessage{msg(), unknown}, true); !errors.Is(err, notifications.ErrNotFound) {
+	if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{msg(), unknown}, true); !errors.Is(err, notifications.ErrNotFound) {
 		t.Errorf("unknown template: err %v, want ErrNotFound", err)
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := store.EnqueueMessages(cancelled, []notifications.NewMessage{msg()}, true); !errors.Is(err, context.Canceled) {
+	if _, err := store.EnqueueMessages(cancelled, []driver.NewMessage{msg()}, true); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: err %v, want context.Canceled", err)
 	}
-	if _, err := store.LeaseMessages(cancelled, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"}, Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); !errors.Is(err, context.Canceled) {
+	if _, err := store.LeaseMessages(cancelled, driver.LeaseParams{NotifierID: uuid.New(), Methods: []string{"smtp"}, Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); !errors.Is(err, context.Canceled) {
 		t.Errorf("lease with a cancelled context: err %v", err)
 	}
 
@@ -129,7 +122,7 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 	pool := pgtest.Pool(t)
 	closed := pgstore.New(pool)
 	pool.Close()
-	if _, err := closed.EnqueueMessages(ctx, []notifications.NewMessage{msg()}, true); err == nil || !strings.Contains(err.Error(), "closed") {
+	if _, err := closed.EnqueueMessages(ctx, []driver.NewMessage{msg()}, true); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("closed pool: err %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/pgstore"
 )
@@ -45,9 +46,9 @@ func TestPurgeStatementsAreBounded(t *testing.T) {
 	tracer := &deleteTracer{}
 	ctx, store, tmpl := tracedStore(t, tracer)
 	notifier, leased := leaseNew(t, ctx, store, tmpl, 7)
-	sent := make([]notifications.SentResult, len(leased))
+	sent := make([]driver.SentResult, len(leased))
 	for i, m := range leased {
-		sent[i] = notifications.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
+		sent[i] = driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
 	}
 	if _, err := store.MarkSent(ctx, notifier, sent); err != nil {
 		t.Fatal(err)
@@ -55,7 +56,7 @@ func TestPurgeStatementsAreBounded(t *testing.T) {
 	tracer.mu.Lock()
 	tracer.batches = 0
 	tracer.mu.Unlock()
-	n, err := store.PurgeMessages(ctx, notifications.PurgeParams{MessagesOlderThan: 0, BatchSize: 3})
+	n, err := store.PurgeMessages(ctx, driver.PurgeParams{MessagesOlderThan: 0, BatchSize: 3})
 	if err != nil || n != 7 {
 		t.Fatalf("purge: %d, %v; want 7", n, err)
 	}
@@ -95,17 +96,17 @@ func tracedStore(t *testing.T, tracer pgx.QueryTracer) (context.Context, *pgstor
 }
 
 // leaseNew enqueues n smtp messages of tmpl and leases them all for a new notifier.
-func leaseNew(t *testing.T, ctx context.Context, store *pgstore.Store, tmpl notifications.Template, n int) (uuid.UUID, []notifications.LeasedMessage) {
+func leaseNew(t *testing.T, ctx context.Context, store *pgstore.Store, tmpl notifications.Template, n int) (uuid.UUID, []driver.LeasedMessage) {
 	t.Helper()
-	msgs := make([]notifications.NewMessage, n)
+	msgs := make([]driver.NewMessage, n)
 	for i := range msgs {
-		msgs[i] = notifications.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
+		msgs[i] = driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
 	}
 	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
 		t.Fatal(err)
 	}
 	notifier := uuid.New()
-	leased, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: notifier, Methods: []notifications.Method{"smtp"}, Limit: n, LeasePeriod: time.Minute, MaxAttempts: 3})
+	leased, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: notifier, Methods: []string{"smtp"}, Limit: n, LeasePeriod: time.Minute, MaxAttempts: 3})
 	if err != nil || len(leased) != n {
 		t.Fatalf("lease: %d, %v", len(leased), err)
 	}

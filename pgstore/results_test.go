@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 )
 
 // Result writes carry each message's attempt, status, reason and retry delay keyed by ID:
@@ -22,24 +23,24 @@ func TestResultBatchesRoundTrip(t *testing.T) {
 		}
 	}
 	notifier := uuid.New()
-	leased, err := f.store.LeaseMessages(f.ctx, notifications.LeaseParams{
+	leased, err := f.store.LeaseMessages(f.ctx, driver.LeaseParams{
 		NotifierID: notifier, Limit: 10, MaxAttempts: 5, LeasePeriod: time.Minute,
-		Methods: []notifications.Method{notifications.MethodWebhook},
+		Methods: []string{string(notifications.MethodWebhook)},
 	})
 	if err != nil || len(leased) != 5 {
 		t.Fatalf("lease: %d messages, %v", len(leased), err)
 	}
 	reason := `he said "no" \ <b>&</b> ünïcode ✓` + "\x00 tail"
-	failed := []notifications.FailedResult{
-		{ID: leased[0].ID, AttemptCount: 1, Status: notifications.StatusTemporaryFailure, Reason: reason, RetryDelay: 1500 * time.Millisecond},
-		{ID: leased[1].ID, AttemptCount: 1, Status: notifications.StatusPermanentFailure, Reason: "gone"},
-		{ID: leased[2].ID, AttemptCount: 2, Status: notifications.StatusPermanentFailure, Reason: "wrong attempt"},
+	failed := []driver.FailedResult{
+		{ID: leased[0].ID, AttemptCount: 1, Status: string(notifications.StatusTemporaryFailure), Reason: reason, RetryDelay: 1500 * time.Millisecond},
+		{ID: leased[1].ID, AttemptCount: 1, Status: string(notifications.StatusPermanentFailure), Reason: "gone"},
+		{ID: leased[2].ID, AttemptCount: 2, Status: string(notifications.StatusPermanentFailure), Reason: "wrong attempt"},
 	}
 	n, err := f.store.MarkFailed(f.ctx, notifier, failed)
 	if err != nil || n != 2 {
 		t.Fatalf("MarkFailed: %d rows, %v; want 2", n, err)
 	}
-	n, err = f.store.MarkSent(f.ctx, notifier, []notifications.SentResult{
+	n, err = f.store.MarkSent(f.ctx, notifier, []driver.SentResult{
 		{ID: leased[3].ID, AttemptCount: 1}, {ID: leased[4].ID, AttemptCount: 7}, {ID: uuid.New(), AttemptCount: 1},
 	})
 	if err != nil || n != 1 {

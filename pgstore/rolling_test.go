@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/notificationstest"
 )
 
@@ -19,13 +20,13 @@ func TestRollingDeploy(t *testing.T) {
 	f := newFixture(t)
 	const sms, pager = notifications.Method("sms"), notifications.Method("pager")
 	const each = 300
-	var msgs []notifications.NewMessage
+	var msgs []driver.NewMessage
 	for i := 0; i < each; i++ {
 		for _, method := range []notifications.Method{sms, notifications.MethodWebhook} {
-			msgs = append(msgs, notifications.NewMessage{ID: uuid.New(), TemplateID: f.tmpl.ID, UserID: uuid.New(), Method: method, Payload: []byte(`{}`)})
+			msgs = append(msgs, driver.NewMessage{ID: uuid.New(), TemplateID: f.tmpl.ID, UserID: uuid.New(), Method: string(method), Payload: []byte(`{}`)})
 		}
 	}
-	orphan := notifications.NewMessage{ID: uuid.New(), TemplateID: f.tmpl.ID, UserID: uuid.New(), Method: pager, Payload: []byte(`{}`)}
+	orphan := driver.NewMessage{ID: uuid.New(), TemplateID: f.tmpl.ID, UserID: uuid.New(), Method: string(pager), Payload: []byte(`{}`)}
 	if _, err := f.store.EnqueueMessages(f.ctx, append(msgs, orphan), true); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestRollingDeploy(t *testing.T) {
 	}
 	var smsIDs []uuid.UUID
 	for _, m := range msgs {
-		if m.Method == sms {
+		if m.Method == string(sms) {
 			smsIDs = append(smsIDs, m.ID)
 		}
 	}

@@ -13,13 +13,14 @@ import (
 	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/storecheck"
 )
 
 // This file implements what notifications.StoreV1 adds to Store: preferences per method,
 // template listing and deletion, the inbox view and the operator actions.
 
-// SetPreference implements notifications.PreferenceStore.
+// SetPreference implements notifications.Store.
 func (s *Store) SetPreference(ctx context.Context, userID uuid.UUID, p notifications.Preference) error {
 	if userID == uuid.Nil {
 		return xerrors.Errorf("set preference: user ID must be set: %w", notifications.ErrInvalidMessage)
@@ -41,7 +42,7 @@ func (s *Store) SetPreference(ctx context.Context, userID uuid.UUID, p notificat
 	return nil
 }
 
-// Preferences implements notifications.PreferenceStore.
+// Preferences implements notifications.Store.
 func (s *Store) Preferences(ctx context.Context, userID uuid.UUID) ([]notifications.Preference, error) {
 	rows, err := s.db.Query(ctx, s.q.preferences, userID)
 	if err != nil {
@@ -60,7 +61,7 @@ func (s *Store) Preferences(ctx context.Context, userID uuid.UUID) ([]notificati
 	return out, nil
 }
 
-// Templates implements notifications.TemplateAdminStore.
+// Templates implements notifications.Store.
 func (s *Store) Templates(ctx context.Context) ([]notifications.Template, error) {
 	rows, err := s.db.Query(ctx, s.q.templates)
 	if err != nil {
@@ -73,7 +74,7 @@ func (s *Store) Templates(ctx context.Context) ([]notifications.Template, error)
 	return out, nil
 }
 
-// DeleteTemplate implements notifications.TemplateAdminStore in one statement: it reads the
+// DeleteTemplate implements notifications.Store in one statement: it reads the
 // template's messages through the (template_id, created_at, seq) index.
 func (s *Store) DeleteTemplate(ctx context.Context, id uuid.UUID) error {
 	var n int
@@ -133,7 +134,7 @@ func (a *args) add(v any) string {
 	return "$" + strconv.Itoa(len(*a))
 }
 
-// InboxItems implements notifications.InboxViewStore: newest first in insertion order
+// InboxItems implements notifications.Store: newest first in insertion order
 // (seq), from the (user_id, seq) index; filters skip rows of that walk.
 func (s *Store) InboxItems(ctx context.Context, userID uuid.UUID, q notifications.InboxQuery) (notifications.InboxPage, error) {
 	after, paged, err := decodeCursor("i", q.Cursor)
@@ -174,7 +175,7 @@ FROM ` + s.q.schema + `.inbox WHERE ` + strings.Join(where, " AND ") + ` ORDER B
 	return notifications.InboxPage{Items: items, NextCursor: next}, nil
 }
 
-// MarkAllInboxRead implements notifications.InboxViewStore.
+// MarkAllInboxRead implements notifications.Store.
 func (s *Store) MarkAllInboxRead(ctx context.Context, userID uuid.UUID) (int, error) {
 	tag, err := s.db.Exec(ctx, s.q.inboxMarkAllRead, s.now(), userID)
 	if err != nil {
@@ -183,7 +184,7 @@ func (s *Store) MarkAllInboxRead(ctx context.Context, userID uuid.UUID) (int, er
 	return int(tag.RowsAffected()), nil
 }
 
-// ArchiveInboxItem implements notifications.InboxViewStore.
+// ArchiveInboxItem implements notifications.Store.
 func (s *Store) ArchiveInboxItem(ctx context.Context, userID, itemID uuid.UUID) error {
 	tag, err := s.db.Exec(ctx, s.q.inboxArchive, s.now(), userID, itemID)
 	if err != nil {
@@ -195,7 +196,7 @@ func (s *Store) ArchiveInboxItem(ctx context.Context, userID, itemID uuid.UUID) 
 	return nil
 }
 
-// DeleteInboxItem implements notifications.InboxViewStore.
+// DeleteInboxItem implements notifications.Store.
 func (s *Store) DeleteInboxItem(ctx context.Context, userID, itemID uuid.UUID) error {
 	tag, err := s.db.Exec(ctx, s.q.inboxDelete, userID, itemID)
 	if err != nil {
@@ -207,7 +208,7 @@ func (s *Store) DeleteInboxItem(ctx context.Context, userID, itemID uuid.UUID) e
 	return nil
 }
 
-// Messages implements notifications.OperatorStore: newest first by (created_at, seq). The
+// Messages implements notifications.Store: newest first by (created_at, seq). The
 // query is built for the filters given, so each shape has its own plan: by user, else by
 // template, from their (…, created_at, seq) index; by statuses alone, one ordered walk of
 // the (status, created_at, seq) index per status, merged; otherwise (a time window, a
@@ -300,7 +301,7 @@ func queryPage[T any](ctx context.Context, db dbtx, kind string, limit int, sql 
 	return out, "", nil
 }
 
-// MessageAttempts implements notifications.OperatorStore.
+// MessageAttempts implements notifications.Store.
 func (s *Store) MessageAttempts(ctx context.Context, id uuid.UUID) ([]notifications.Attempt, error) {
 	rows, err := s.db.Query(ctx, s.q.attempts, id)
 	if err != nil {
@@ -330,7 +331,7 @@ func (s *Store) MessageAttempts(ctx context.Context, id uuid.UUID) ([]notificati
 	return out, nil
 }
 
-// RetryMessage implements notifications.OperatorStore; it wakes the notifiers like an
+// RetryMessage implements notifications.Store; it wakes the notifiers like an
 // enqueue.
 func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 	var status *string
@@ -351,7 +352,7 @@ func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 	return xerrors.Errorf("retry message %s: it is %s: %w", id, *status, notifications.ErrWrongStatus)
 }
 
-// CancelMessage implements notifications.OperatorStore.
+// CancelMessage implements notifications.Store.
 func (s *Store) CancelMessage(ctx context.Context, id uuid.UUID) error {
 	var status *string
 	var n int
@@ -367,7 +368,7 @@ func (s *Store) CancelMessage(ctx context.Context, id uuid.UUID) error {
 	return xerrors.Errorf("cancel message %s: it is %s: %w", id, *status, notifications.ErrWrongStatus)
 }
 
-// ResendMessage implements notifications.OperatorStore: the new message is enqueued like
+// ResendMessage implements notifications.Store: the new message is enqueued like
 // any other (template and preference checks, wake-up), with the dedupe key
 // "resend:<new ID>".
 func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, error) {
@@ -376,12 +377,12 @@ func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, err
 		return uuid.Nil, xerrors.Errorf("resend message: %w", err)
 	}
 	newID := uuid.New()
-	m := notifications.NewMessage{
-		ID: newID, TemplateID: old.TemplateID, UserID: old.UserID, Method: old.Method,
+	m := driver.NewMessage{
+		ID: newID, TemplateID: old.TemplateID, UserID: old.UserID, Method: string(old.Method),
 		Payload: old.Payload, Targets: old.Targets, CreatedBy: old.CreatedBy,
 		DedupeKey: "resend:" + newID.String(),
 	}
-	if err := s.enqueueBatch(ctx, s.db, []notifications.NewMessage{m}); err != nil {
+	if err := s.enqueueBatch(ctx, s.db, []driver.NewMessage{m}); err != nil {
 		if errors.Is(err, notifications.ErrNotFound) {
 			return uuid.Nil, xerrors.Errorf("resend message %s: template %s: %w", id, old.TemplateID, err)
 		}

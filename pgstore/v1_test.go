@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
 )
 
 // TestTamperedCursors: a cursor the store did not make is ErrInvalidCursor, found before
@@ -65,13 +66,13 @@ func TestResultWritesStayBulk(t *testing.T) {
 	counter := &statementCounter{}
 	ctx, store, tmpl := tracedStore(t, counter)
 	notifier, leased := leaseNew(t, ctx, store, tmpl, 40)
-	var sent []notifications.SentResult
-	var failed []notifications.FailedResult
+	var sent []driver.SentResult
+	var failed []driver.FailedResult
 	for i, m := range leased {
 		if i%2 == 0 {
-			sent = append(sent, notifications.SentResult{ID: m.ID, AttemptCount: m.AttemptCount, Duration: time.Duration(i) * time.Millisecond})
+			sent = append(sent, driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount, Duration: time.Duration(i) * time.Millisecond})
 		} else {
-			failed = append(failed, notifications.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: notifications.StatusTemporaryFailure,
+			failed = append(failed, driver.FailedResult{ID: m.ID, AttemptCount: m.AttemptCount, Status: string(notifications.StatusTemporaryFailure),
 				Reason: "later", RetryDelay: time.Minute, Duration: time.Duration(i) * time.Millisecond})
 		}
 	}
@@ -135,7 +136,7 @@ func TestLeaseCancelsMessagesOfDeletedTemplate(t *testing.T) {
 		id, tmpl.ID, uuid.New()); err != nil {
 		t.Fatal(err)
 	}
-	leased, err := store.LeaseMessages(ctx, notifications.LeaseParams{NotifierID: uuid.New(), Methods: []notifications.Method{"smtp"},
+	leased, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: uuid.New(), Methods: []string{"smtp"},
 		Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 3})
 	if err != nil || len(leased) != 0 {
 		t.Fatalf("lease: %d, %v; want none", len(leased), err)

@@ -80,14 +80,14 @@ const (
 func bounces(n int) bool { return n%50 == 7 }
 
 // demoStore is a Store with the two operations the demo needs beyond it, both from
-// notifications.StoreV1 (memstore and pgstore implement it).
+// notifications.Store (memstore and pgstore implement it).
 type demoStore interface {
 	notifications.Store
 	disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error
 	all(ctx context.Context) ([]notifications.Message, error)
 }
 
-type v1Store struct{ notifications.StoreV1 }
+type v1Store struct{ notifications.Store }
 
 func (s v1Store) disable(ctx context.Context, userID, templateID uuid.UUID, disabled bool) error {
 	return s.SetPreference(ctx, userID, notifications.Preference{TemplateID: templateID, Disabled: disabled})
