@@ -10,5 +10,5 @@ import (
 // BenchmarkDrainMemstore: end-to-end dispatch on the embedded store (see
 // benchkit.BenchmarkDrain).
 func BenchmarkDrainMemstore(b *testing.B) {
-	benchkit.BenchmarkDrain(b, memstore.New())
+	benchkit.BenchmarkDrain(b, memstore.New(memstore.Config{}))
 }

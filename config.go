@@ -4,11 +4,39 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"cdr.dev/slog"
+	"github.com/coder/quartz"
+	"github.com/google/uuid"
 )
 
-// Config tunes a Manager. Start from DefaultConfig and change what you need; NewManager
-// validates it.
+// Config configures a Manager. Start from DefaultConfig and change what you need;
+// NewManager validates it.
 type Config struct {
+	// Clock is what the Manager reads the time from and waits on. Default (nil): the real
+	// clock. Tests pass quartz.NewMock(t). The dispatch deadline a DeliveryFunc's context
+	// reports is on this clock too: under a mock clock it is in the mock's time, so a
+	// handler that does real network I/O (whose deadlines the operating system enforces on
+	// the wall clock) belongs with the real clock.
+	Clock quartz.Clock
+
+	// Logger receives the Manager's logs, named "notifications" and carrying the notifier
+	// ID. Default (the zero Logger): discard everything.
+	Logger slog.Logger
+
+	// Metrics records the Manager's metrics (NewMetrics registers them). Default (nil): a
+	// private set that is not registered anywhere.
+	Metrics *Metrics
+
+	// Registry holds the helpers title and body templates call, and that handlers receive.
+	// Give the Manager the Registry the templates were registered with, and the enqueuer
+	// the same one. Default (nil): no helpers.
+	Registry *Registry
+
+	// NotifierID is the ID the Manager leases under. Default (uuid.Nil): a random UUID, new
+	// for every Manager. Two live Managers must never share an ID.
+	NotifierID uuid.UUID
+
 	// MaxSendAttempts bounds how many times one message is leased for delivery, including
 	// leases that expired because the process died mid-delivery. Default: 5. Bounds: 1 to
 	// 1,000.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"text/template"
 	"time"
 
 	"github.com/coder/quartz"
@@ -17,8 +16,10 @@ import (
 	"golang.org/x/xerrors"
 )
 
-// Enqueuer turns "tell user U about event T" into stored messages. Its method set matches
-// the well-known coder Enqueuer, so code written against that interface ports unchanged.
+// Enqueuer turns "tell user U about event T" into stored messages. StoreEnqueuer is the
+// implementation and notificationstest.FakeEnqueuer the fake for tests. Its Enqueue and
+// EnqueueWithData match the well-known coder Enqueuer, so code written against that
+// interface ports unchanged.
 type Enqueuer interface {
 	// Enqueue enqueues templateID for userID with labels and returns the IDs of the
 	// messages created (one per delivery method).
@@ -29,6 +30,13 @@ type Enqueuer interface {
 	// others. It returns one SendResult per request, in request order; the error is for
 	// the call as a whole (nothing stored).
 	Send(ctx context.Context, reqs ...EnqueueRequest) ([]SendResult, error)
+	// SendAtomic enqueues every request or none, and returns the message IDs in request
+	// order.
+	SendAtomic(ctx context.Context, reqs ...EnqueueRequest) ([]uuid.UUID, error)
+	// SendTx is Send inside the host's database transaction tx (pgstore: a pgx.Tx).
+	SendTx(ctx context.Context, tx any, reqs ...EnqueueRequest) ([]SendResult, error)
+	// SendAtomicTx is SendAtomic inside the host's database transaction tx.
+	SendAtomicTx(ctx context.Context, tx any, reqs ...EnqueueRequest) ([]uuid.UUID, error)
 }
 
 // SendResult is the outcome of one EnqueueRequest in Send.
@@ -64,15 +72,17 @@ type EnqueueRequest struct {
 	IdempotencyKey string
 }
 
-// EnqueuerOptions configure a StoreEnqueuer. The zero value is usable.
-type EnqueuerOptions struct {
+// EnqueuerConfig configures a StoreEnqueuer. The zero value is usable.
+type EnqueuerConfig struct {
 	// Lookup resolves recipients for requests without an inline Recipient (and for
 	// Enqueue/EnqueueWithData). Default: none; such requests fail.
 	Lookup RecipientLookup
-	// Clock stamps dedupe days and expires the template cache. Default: the real clock.
+	// Clock stamps dedupe days and expires the template cache. Default (nil): the real
+	// clock.
 	Clock quartz.Clock
-	// Helpers are the host functions available to action templates. Default: none.
-	Helpers template.FuncMap
+	// Registry holds the helpers action templates call: the one the templates were
+	// registered with, and the Manager's. Default (nil): no helpers.
+	Registry *Registry
 	// DefaultMethods deliver templates that list no Methods (less their ExcludeMethods):
 	// {MethodSMTP, MethodInbox} is email plus the in-app inbox. Empty is valid: then every
 	// template must list its Methods, and one that does not is refused at enqueue with an
@@ -85,7 +95,7 @@ type EnqueuerOptions struct {
 // StoreEnqueuer is the Enqueuer that writes to an EnqueueStore.
 type StoreEnqueuer struct {
 	store  EnqueueStore
-	opts   EnqueuerOptions
+	cfg    EnqueuerConfig
 	render *renderer
 	cache  *templateCache
 }
@@ -93,39 +103,77 @@ type StoreEnqueuer struct {
 var _ Enqueuer = (*StoreEnqueuer)(nil)
 
 // NewStoreEnqueuer returns an Enqueuer writing to store.
-func NewStoreEnqueuer(store EnqueueStore, opts EnqueuerOptions) (*StoreEnqueuer, error) {
+func NewStoreEnqueuer(store EnqueueStore, cfg EnqueuerConfig) (*StoreEnqueuer, error) {
 	if store == nil {
 		return nil, xerrors.New("new enqueuer: store must not be nil")
 	}
-	seen := make(map[Method]bool, len(opts.DefaultMethods))
-	for i, m := range opts.DefaultMethods {
+	seen := make(map[Method]bool, len(cfg.DefaultMethods))
+	for i, m := range cfg.DefaultMethods {
 		if m == "" || seen[m] {
-			return nil, xerrors.Errorf("new enqueuer: EnqueuerOptions.DefaultMethods[%d] %q is empty or repeated: %w", i, m, ErrInvalidConfig)
+			return nil, xerrors.Errorf("new enqueuer: EnqueuerConfig.DefaultMethods[%d] %q is empty or repeated: %w", i, m, ErrInvalidConfig)
 		}
 		seen[m] = true
 	}
-	opts.DefaultMethods = slices.Clone(opts.DefaultMethods)
-	if opts.Clock == nil {
-		opts.Clock = quartz.NewReal()
+	cfg.DefaultMethods = slices.Clone(cfg.DefaultMethods)
+	if cfg.Clock == nil {
+		cfg.Clock = quartz.NewReal()
 	}
-	if opts.TemplateCacheTTL <= 0 {
-		opts.TemplateCacheTTL = time.Minute
+	if cfg.TemplateCacheTTL <= 0 {
+		cfg.TemplateCacheTTL = time.Minute
 	}
+	cfg.Registry = cfg.Registry.orDefault()
 	return &StoreEnqueuer{
 		store:  store,
-		opts:   opts,
-		render: newRenderer(opts.Helpers),
+		cfg:    cfg,
+		render: cfg.Registry.render,
 		cache:  &templateCache{m: make(map[uuid.UUID]cachedTemplate)},
 	}, nil
 }
 
-// WithStore returns an enqueuer that shares e's configuration and template cache but writes
-// to store: pass a transaction-bound store (pgstore's WithTx) to enqueue inside the
-// caller's transaction.
-func (e *StoreEnqueuer) WithStore(store EnqueueStore) *StoreEnqueuer {
+// txStore is what SendTx and SendAtomicTx need of the enqueuer's store: a copy bound to
+// the host's transaction. pgstore's Store has it (tx: a pgx.Tx).
+type txStore interface {
+	InTx(tx any) (EnqueueStore, error)
+}
+
+// inTx returns an enqueuer sharing e's configuration and template cache that writes
+// through e's store bound to tx.
+func (e *StoreEnqueuer) inTx(tx any) (*StoreEnqueuer, error) {
+	ts, ok := e.store.(txStore)
+	if !ok {
+		return nil, xerrors.Errorf("enqueue in a transaction: the store (%T) has no InTx method, so it cannot enqueue in the host's transaction", e.store)
+	}
+	store, err := ts.InTx(tx)
+	if err != nil {
+		return nil, xerrors.Errorf("enqueue in a transaction: %w", err)
+	}
 	c := *e
 	c.store = store
-	return &c
+	return &c, nil
+}
+
+// SendTx is Send inside the host's own database transaction tx (pgstore: a pgx.Tx), so
+// that the messages commit or roll back with the host's writes. It reads templates and
+// preferences in tx too. The store cannot see the commit, so it wakes notifiers a little
+// later on its own (pgstore: TxWakeDelay); call the store's Wake after committing for the
+// lowest latency. The store must have a method InTx(tx any) (EnqueueStore, error) that
+// binds it to tx (pgstore's Store does); otherwise, or when tx is not a transaction the
+// store can use, SendTx returns an error and stores nothing.
+func (e *StoreEnqueuer) SendTx(ctx context.Context, tx any, reqs ...EnqueueRequest) ([]SendResult, error) {
+	c, err := e.inTx(tx)
+	if err != nil {
+		return nil, err
+	}
+	return c.Send(ctx, reqs...)
+}
+
+// SendAtomicTx is SendAtomic inside the host's transaction tx, as SendTx.
+func (e *StoreEnqueuer) SendAtomicTx(ctx context.Context, tx any, reqs ...EnqueueRequest) ([]uuid.UUID, error) {
+	c, err := e.inTx(tx)
+	if err != nil {
+		return nil, err
+	}
+	return c.SendAtomic(ctx, reqs...)
 }
 
 // Enqueue implements Enqueuer. It returns the IDs of the messages stored, one per method
@@ -243,7 +291,7 @@ func (e *StoreEnqueuer) SendAtomic(ctx context.Context, reqs ...EnqueueRequest) 
 // buildAll builds the messages of every request, recording a request's build error in
 // results, and returns the messages with the index of the request each belongs to.
 func (e *StoreEnqueuer) buildAll(ctx context.Context, reqs []EnqueueRequest, results []SendResult, wrap func(int, EnqueueRequest, error) error) ([]driver.NewMessage, []int) {
-	now := e.opts.Clock.Now("Enqueuer")
+	now := e.cfg.Clock.Now("Enqueuer")
 	day := now.UTC().Format(time.DateOnly)
 	msgs := make([]driver.NewMessage, 0, len(reqs)*2)
 	owner := make([]int, 0, len(reqs)*2)
@@ -272,14 +320,14 @@ func (e *StoreEnqueuer) Methods(t Template) ([]Method, error) {
 		return slices.Clone(t.Methods), nil
 	}
 	var out []Method
-	for _, m := range e.opts.DefaultMethods {
+	for _, m := range e.cfg.DefaultMethods {
 		if !slices.Contains(t.ExcludeMethods, m) {
 			out = append(out, m)
 		}
 	}
 	if len(out) == 0 {
-		return nil, xerrors.Errorf("template %q lists no Methods and EnqueuerOptions.DefaultMethods %v (less ExcludeMethods %v) leave none: %w",
-			t.Name, e.opts.DefaultMethods, t.ExcludeMethods, ErrInvalidTemplate)
+		return nil, xerrors.Errorf("template %q lists no Methods and EnqueuerConfig.DefaultMethods %v (less ExcludeMethods %v) leave none: %w",
+			t.Name, e.cfg.DefaultMethods, t.ExcludeMethods, ErrInvalidTemplate)
 	}
 	return out, nil
 }
@@ -303,8 +351,8 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 			return nil, xerrors.Errorf("Recipient.UserID %s differs from UserID %s: %w", rcpt.UserID, req.UserID, ErrInvalidMessage)
 		}
 		rcpt.UserID = req.UserID
-	case e.opts.Lookup != nil:
-		rcpt, err = e.opts.Lookup(ctx, req.UserID)
+	case e.cfg.Lookup != nil:
+		rcpt, err = e.cfg.Lookup(ctx, req.UserID)
 		if err != nil {
 			return nil, xerrors.Errorf("look up recipient %s: %w", req.UserID, err)
 		}
@@ -401,7 +449,7 @@ func (e *StoreEnqueuer) template(ctx context.Context, id uuid.UUID, now time.Tim
 		return Template{}, xerrors.Errorf("get template %s: %w", id, err)
 	}
 	e.cache.mu.Lock()
-	e.cache.m[id] = cachedTemplate{t: t, expires: now.Add(e.opts.TemplateCacheTTL)}
+	e.cache.m[id] = cachedTemplate{t: t, expires: now.Add(e.cfg.TemplateCacheTTL)}
 	e.cache.mu.Unlock()
 	return t, nil
 }

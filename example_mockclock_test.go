@@ -21,10 +21,10 @@ func Example_testingWithMockClock() {
 	var t testing.TB = exampleTB{}
 	ctx := context.Background()
 	clk := quartz.NewMock(t)
-	store := notificationstest.WatchStore(memstore.New(memstore.WithClock(clk)))
+	store := notificationstest.WatchStore(memstore.New(memstore.Config{Clock: clk}))
 
 	tmpl := notifications.Template{ID: uuid.New(), Name: "Deploy finished", TitleTemplate: "Deployed {{.Labels.version}}", EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		t.Fatal(err)
 	}
 	// The first attempt fails with a retryable error; the second succeeds.
@@ -42,13 +42,13 @@ func Example_testingWithMockClock() {
 	cfg.RetryJitter = 0
 	cfg.RetryInterval = cfg.FetchInterval // the retry is due when the notifier next looks
 	cfg.StoreSyncInterval = cfg.FetchInterval
-	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{"chat": h},
-		notifications.WithClock(clk))
+	cfg.Clock = clk
+	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{"chat": h})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mgr.Run(ctx)
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{Clock: clk, DefaultMethods: []notifications.Method{"chat"}})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{Clock: clk, DefaultMethods: []notifications.Method{"chat"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func (h printHandler) Dispatcher(p notifications.MessagePayload, title, body str
 // notification and stop gracefully once it is delivered.
 func Example() {
 	ctx := context.Background()
-	store := memstore.New()
+	store := memstore.New(memstore.Config{})
 
 	welcome := notifications.Template{
 		ID:               uuid.MustParse("8f3c1c6e-6a55-4a63-9a0e-1b2c3d4e5f60"),
@@ -39,21 +39,23 @@ func Example() {
 		BodyTemplate:     "Your workspace **{{.Labels.workspace}}** is ready.",
 		EnabledByDefault: true,
 	}
-	helpers := template.FuncMap{"app_name": func() string { return "Acme" }}
-	if err := notifications.RegisterTemplates(ctx, store, helpers, welcome); err != nil {
+	// One registry of helpers for registration, enqueue and delivery.
+	registry := notifications.NewRegistry(template.FuncMap{"app_name": func() string { return "Acme" }})
+	if err := registry.Register(ctx, store, welcome); err != nil {
 		panic(err)
 	}
 
 	cfg := notifications.DefaultConfig()
+	cfg.Registry = registry
 	h := printHandler{done: make(chan struct{})}
-	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{"print": h},
-		notifications.WithHelpers(helpers))
+	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{"print": h})
 	if err != nil {
 		panic(err)
 	}
 	mgr.Run(ctx)
 
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{
+		Registry:       registry,
 		DefaultMethods: []notifications.Method{"print"}, // templates that list no Methods
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "ada@example.com", Name: "Ada"}, nil
@@ -85,15 +87,15 @@ func Example() {
 // idempotency key makes a retried request a duplicate instead of a second notification.
 func ExampleStoreEnqueuer_Send() {
 	ctx := context.Background()
-	store := memstore.New()
+	store := memstore.New(memstore.Config{})
 	build := notifications.Template{
 		ID: uuid.MustParse("5d1c0f3a-0000-4000-8000-000000000001"), Name: "Build failed",
 		TitleTemplate: "Build {{.Labels.build}} failed", EnabledByDefault: true, // by the default methods
 	}
-	if err := notifications.RegisterTemplates(ctx, store, nil, build); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, build); err != nil {
 		panic(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{
 		DefaultMethods: []notifications.Method{notifications.MethodSMTP, notifications.MethodInbox}, // email plus inbox
 	})
 	if err != nil {

@@ -16,16 +16,16 @@ import (
 // delivered by. Turning one method off keeps the others.
 func ExampleStoreEnqueuer_Preferences() {
 	ctx := context.Background()
-	store := memstore.New() // any notifications.Store
+	store := memstore.New(memstore.Config{}) // any notifications.Store
 	mention := notifications.Template{ID: uuid.New(), Name: "Mention", TitleTemplate: "{{.Labels.author}} mentioned you", EnabledByDefault: true}
 	otp := notifications.Template{ID: uuid.New(), Name: "Sign-in code", TitleTemplate: "Your code", EnabledByDefault: true,
 		ExcludeMethods: []notifications.Method{notifications.MethodInbox}} // never in the inbox
 	digest := notifications.Template{ID: uuid.New(), Name: "Weekly digest", TitleTemplate: "Your week",
 		Methods: []notifications.Method{notifications.MethodSMTP}} // opt-in
-	if err := notifications.RegisterTemplates(ctx, store, nil, mention, otp, digest); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, mention, otp, digest); err != nil {
 		panic(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{
 		DefaultMethods: []notifications.Method{notifications.MethodSMTP, notifications.MethodInbox},
 	})
 	if err != nil {
@@ -57,10 +57,10 @@ func ExampleStoreEnqueuer_Preferences() {
 // page by page, read each attempt, and retry one now.
 func ExampleStore_operators() {
 	ctx := context.Background()
-	store := memstore.New() // any notifications.Store
+	store := memstore.New(memstore.Config{}) // any notifications.Store
 	receipt := notifications.Template{ID: uuid.New(), Name: "Receipt", TitleTemplate: "Your receipt", EnabledByDefault: true,
 		Methods: []notifications.Method{notifications.MethodSMTP}}
-	if err := notifications.RegisterTemplates(ctx, store, nil, receipt); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, receipt); err != nil {
 		panic(err)
 	}
 	// A mail server that bounces, so the message fails for good.
@@ -76,7 +76,7 @@ func ExampleStore_operators() {
 	if err := mgr.Run(context.WithoutCancel(ctx)); err != nil {
 		panic(err)
 	}
-	enq, _ := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, _ := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	user := notifications.Recipient{UserID: uuid.New(), Email: "old@example.com"}
 	if _, err := enq.SendAtomic(ctx, notifications.EnqueueRequest{TemplateID: receipt.ID, UserID: user.UserID, Recipient: &user}); err != nil {
 		panic(err)

@@ -25,7 +25,7 @@ func FuzzRenderTitleBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name, label, data string) {
 		p := notifications.MessagePayload{UserName: name, Labels: map[string]string{"build": label}, Data: map[string]any{"reason": data}}
-		title, body, err := notifications.RenderTitleBody(tmpl, p, nil)
+		title, body, err := notifications.NewRegistry(nil).RenderTitleBody(tmpl, p)
 		if err != nil {
 			t.Fatalf("render: %v", err)
 		}

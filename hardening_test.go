@@ -454,7 +454,7 @@ func TestHelperErrorsMarkedRetryable(t *testing.T) {
 	}
 	transient := notifications.Template{ID: uuid.New(), Name: "transient", TitleTemplate: "{{app_name}}", EnabledByDefault: true}
 	permanent := notifications.Template{ID: uuid.New(), Name: "permanent", TitleTemplate: "{{broken}}", EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(h.ctx, h.store, h.helpers, transient, permanent); err != nil {
+	if err := notifications.NewRegistry(h.helpers).Register(h.ctx, h.store, transient, permanent); err != nil {
 		t.Fatal(err)
 	}
 	a, err := h.enq.Enqueue(h.ctx, uuid.New(), transient.ID, nil, "test")

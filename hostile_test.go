@@ -19,12 +19,12 @@ import (
 func TestHostileInputAtEnqueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := memstore.New()
+	store := memstore.New(memstore.Config{})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "ok", TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "{{.Labels.x}}", EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodSMTP}})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{DefaultMethods: []notifications.Method{notifications.MethodSMTP}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,12 +103,12 @@ func TestHostileTemplates(t *testing.T) {
 		{"no ID", notifications.Template{TitleTemplate: "t"}, "ID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := memstore.New()
+			store := memstore.New(memstore.Config{})
 			tc.tmpl.Name = tc.name
 			if tc.name != "no ID" {
 				tc.tmpl.ID = uuid.New()
 			}
-			err := notifications.RegisterTemplates(ctx, store, helpers, tc.tmpl)
+			err := notifications.NewRegistry(helpers).Register(ctx, store, tc.tmpl)
 			if !errors.Is(err, notifications.ErrInvalidTemplate) || !strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), tc.name) {
 				t.Fatalf("err = %v, want ErrInvalidTemplate naming %q and %q", err, tc.name, tc.text)
 			}
@@ -129,7 +129,7 @@ func TestUserValuesCannotInjectMarkdown(t *testing.T) {
 		Labels:   map[string]string{"title": "Hi\r\n# Heading", "msg": "![img](https://evil.example/x.png) <script>alert(1)</script> **bold**"},
 		Data:     map[string]any{"n": "<img src=x onerror=alert(1)>"},
 	}
-	_, body, err := notifications.RenderTitleBody(tmpl, p, nil)
+	_, body, err := notifications.NewRegistry(nil).RenderTitleBody(tmpl, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,12 +155,12 @@ func TestUserValuesCannotInjectMarkdown(t *testing.T) {
 func TestNilMapsAndMissingKeys(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store := memstore.New()
+	store := memstore.New(memstore.Config{})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "Build {{.Labels.build}}", BodyTemplate: "{{.Data.reason}}", EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodSMTP}})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{DefaultMethods: []notifications.Method{notifications.MethodSMTP}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestNilMapsAndMissingKeys(t *testing.T) {
 	if _, err := enq.SendAtomic(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: rcpt.UserID, Recipient: rcpt}); err != nil {
 		t.Fatalf("nil labels and data: %v", err)
 	}
-	title, body, err := notifications.RenderTitleBody(tmpl, notifications.MessagePayload{}, nil)
+	title, body, err := notifications.NewRegistry(nil).RenderTitleBody(tmpl, notifications.MessagePayload{})
 	if err != nil || title != "Build <no value>" || body != "<no value>" {
 		t.Fatalf("render with nil maps: %q %q %v", title, body, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"text/template"
 	"time"
 
 	"cdr.dev/slog"
@@ -31,8 +30,7 @@ type Manager struct {
 	clock       quartz.Clock
 	log         slog.Logger
 	metrics     *Metrics
-	helpers     template.FuncMap
-	render      *renderer
+	registry    *Registry
 	id          uuid.UUID
 
 	// sent and failed buffer results until the store-sync loop writes them.
@@ -85,51 +83,9 @@ type testHooks struct {
 	stopFlushing func()
 }
 
-type managerOptions struct {
-	clock   quartz.Clock
-	log     slog.Logger
-	metrics *Metrics
-	helpers template.FuncMap
-	id      uuid.UUID
-}
-
-// ManagerOption configures NewManager.
-type ManagerOption func(*managerOptions)
-
-// WithClock sets the clock the Manager reads and waits on. Default: the real clock. Tests
-// pass quartz.NewMock(t). The dispatch deadline a DeliveryFunc's context reports is on
-// this clock too: under a mock clock it is in the mock's time, so a handler that does real
-// network I/O (whose deadlines the operating system enforces on the wall clock) belongs
-// with the real clock.
-func WithClock(c quartz.Clock) ManagerOption {
-	return func(o *managerOptions) { o.clock = c }
-}
-
-// WithLogger sets the logger. Default: discard everything.
-func WithLogger(l slog.Logger) ManagerOption {
-	return func(o *managerOptions) { o.log = l }
-}
-
-// WithMetrics records metrics. Default: none (a private, unregistered set).
-func WithMetrics(m *Metrics) ManagerOption {
-	return func(o *managerOptions) { o.metrics = m }
-}
-
-// WithHelpers makes host functions (e.g. base_url, app_name) available to title and body
-// templates and passes them to handlers. Default: none.
-func WithHelpers(h template.FuncMap) ManagerOption {
-	return func(o *managerOptions) { o.helpers = h }
-}
-
-// WithNotifierID sets the ID the Manager leases under. Default: a random UUID, new for
-// every Manager. Two live Managers must never share an ID.
-func WithNotifierID(id uuid.UUID) ManagerOption {
-	return func(o *managerOptions) { o.id = id }
-}
-
 // NewManager validates cfg and returns a Manager that delivers messages from store with
 // handlers. It starts nothing; call Run.
-func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, opts ...ManagerOption) (*Manager, error) {
+func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, xerrors.Errorf("new manager: %w", err)
 	}
@@ -149,27 +105,27 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler, op
 		}
 		hs[method] = h
 	}
-	o := managerOptions{clock: quartz.NewReal(), log: slog.Make()}
-	for _, opt := range opts {
-		opt(&o)
+	clock, metrics, id := cfg.Clock, cfg.Metrics, cfg.NotifierID
+	if clock == nil {
+		clock = quartz.NewReal()
 	}
-	if o.metrics == nil {
-		o.metrics = NewMetrics(nil)
+	if metrics == nil {
+		metrics = NewMetrics(nil, MetricsConfig{})
 	}
-	if o.id == uuid.Nil {
-		o.id = uuid.New()
+	if id == uuid.Nil {
+		id = uuid.New()
 	}
+	registry := cfg.Registry.orDefault()
 	m := &Manager{
 		cfg:            cfg,
 		store:          store,
 		handlers:       hs,
 		methods:        slices.Sorted(maps.Keys(hs)),
-		clock:          o.clock,
-		log:            o.log.Named("notifications").With(slog.F("notifier_id", o.id)),
-		metrics:        o.metrics,
-		helpers:        o.helpers,
-		render:         newRenderer(o.helpers),
-		id:             o.id,
+		clock:          clock,
+		log:            cfg.Logger.Named("notifications").With(slog.F("notifier_id", id)),
+		metrics:        metrics,
+		registry:       registry,
+		id:             id,
 		sent:           newResultBuffer("sent", cfg.StoreSyncBufferSize, store.MarkSent),
 		failed:         newResultBuffer("failed", cfg.StoreSyncBufferSize, store.MarkFailed),
 		flushNow:       make(chan struct{}, 1),

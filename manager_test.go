@@ -71,15 +71,15 @@ func newHarness(t *testing.T) *harness {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	store := memstore.New(memstore.WithClock(clk))
+	store := memstore.New(memstore.Config{Clock: clk})
 	tmpl := notifications.Template{
 		ID: uuid.New(), Name: "build failed", TitleTemplate: "Build {{.Labels.build}} failed",
 		BodyTemplate: "Hi {{.UserName}}, build **{{.Labels.build}}** failed.", EnabledByDefault: true,
 	}
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{
 		Clock: clk, DefaultMethods: []notifications.Method{notifications.MethodWebhook},
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "a@example.com", Name: "Ada"}, nil
@@ -94,7 +94,7 @@ func newHarness(t *testing.T) *harness {
 		leases:   make(chan int, 10000),
 		waiting:  make(chan struct{}, 10000),
 		buffered: make(chan struct{}, 10000),
-		metrics:  notifications.NewMetrics(prometheus.NewRegistry()),
+		metrics:  notifications.NewMetrics(prometheus.NewRegistry(), notifications.MetricsConfig{}),
 	}
 }
 
@@ -107,11 +107,11 @@ func (h *harness) manager(cfg notifications.Config, store notifications.Notifier
 	if handlers == nil {
 		handlers = map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h.handler}
 	}
-	opts := []notifications.ManagerOption{notifications.WithClock(h.clk), notifications.WithMetrics(h.metrics), notifications.WithHelpers(h.helpers)}
+	cfg.Clock, cfg.Metrics, cfg.Registry = h.clk, h.metrics, notifications.NewRegistry(h.helpers)
 	if h.logs != nil {
-		opts = append(opts, notifications.WithLogger(slog.Make(h.logs)))
+		cfg.Logger = slog.Make(h.logs)
 	}
-	m, err := notifications.NewManager(cfg, store, handlers, opts...)
+	m, err := notifications.NewManager(cfg, store, handlers)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -217,7 +217,7 @@ func (h *harness) stop(m *notifications.Manager) {
 
 func TestNewManagerValidates(t *testing.T) {
 	t.Parallel()
-	store := memstore.New()
+	store := memstore.New(memstore.Config{})
 	handlers := map[notifications.Method]notifications.Handler{"webhook": notificationstest.NewRecordingHandler(nil)}
 
 	cfg := notifications.DefaultConfig()

@@ -73,22 +73,12 @@ func (m *Manager) checkPending(ctx context.Context, counter pendingCounter) {
 	}
 }
 
-type metricsOptions struct {
-	namespace string
-	subsystem string
-}
-
-// MetricsOption configures NewMetrics.
-type MetricsOption func(*metricsOptions)
-
-// WithNamespace sets the metrics namespace. Default: "notifications".
-func WithNamespace(ns string) MetricsOption {
-	return func(o *metricsOptions) { o.namespace = ns }
-}
-
-// WithSubsystem sets the metrics subsystem. Default: none.
-func WithSubsystem(ss string) MetricsOption {
-	return func(o *metricsOptions) { o.subsystem = ss }
+// MetricsConfig names the metrics NewMetrics creates.
+type MetricsConfig struct {
+	// Namespace prefixes every metric name. Default (""): "notifications".
+	Namespace string
+	// Subsystem goes between the namespace and the name. Default: none.
+	Subsystem string
 }
 
 const (
@@ -99,10 +89,10 @@ const (
 
 // NewMetrics creates the metrics and registers them on reg (which may be nil to skip
 // registration). It panics, like prometheus.MustRegister, if they are already registered.
-func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
-	o := metricsOptions{namespace: "notifications"}
-	for _, opt := range opts {
-		opt(&o)
+func NewMetrics(reg prometheus.Registerer, cfg MetricsConfig) *Metrics {
+	o := struct{ namespace, subsystem string }{cfg.Namespace, cfg.Subsystem}
+	if o.namespace == "" {
+		o.namespace = "notifications"
 	}
 	m := &Metrics{
 		DispatchAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{

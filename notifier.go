@@ -252,11 +252,11 @@ func (n *notifier) prepare(msg driver.LeasedMessage) (DeliveryFunc, error) {
 	if err != nil {
 		return nil, err
 	}
-	title, body, err := m.render.titleBody(msg.TitleTemplate, msg.BodyTemplate, payload)
+	title, body, err := m.registry.render.titleBody(msg.TitleTemplate, msg.BodyTemplate, payload)
 	if err != nil {
 		return nil, xerrors.Errorf("template %q: %w", msg.TemplateName, err)
 	}
-	deliver, err := h.Dispatcher(payload, title, body, m.helpers)
+	deliver, err := h.Dispatcher(payload, title, body, m.registry.helpers)
 	if err != nil {
 		return nil, xerrors.Errorf("prepare %s delivery: %w", msg.Method, err)
 	}

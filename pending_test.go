@@ -52,7 +52,7 @@ func TestPendingByMethodGaugeAndLog(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	store := memstore.New(memstore.WithClock(clk))
+	store := memstore.New(memstore.Config{Clock: clk})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
@@ -65,10 +65,11 @@ func TestPendingByMethodGaugeAndLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &captureSink{}
-	metrics := notifications.NewMetrics(prometheus.NewRegistry())
+	metrics := notifications.NewMetrics(prometheus.NewRegistry(), notifications.MetricsConfig{})
 	h := notificationstest.NewRecordingHandler(nil)
-	m, err := notifications.NewManager(testConfig(), store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h},
-		notifications.WithClock(clk), notifications.WithMetrics(metrics), notifications.WithLogger(slog.Make(sink)))
+	cfg := testConfig()
+	cfg.Clock, cfg.Metrics, cfg.Logger = clk, metrics, slog.Make(sink)
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func TestFlushFailuresLoseNothing(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	base := memstore.New()
+	base := memstore.New(memstore.Config{})
 	const n = 500
 	benchkit.EnqueueN(t, base, n)
 	flaky := &flakyStore{Store: base, rng: rand.New(rand.NewPCG(1, 2)), failRate: 0.4}

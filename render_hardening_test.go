@@ -44,7 +44,7 @@ func TestUserKeysNestedValuesAndActionLabelsCannotInjectMarkdown(t *testing.T) {
 		"action labels plain": `{{range .Actions}}{{.Label}}{{end}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, body, err := notifications.RenderTitleBody(notifications.Template{TitleTemplate: "t", BodyTemplate: src}, p, nil)
+			_, body, err := notifications.NewRegistry(nil).RenderTitleBody(notifications.Template{TitleTemplate: "t", BodyTemplate: src}, p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +60,7 @@ func TestUserKeysNestedValuesAndActionLabelsCannotInjectMarkdown(t *testing.T) {
 			}
 		})
 	}
-	title, _, err := notifications.RenderTitleBody(notifications.Template{TitleTemplate: `{{.Labels.user_name}} {{index .Labels "app.kubernetes.io/name"}}`}, p, nil)
+	title, _, err := notifications.NewRegistry(nil).RenderTitleBody(notifications.Template{TitleTemplate: `{{.Labels.user_name}} {{index .Labels "app.kubernetes.io/name"}}`}, p)
 	if err != nil || title != "Ada api" {
 		t.Fatalf("plain keys: %q %v", title, err)
 	}
@@ -98,10 +98,10 @@ func TestActionURLsEscapeUserValues(t *testing.T) {
 	} {
 		tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "t",
 			Actions: []notifications.TemplateAction{{Label: "Open", URL: tc.url}}}
-		if err := tmpl.Validate(helpers); err != nil {
+		if err := notifications.NewRegistry(helpers).Validate(tmpl); err != nil {
 			t.Fatalf("%s: Validate: %v", tc.url, err)
 		}
-		actions, err := notifications.RenderActions(tmpl, notifications.MessagePayload{Labels: tc.labels}, helpers)
+		actions, err := notifications.NewRegistry(helpers).RenderActions(tmpl, notifications.MessagePayload{Labels: tc.labels})
 		if tc.want == "" {
 			if err == nil {
 				t.Errorf("%s with %v: rendered %q, want it refused", tc.url, tc.labels, actions[0].URL)
@@ -138,7 +138,7 @@ func FuzzRenderActionURL(f *testing.F) {
 	whole := notifications.Template{Name: "whole", Actions: []notifications.TemplateAction{{Label: "l", URL: "{{.Labels.a}}/{{url_path .Labels.b}}"}}}
 	f.Fuzz(func(t *testing.T, a, b, c string) {
 		p := notifications.MessagePayload{Labels: map[string]string{"a": a, "b": b, "c": c}}
-		actions, err := notifications.RenderActions(parts, p, helpers)
+		actions, err := notifications.NewRegistry(helpers).RenderActions(parts, p)
 		if err != nil {
 			t.Fatalf("parts: %v", err)
 		}
@@ -153,7 +153,7 @@ func FuzzRenderActionURL(f *testing.F) {
 			tmpl         notifications.Template
 			scheme, host string
 		}{{glued, "https", "app.example.com"}, {whole, "", ""}} {
-			actions, err := notifications.RenderActions(tc.tmpl, p, helpers)
+			actions, err := notifications.NewRegistry(helpers).RenderActions(tc.tmpl, p)
 			if err != nil {
 				if !errors.Is(err, notifications.ErrInvalidMessage) {
 					t.Fatalf("%s: %v is not ErrInvalidMessage", tc.tmpl.Name, err)

@@ -24,11 +24,11 @@ type sendFixture struct {
 func newSendFixture(t *testing.T, defaults []notifications.Method, templates ...notifications.Template) *sendFixture {
 	t.Helper()
 	ctx := context.Background()
-	store := memstore.New()
-	if err := notifications.RegisterTemplates(ctx, store, nil, templates...); err != nil {
+	store := memstore.New(memstore.Config{})
+	if err := notifications.NewRegistry(nil).Register(ctx, store, templates...); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: defaults,
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{DefaultMethods: defaults,
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id}, nil
 		}})
@@ -139,7 +139,7 @@ func TestTemplateMethods(t *testing.T) {
 		}
 	}
 
-	none, err := notifications.NewStoreEnqueuer(f.store, notifications.EnqueuerOptions{}) // no default method
+	none, err := notifications.NewStoreEnqueuer(f.store, notifications.EnqueuerConfig{}) // no default method
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,11 +148,11 @@ func TestTemplateMethods(t *testing.T) {
 		res[1].Err != nil || len(res[1].MessageIDs) != 2 {
 		t.Fatalf("no default methods: %+v, %v", res, err)
 	}
-	if _, err := notifications.NewStoreEnqueuer(f.store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{"smtp", "smtp"}}); !errors.Is(err, notifications.ErrInvalidConfig) {
+	if _, err := notifications.NewStoreEnqueuer(f.store, notifications.EnqueuerConfig{DefaultMethods: []notifications.Method{"smtp", "smtp"}}); !errors.Is(err, notifications.ErrInvalidConfig) {
 		t.Fatalf("repeated default method: %v", err)
 	}
 	both := notifications.Template{ID: uuid.New(), Name: "both", TitleTemplate: "x", Methods: emailAndInbox, ExcludeMethods: emailAndInbox}
-	if err := notifications.RegisterTemplates(f.ctx, f.store, nil, both); !errors.Is(err, notifications.ErrInvalidTemplate) {
+	if err := notifications.NewRegistry(nil).Register(f.ctx, f.store, both); !errors.Is(err, notifications.ErrInvalidTemplate) {
 		t.Fatalf("Methods and ExcludeMethods together: %v", err)
 	}
 }

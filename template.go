@@ -33,7 +33,7 @@ type Template struct {
 	Actions       []TemplateAction
 
 	// Methods are the methods the template is delivered by. When empty, it is delivered
-	// by the enqueuer's EnqueuerOptions.DefaultMethods minus ExcludeMethods; a template
+	// by the enqueuer's EnqueuerConfig.DefaultMethods minus ExcludeMethods; a template
 	// that ends up with no method is refused at enqueue with an error naming it.
 	Methods []Method
 	// ExcludeMethods removes methods from the defaults (a one-time passcode: exclude
@@ -57,9 +57,9 @@ type TemplateAction struct {
 	URL   string
 }
 
-// Validate checks that t is complete and that every template in it parses with the given
-// helper functions. The error names the template and the field.
-func (t Template) Validate(helpers template.FuncMap) error {
+// validate checks that t is complete and that every template in it parses with helpers.
+// The error names the template and the field.
+func (t Template) validate(helpers template.FuncMap) error {
 	if t.ID == uuid.Nil {
 		return xerrors.Errorf("template %q: ID must be set: %w", t.Name, ErrInvalidTemplate)
 	}
@@ -121,29 +121,10 @@ func (t Template) Validate(helpers template.FuncMap) error {
 	return nil
 }
 
-// TemplateStore stores templates. RegisterTemplates is its consumer.
+// TemplateStore stores templates. Registry.Register is its consumer.
 type TemplateStore interface {
 	// UpsertTemplates inserts or replaces the templates by ID, atomically.
 	UpsertTemplates(ctx context.Context, templates ...Template) error
-}
-
-// RegisterTemplates validates every template with the host's helpers and upserts them all
-// in one call. Nothing is stored when any template is invalid. Call it at start-up.
-func RegisterTemplates(ctx context.Context, store TemplateStore, helpers template.FuncMap, templates ...Template) error {
-	seen := make(map[string]uuid.UUID, len(templates))
-	for _, t := range templates {
-		if err := t.Validate(helpers); err != nil {
-			return xerrors.Errorf("register templates: %w", err)
-		}
-		if other, ok := seen[t.Name]; ok && other != t.ID {
-			return xerrors.Errorf("register templates: template name %q is used by %s and %s: %w", t.Name, other, t.ID, ErrInvalidTemplate)
-		}
-		seen[t.Name] = t.ID
-	}
-	if err := store.UpsertTemplates(ctx, templates...); err != nil {
-		return xerrors.Errorf("register templates: %w", err)
-	}
-	return nil
 }
 
 func parseTemplate(name, src string, helpers template.FuncMap) (*template.Template, error) {
@@ -261,20 +242,6 @@ func escapedPayload(p MessagePayload) MessagePayload {
 		p.Actions = actions
 	}
 	return p
-}
-
-// RenderTitleBody renders a template's title and body over payload the way the Manager
-// does before delivery: user-controlled values escaped, helpers available. The result is
-// Markdown. Use it to preview notifications.
-func RenderTitleBody(t Template, payload MessagePayload, helpers template.FuncMap) (title, body string, err error) {
-	r := newRenderer(helpers)
-	return r.titleBody(t.TitleTemplate, t.BodyTemplate, payload)
-}
-
-// RenderActions renders a template's actions over payload the way enqueueing does (the
-// result is what MessagePayload.Actions holds).
-func RenderActions(t Template, payload MessagePayload, helpers template.FuncMap) ([]Action, error) {
-	return newRenderer(helpers).actions(t, payload)
 }
 
 func (r *renderer) actions(tmpl Template, payload MessagePayload) ([]Action, error) {

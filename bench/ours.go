@@ -67,12 +67,12 @@ func (b *bench) oursStore(ctx context.Context) (*pgstore.Store, string, func(), 
 	if err != nil {
 		return nil, "", nil, err
 	}
-	if err := pgstore.Migrate(ctx, b.pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(ctx, b.pool, pgstore.Config{Schema: schema}); err != nil {
 		drop()
 		return nil, "", nil, err
 	}
-	store := pgstore.New(b.pool, pgstore.WithSchema(schema))
-	if err := notifications.RegisterTemplates(ctx, store, nil, benchTemplate); err != nil {
+	store := pgstore.New(b.pool, pgstore.Config{Schema: schema})
+	if err := notifications.NewRegistry(nil).Register(ctx, store, benchTemplate); err != nil {
 		drop()
 		return nil, "", nil, err
 	}
@@ -89,7 +89,7 @@ func (b *bench) analyze(ctx context.Context, schema, table string) error {
 
 // storeOn is a store on an existing schema through pool.
 func storeOn(pool *pgxpool.Pool, schema string) *pgstore.Store {
-	return pgstore.New(pool, pgstore.WithSchema(schema))
+	return pgstore.New(pool, pgstore.Config{Schema: schema})
 }
 
 func requests(n int) []notifications.EnqueueRequest {
@@ -107,7 +107,7 @@ func requests(n int) []notifications.EnqueueRequest {
 
 // enqueueBatches enqueues n messages in batches of 1,000 and returns the time it took.
 func enqueueBatches(ctx context.Context, store notifications.Store, n int) (time.Duration, error) {
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	if err != nil {
 		return 0, err
 	}
@@ -189,8 +189,8 @@ func (b *bench) oursDrain(ctx context.Context, managers int) (float64, cpuCost, 
 }
 
 func (b *bench) memstoreDrain(ctx context.Context) error {
-	store := memstore.New()
-	if err := notifications.RegisterTemplates(ctx, store, nil, benchTemplate); err != nil {
+	store := memstore.New(memstore.Config{})
+	if err := notifications.NewRegistry(nil).Register(ctx, store, benchTemplate); err != nil {
 		return err
 	}
 	if _, err := enqueueBatches(ctx, store, b.o.n); err != nil {
@@ -226,7 +226,7 @@ func (b *bench) oursEnqueue(ctx context.Context) error {
 		return err
 	}
 	defer drop()
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func (b *bench) oursLatency(ctx context.Context) ([]time.Duration, error) {
 	}
 	m.Run(ctx)
 	defer func() { _ = m.Stop(ctx) }()
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	if err != nil {
 		return nil, err
 	}

@@ -154,7 +154,7 @@ func peakRSSKB() (int, error) {
 
 // rssChildMain drains n messages of schema with one Manager and returns.
 func rssChildMain(ctx context.Context, pool *pgxpool.Pool, schema string, n int) error {
-	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	store := pgstore.New(pool, pgstore.Config{Schema: schema})
 	_, err := drain(ctx, store, 1, n)
 	if err != nil && !strings.HasPrefix(err.Error(), "sent ") { // the rest of the backlog stays
 		return err

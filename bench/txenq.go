@@ -20,7 +20,7 @@ var txClients = []int{1, 8, 32}
 
 // txEnqueue: each client runs transactions that insert a row of the host's own table and
 // enqueue one notification in the same transaction — ours through
-// enq.WithStore(store.WithTx(tx)).Send followed by store.Wake after commit (the documented
+// enq.SendAtomicTx followed by store.Wake after commit (the documented
 // way), River's through InsertTx — for txDur per client count, alternating ours and River.
 func (b *bench) txEnqueue(ctx context.Context) error {
 	cfg, err := pgxpool.ParseConfig(b.url)
@@ -40,7 +40,7 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 	}
 	defer drop()
 	store := storeOn(pool, schema) // the migrated schema, through the larger pool
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, "INSERT INTO "+oursTable+" (note) VALUES ($1)", "order"); err != nil {
 				return err
 			}
-			_, err := enq.WithStore(store.WithTx(tx)).SendAtomic(ctx, notifications.EnqueueRequest{
+			_, err := enq.SendAtomicTx(ctx, tx, notifications.EnqueueRequest{
 				TemplateID: benchTemplate.ID, UserID: id,
 				Recipient: &notifications.Recipient{UserID: id, Email: "u@example.com", Name: "U"},
 				Labels:    map[string]string{"build": "1"},

@@ -31,7 +31,7 @@ func (b *bench) crossLatency(ctx context.Context) error {
 		return err
 	}
 	defer drop()
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (b *bench) crossLatency(ctx context.Context) error {
 			ids, err = enq.SendAtomic(ctx, r)
 		} else {
 			err = pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-				ids, err = enq.WithStore(store.WithTx(tx)).SendAtomic(ctx, r)
+				ids, err = enq.SendAtomicTx(ctx, tx, r)
 				return err
 			})
 			if err == nil {

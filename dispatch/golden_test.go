@@ -55,7 +55,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			title, body, err := notifications.RenderTitleBody(tmpl, payload, sample.Helpers())
+			title, body, err := notifications.NewRegistry(sample.Helpers()).RenderTitleBody(tmpl, payload)
 			if err != nil {
 				t.Fatal(err)
 			}

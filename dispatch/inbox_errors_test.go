@@ -36,7 +36,7 @@ func TestInboxDataErrorsArePermanent(t *testing.T) {
 		{"invalid data", xerrors.Errorf("insert inbox item: %w", notifications.ErrInvalidMessage), false},
 		{"store unavailable", errors.New("connection refused"), true},
 	} {
-		h, err := dispatch.NewInbox(refusingStore{InboxStore: memstore.New(), err: tc.err}, nil)
+		h, err := dispatch.NewInbox(refusingStore{InboxStore: memstore.New(memstore.Config{}), err: tc.err}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

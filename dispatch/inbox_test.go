@@ -17,7 +17,7 @@ func TestInboxIdempotentAndPublishesOncePerItem(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	store := memstore.New()
+	store := memstore.New(memstore.Config{})
 	broker := dispatch.NewMemoryBroker()
 	h, err := dispatch.NewInbox(store, broker)
 	if err != nil {
@@ -59,7 +59,7 @@ func TestInboxIdempotentAndPublishesOncePerItem(t *testing.T) {
 
 func TestInboxRefusesBadPayload(t *testing.T) {
 	t.Parallel()
-	h, err := dispatch.NewInbox(memstore.New(), nil)
+	h, err := dispatch.NewInbox(memstore.New(memstore.Config{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestInboxRefusesBadPayload(t *testing.T) {
 
 func TestDefaultHandlers(t *testing.T) {
 	t.Parallel()
-	store := memstore.New()
+	store := memstore.New(memstore.Config{})
 	hs, err := dispatch.DefaultHandlers(dispatch.HandlersConfig{
 		SMTP:    &dispatch.SMTPConfig{Smarthost: "localhost:25", From: "a@example.com"},
 		Webhook: &dispatch.WebhookConfig{URL: "https://hooks.example.com/n"},
@@ -118,7 +118,7 @@ func TestInboxKeepsBothTitleForms(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	store := &recordingInboxStore{InboxStore: memstore.New(), inserted: make(chan notifications.InboxItem, 1)}
+	store := &recordingInboxStore{InboxStore: memstore.New(memstore.Config{}), inserted: make(chan notifications.InboxItem, 1)}
 	broker := dispatch.NewMemoryBroker()
 	h, err := dispatch.NewInbox(store, broker)
 	if err != nil {

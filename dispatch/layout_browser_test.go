@@ -106,7 +106,7 @@ func TestEmailHTMLFitsPhoneWidth(t *testing.T) {
 			if e.payload != nil {
 				p = e.payload(p)
 			}
-			title, body, err := notifications.RenderTitleBody(e.tmpl, p, sample.Helpers())
+			title, body, err := notifications.NewRegistry(sample.Helpers()).RenderTitleBody(e.tmpl, p)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -517,7 +517,7 @@ func TestSMTPLabelWithLineBreaksAndCustomLayout(t *testing.T) {
 	tmpl := notifications.Template{ID: uuid.New(), Name: "Deploy", TitleTemplate: "Deployed to {{.Labels.env}}", BodyTemplate: "env: {{.Labels.env}}"}
 	p := samplePayload()
 	p.Labels = map[string]string{"env": "prod\r\nBcc: attacker@example.com\r\n\r\n<script>x</script>"}
-	title, body, err := notifications.RenderTitleBody(tmpl, p, nil)
+	title, body, err := notifications.NewRegistry(nil).RenderTitleBody(tmpl, p)
 	if err != nil {
 		t.Fatal(err)
 	}

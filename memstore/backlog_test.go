@@ -85,7 +85,7 @@ func largeStore(t *testing.T, templates ...notifications.Template) (context.Cont
 	t.Parallel()
 	ctx := context.Background()
 	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	s := memstore.New(memstore.WithClock(clk))
+	s := memstore.New(memstore.Config{Clock: clk})
 	if err := s.UpsertTemplates(ctx, templates...); err != nil {
 		t.Fatal(err)
 	}

@@ -68,16 +68,15 @@ type inboxItem struct {
 
 var _ notifications.Store = (*Store)(nil)
 
-// Option configures New.
-type Option func(*Store)
-
-// WithClock sets the clock. Default: the real clock.
-func WithClock(c quartz.Clock) Option {
-	return func(s *Store) { s.clock = c }
+// Config configures New. The zero value is usable.
+type Config struct {
+	// Clock is the store's notion of now: enqueue and lease times, lease expiry, retry
+	// times and the purge. Default (nil): the real clock. Tests give the Manager's mock.
+	Clock quartz.Clock
 }
 
 // New returns an empty store.
-func New(opts ...Option) *Store {
+func New(cfg Config) *Store {
 	s := &Store{
 		clock:     quartz.NewReal(),
 		msgs:      make(map[uuid.UUID]*message),
@@ -93,8 +92,8 @@ func New(opts ...Option) *Store {
 		index:     newMessageIndex(),
 		subs:      make(map[chan struct{}]struct{}),
 	}
-	for _, o := range opts {
-		o(s)
+	if cfg.Clock != nil {
+		s.clock = cfg.Clock
 	}
 	return s
 }

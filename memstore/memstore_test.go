@@ -18,6 +18,6 @@ func TestMain(m *testing.M) {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
-		return memstore.New(memstore.WithClock(clk))
+		return memstore.New(memstore.Config{Clock: clk})
 	})
 }

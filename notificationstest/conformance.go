@@ -119,7 +119,7 @@ func (h *suite) template(enabledByDefault bool) notifications.Template {
 
 func (h *suite) enqueuer() *notifications.StoreEnqueuer {
 	h.t.Helper()
-	e, err := notifications.NewStoreEnqueuer(h.store, notifications.EnqueuerOptions{
+	e, err := notifications.NewStoreEnqueuer(h.store, notifications.EnqueuerConfig{
 		Clock: h.clk, DefaultMethods: suiteMethods,
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "u@example.com", Username: "user"}, nil

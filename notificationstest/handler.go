@@ -5,6 +5,7 @@ package notificationstest
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"text/template"
 
@@ -99,6 +100,8 @@ type Notification struct {
 	Data               map[string]any
 	CreatedBy          string
 	Targets            []uuid.UUID
+	// Tx is the transaction passed to SendTx or SendAtomicTx, nil outside one.
+	Tx any
 }
 
 // FakeEnqueuer is a notifications.Enqueuer that records calls instead of storing messages.
@@ -134,6 +137,26 @@ func (f *FakeEnqueuer) EnqueueWithData(_ context.Context, userID, templateID uui
 // Send implements notifications.Enqueuer: it records each request that Refuse accepts and
 // returns one message ID for it (or Err for the call).
 func (f *FakeEnqueuer) Send(_ context.Context, reqs ...notifications.EnqueueRequest) ([]notifications.SendResult, error) {
+	return f.send(nil, reqs)
+}
+
+// SendTx implements notifications.Enqueuer like Send, recording tx.
+func (f *FakeEnqueuer) SendTx(_ context.Context, tx any, reqs ...notifications.EnqueueRequest) ([]notifications.SendResult, error) {
+	return f.send(tx, reqs)
+}
+
+// SendAtomic implements notifications.Enqueuer: it records every request, or none when
+// Refuse refuses one (then it returns that refusal, naming the request).
+func (f *FakeEnqueuer) SendAtomic(_ context.Context, reqs ...notifications.EnqueueRequest) ([]uuid.UUID, error) {
+	return f.sendAtomic(nil, reqs)
+}
+
+// SendAtomicTx implements notifications.Enqueuer like SendAtomic, recording tx.
+func (f *FakeEnqueuer) SendAtomicTx(_ context.Context, tx any, reqs ...notifications.EnqueueRequest) ([]uuid.UUID, error) {
+	return f.sendAtomic(tx, reqs)
+}
+
+func (f *FakeEnqueuer) send(tx any, reqs []notifications.EnqueueRequest) ([]notifications.SendResult, error) {
 	if f.Err != nil {
 		return nil, f.Err
 	}
@@ -147,10 +170,37 @@ func (f *FakeEnqueuer) Send(_ context.Context, reqs ...notifications.EnqueueRequ
 				continue
 			}
 		}
-		f.sent = append(f.sent, Notification{UserID: r.UserID, TemplateID: r.TemplateID, Labels: r.Labels, Data: r.Data, CreatedBy: r.CreatedBy, Targets: r.Targets})
+		f.record(tx, r)
 		out[i].MessageIDs = []uuid.UUID{uuid.New()}
 	}
 	return out, nil
+}
+
+func (f *FakeEnqueuer) sendAtomic(tx any, reqs []notifications.EnqueueRequest) ([]uuid.UUID, error) {
+	if f.Err != nil {
+		return nil, f.Err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.Refuse != nil {
+		for i, r := range reqs {
+			if err := f.Refuse(r); err != nil {
+				return nil, fmt.Errorf("enqueue: request %d (user %s): %w", i, r.UserID, err)
+			}
+		}
+	}
+	ids := make([]uuid.UUID, len(reqs))
+	for i, r := range reqs {
+		f.record(tx, r)
+		ids[i] = uuid.New()
+	}
+	return ids, nil
+}
+
+// record appends r; f.mu is held.
+func (f *FakeEnqueuer) record(tx any, r notifications.EnqueueRequest) {
+	f.sent = append(f.sent, Notification{UserID: r.UserID, TemplateID: r.TemplateID, Labels: r.Labels, Data: r.Data,
+		CreatedBy: r.CreatedBy, Targets: r.Targets, Tx: tx})
 }
 
 // Sent returns the recorded calls in order.

@@ -15,10 +15,10 @@ import (
 func benchStore(b *testing.B) *pgstore.Store {
 	b.Helper()
 	pool, schema := pgtest.Schema(b)
-	if err := pgstore.Migrate(context.Background(), pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(context.Background(), pool, pgstore.Config{Schema: schema}); err != nil {
 		b.Fatal(err)
 	}
-	return pgstore.New(pool, pgstore.WithSchema(schema))
+	return pgstore.New(pool, pgstore.Config{Schema: schema})
 }
 
 // BenchmarkDrainPostgres: b.N messages batch-enqueued, then one Manager on pgstore runs
@@ -41,10 +41,10 @@ func BenchmarkEnqueueSinglePostgres(b *testing.B) {
 	store := benchStore(b)
 	tmpl := notifications.Template{ID: uuid.New(), Name: "bench", TitleTemplate: "Hi", EnabledByDefault: true}
 	ctx := context.Background()
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		b.Fatal(err)
 	}
-	enq, _ := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodWebhook}})
+	enq, _ := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{DefaultMethods: []notifications.Method{notifications.MethodWebhook}})
 	rcpt := &notifications.Recipient{Email: "u@example.com"}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

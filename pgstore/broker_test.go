@@ -17,7 +17,7 @@ import (
 func TestInboxBrokerAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	storeA, pool, schema := newStore(t)
-	storeB := pgstore.New(pool, pgstore.WithSchema(schema))
+	storeB := pgstore.New(pool, pgstore.Config{Schema: schema})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

@@ -122,9 +122,8 @@ func TestChaos(t *testing.T) {
 	start := func() *notifications.Manager {
 		reg := prometheus.NewRegistry()
 		registries = append(registries, reg)
-		mt := notifications.NewMetrics(reg)
-		m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler},
-			notifications.WithMetrics(mt))
+		cfg.Metrics = notifications.NewMetrics(reg, notifications.MetricsConfig{})
+		m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler})
 		if err != nil {
 			t.Fatal(err)
 		}

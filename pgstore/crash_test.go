@@ -177,7 +177,7 @@ func runCrashChild() error {
 		return err
 	}
 	defer pool.Close()
-	store := pgstore.New(pool, pgstore.WithSchema(os.Getenv("CRASH_SCHEMA")))
+	store := pgstore.New(pool, pgstore.Config{Schema: os.Getenv("CRASH_SCHEMA")})
 	watched := notificationstest.WatchStore(store)
 	log, err := os.OpenFile(os.Getenv("CRASH_LOG"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {

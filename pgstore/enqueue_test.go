@@ -29,7 +29,7 @@ func TestSendInHostTransaction(t *testing.T) {
 	var res []notifications.SendResult
 	err := pgx.BeginFunc(f.ctx, f.pool, func(tx pgx.Tx) error {
 		var err error
-		res, err = f.enq.WithStore(f.store.WithTx(tx)).Send(f.ctx, req(off), req(dup), req(ok))
+		res, err = f.enq.SendTx(f.ctx, tx, req(off), req(dup), req(ok))
 		if err != nil {
 			return err
 		}

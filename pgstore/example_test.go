@@ -28,17 +28,17 @@ func ExampleStore_WithTx() {
 	defer pool.Close()
 	schema := "example_" + uuid.NewString()[:8]                                       // usually the default, "notifications"
 	defer pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") //nolint:errcheck
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
 		fmt.Println("migrate:", err)
 		return
 	}
-	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	store := pgstore.New(pool, pgstore.Config{Schema: schema})
 	invoice := notifications.Template{ID: uuid.New(), Name: "Invoice paid", TitleTemplate: "Invoice {{.Labels.number}} paid",
 		Methods: []notifications.Method{notifications.MethodInbox}, EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(ctx, store, nil, invoice); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, invoice); err != nil {
 		panic(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	if err != nil {
 		panic(err)
 	}
@@ -49,7 +49,7 @@ func ExampleStore_WithTx() {
 			// ... your own writes in tx, e.g. UPDATE invoices SET paid = true ...
 			// Send: a refusal (Ada turned receipts off, a duplicate) is reported in the
 			// result and does not roll back the payment; err means nothing was stored.
-			res, err := enq.WithStore(store.WithTx(tx)).Send(ctx, notifications.EnqueueRequest{
+			res, err := enq.SendTx(ctx, tx, notifications.EnqueueRequest{
 				TemplateID: invoice.ID, UserID: ada.UserID, Recipient: &ada, Labels: map[string]string{"number": number},
 			})
 			if err == nil && res[0].Err != nil {

@@ -8,10 +8,11 @@ var MigrateTo = migrateTo
 // WakesSent is how many NOTIFY statements s (and its WithTx copies) have sent.
 func (s *Store) WakesSent() int { return s.wakesSent() }
 
-// WithClock makes the store read "now" from c instead of the database, for tests with a
-// mock clock (production reads the database's clock, the one every replica shares).
-// Unless WithWakeInterval says otherwise, wake-ups are then not paced, so that no timer of
-// the store waits on a mock clock.
-func WithClock(c quartz.Clock) Option {
-	return func(o *options) { o.clock, o.fixedNow = c, true }
+// WithTestClock returns cfg with the store reading "now" from c instead of the database,
+// for tests with a mock clock (production reads the database's clock, the one every
+// replica shares). Unless WakeInterval says otherwise, wake-ups are then not paced, so
+// that no timer of the store waits on a mock clock.
+func (cfg Config) WithTestClock(c quartz.Clock) Config {
+	cfg.clock = c
+	return cfg
 }

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func TestSchemaNameLimit(t *testing.T) {
 	name := func(n int) string { return prefix + strings.Repeat("x", n-len(prefix)) }
 
 	tooLong := name(pgstore.MaxSchemaLen + 1)
-	err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(tooLong))
+	err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: tooLong})
 	if err == nil || !strings.Contains(err.Error(), "57 bytes") {
 		t.Fatalf("migrate with a %d-byte schema: err %v, want a refusal naming the limit", len(tooLong), err)
 	}
@@ -80,7 +81,7 @@ func TestSchemaNameLimit(t *testing.T) {
 	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", tooLong).Scan(&exists); err != nil || exists {
 		t.Fatalf("the refused schema was created: %v, %v", exists, err)
 	}
-	store := pgstore.New(pool, pgstore.WithSchema(tooLong))
+	store := pgstore.New(pool, pgstore.Config{Schema: tooLong})
 	if _, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: uuid.New(), Methods: []string{"smtp"},
 		Limit: 1, LeasePeriod: time.Minute, MaxAttempts: 1}); err == nil || !strings.Contains(err.Error(), "57 bytes") {
 		t.Fatalf("a store on a too-long schema: err %v, want the limit", err)
@@ -90,10 +91,10 @@ func TestSchemaNameLimit(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{longest}.Sanitize()+" CASCADE")
 	})
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(longest)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: longest}); err != nil {
 		t.Fatalf("migrate a %d-byte schema: %v", len(longest), err)
 	}
-	store = pgstore.New(pool, pgstore.WithSchema(longest))
+	store = pgstore.New(pool, pgstore.Config{Schema: longest})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
@@ -104,5 +105,46 @@ func TestSchemaNameLimit(t *testing.T) {
 	}
 	if err := store.NewInboxBroker().Publish(ctx, notifications.InboxEvent{Kind: notifications.InboxEventCreated, ItemID: uuid.New(), UserID: uuid.New()}); err != nil {
 		t.Fatalf("publish on a %d-byte schema: %v", len(longest), err)
+	}
+}
+
+// TestConfigRefusals: a Config that cannot work is refused by Migrate and by every method
+// of the store, with sentences naming each field at fault; nothing is created.
+func TestConfigRefusals(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	schema := "t_" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	cfg := pgstore.Config{Schema: schema, ListenerPingInterval: -time.Second, BrokerPollInterval: -time.Second,
+		ListenerDSN: "postgres://localhost/x", ListenerConn: func(context.Context) (*pgx.Conn, error) { return nil, nil }}
+	wants := []string{"Config.ListenerPingInterval", "Config.BrokerPollInterval", "Config.ListenerConn and Config.ListenerDSN"}
+	err := pgstore.Migrate(ctx, pool, cfg)
+	for _, want := range wants {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("migrate with a bad Config: %v; want it to name %s", err, want)
+		}
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema).Scan(&exists); err != nil || exists {
+		t.Fatalf("the refused schema was created: %v, %v", exists, err)
+	}
+	if _, err := pgstore.New(pool, cfg).Paused(ctx); err == nil || !strings.Contains(err.Error(), wants[0]) {
+		t.Fatalf("a store with a bad Config: %v; want the refusal", err)
+	}
+}
+
+// TestInTxRefusesWhatIsNotATransaction: SendTx with something other than a pgx.Tx stores
+// nothing and names what it got.
+func TestInTxRefusesWhatIsNotATransaction(t *testing.T) {
+	f := newFixture(t)
+	for _, tx := range []any{nil, f.pool, "tx"} {
+		_, err := f.enq.SendTx(f.ctx, tx, notifications.EnqueueRequest{UserID: uuid.New(), TemplateID: f.tmpl.ID})
+		if err == nil || !strings.Contains(err.Error(), "pgx.Tx") || !strings.Contains(err.Error(), fmt.Sprintf("%T", tx)) {
+			t.Fatalf("SendTx(%T): %v; want a refusal naming pgx.Tx and the type given", tx, err)
+		}
+	}
+	if counts, err := f.store.CountByStatus(f.ctx); err != nil || len(counts) != 0 {
+		t.Fatalf("stored %v, %v", counts, err)
 	}
 }

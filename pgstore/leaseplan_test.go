@@ -30,10 +30,10 @@ func TestLeaseCostIndependentOfBacklog(t *testing.T) {
 	pool, schema := pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := Migrate(ctx, pool, WithSchema(schema)); err != nil {
+	if err := Migrate(ctx, pool, Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
-	s := New(pool, WithSchema(schema))
+	s := New(pool, Config{Schema: schema})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	if err := s.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)

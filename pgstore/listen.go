@@ -20,7 +20,7 @@ import (
 // pinged every listener ping interval (default 30 s), so a dead one is replaced within
 // about twice that.
 //
-// The connection comes from WithListenerConn or WithListenerDSN when given; otherwise it
+// The connection comes from Config.ListenerConn or Config.ListenerDSN when given; otherwise it
 // is acquired from the pool (through the pool's BeforeConnect/AfterConnect hooks, so
 // rotated credentials work) and taken out of it. With PollOnly and no listener
 // connection source, Listen returns nil at once: LISTEN cannot work through a transaction
@@ -52,7 +52,7 @@ var errPooler = errors.New("the pool's connections go through a transaction pool
 
 const (
 	poolerWarning = "transaction pooler detected: a LISTEN on a connection from the pool never heard a NOTIFY"
-	poolerAdvice  = "give the listener a direct connection (WithListenerDSN or WithListenerConn), or set PollOnly to skip the check"
+	poolerAdvice  = "give the listener a direct connection (Config.ListenerDSN or Config.ListenerConn), or set PollOnly to skip the check"
 	// listenProbeTimeout is how long a listener on a connection from the pool waits for
 	// its probe NOTIFY before it concludes that a transaction pooler is in the way.
 	listenProbeTimeout = 5 * time.Second
@@ -93,7 +93,7 @@ const (
 	listenMinBackoff = 50 * time.Millisecond
 	listenMaxBackoff = 5 * time.Second
 	// DefaultListenerPingInterval is how long the listener's connection may stay silent
-	// before it is pinged; see WithListenerPingInterval.
+	// before it is pinged; see Config.ListenerPingInterval.
 	DefaultListenerPingInterval = 30 * time.Second
 )
 

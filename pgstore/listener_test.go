@@ -39,10 +39,10 @@ func TestListenerUsesPoolHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
-	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	store := pgstore.New(pool, pgstore.Config{Schema: schema})
 	listenCtx, stop := context.WithCancel(ctx)
 	woken := make(chan struct{}, 10)
 	done := make(chan error, 1)
@@ -74,8 +74,8 @@ func TestListenerReplacesDeadConnection(t *testing.T) {
 	px := newFreezingProxy(t, u.Host)
 	u.Host = px.addr()
 	const ping = 100 * time.Millisecond
-	listener := pgstore.New(pool, pgstore.WithSchema(schema), pgstore.WithListenerPingInterval(ping),
-		pgstore.WithListenerConn(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, u.String()) }))
+	listener := pgstore.New(pool, pgstore.Config{Schema: schema, ListenerPingInterval: ping,
+		ListenerConn: func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, u.String()) }})
 	listenCtx, stop := context.WithCancel(ctx)
 	woken := make(chan struct{}, 100)
 	done := make(chan error, 1)

@@ -52,10 +52,10 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const previous = 5 // the code needs 0005's columns; 0006 builds the indexes under load
-	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
-	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	store := pgstore.New(pool, pgstore.Config{Schema: schema})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", BodyTemplate: "b", EnabledByDefault: true}
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
@@ -134,7 +134,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	worstEnq.Store(0)
 	timer.worst.Store(0)
 	start := time.Now()
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatalf("migrate under load: %v", err)
 	}
 	took := time.Since(start)

@@ -27,16 +27,16 @@ type fixture struct {
 	tmpl   notifications.Template
 }
 
-func newFixture(t *testing.T, opts ...pgstore.Option) *fixture {
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	store, pool, schema := newStore(t, opts...)
+	store, pool, schema := newStore(t)
 	tmpl := notifications.Template{ID: uuid.New(), Name: "welcome", TitleTemplate: "Welcome {{.UserName}}", BodyTemplate: "Hello", EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{
 		DefaultMethods: []notifications.Method{notifications.MethodWebhook},
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "u@example.com", Name: "U"}, nil
@@ -48,9 +48,9 @@ func newFixture(t *testing.T, opts ...pgstore.Option) *fixture {
 	return &fixture{t: t, ctx: ctx, pool: pool, schema: schema, store: store, enq: enq, tmpl: tmpl}
 }
 
-func (f *fixture) manager(cfg notifications.Config, h notifications.Handler, opts ...notifications.ManagerOption) *notifications.Manager {
+func (f *fixture) manager(cfg notifications.Config, h notifications.Handler) *notifications.Manager {
 	f.t.Helper()
-	m, err := notifications.NewManager(cfg, f.store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, opts...)
+	m, err := notifications.NewManager(cfg, f.store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -88,12 +88,9 @@ func TestThreeManagersDeliverExactlyOnce(t *testing.T) {
 	cfg.LeaseCount = 100
 	cfg.StoreSyncBufferSize = 200
 	cfg.StoreSyncInterval = 50 * time.Millisecond
-	metrics := notifications.NewMetrics(prometheus.NewRegistry())
-	managers := []*notifications.Manager{
-		f.manager(cfg, h, notifications.WithMetrics(metrics)),
-		f.manager(cfg, h, notifications.WithMetrics(metrics)),
-		f.manager(cfg, h, notifications.WithMetrics(metrics)),
-	}
+	metrics := notifications.NewMetrics(prometheus.NewRegistry(), notifications.MetricsConfig{})
+	cfg.Metrics = metrics
+	managers := []*notifications.Manager{f.manager(cfg, h), f.manager(cfg, h), f.manager(cfg, h)}
 	if err := h.WaitForDeliveries(f.ctx, total); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +117,8 @@ func TestTransactionalEnqueue(t *testing.T) {
 	cfg.FetchInterval = time.Hour // a delivery within the test can only come from a wake-up
 	// The Manager's clock is a mock that the test never advances: no poll, no sync tick.
 	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	f.manager(cfg, h, notifications.WithClock(clk))
+	cfg.Clock = clk
+	f.manager(cfg, h)
 
 	begin := func() pgx.Tx {
 		tx, err := f.pool.Begin(f.ctx)
@@ -131,7 +129,7 @@ func TestTransactionalEnqueue(t *testing.T) {
 	}
 	// Rolled back: no row, no delivery.
 	tx := begin()
-	rolledBack, err := f.enq.WithStore(f.store.WithTx(tx)).Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test")
+	rolledBack, err := f.enq.SendAtomicTx(f.ctx, tx, notifications.EnqueueRequest{UserID: uuid.New(), TemplateID: f.tmpl.ID, CreatedBy: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +142,7 @@ func TestTransactionalEnqueue(t *testing.T) {
 	// Committed: delivered through the LISTEN/NOTIFY wake-up (the one the store sends
 	// TxWakeDelay after the enqueue; a host would also call Wake after committing).
 	tx = begin()
-	committed, err := f.enq.WithStore(f.store.WithTx(tx)).Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test")
+	committed, err := f.enq.SendAtomicTx(f.ctx, tx, notifications.EnqueueRequest{UserID: uuid.New(), TemplateID: f.tmpl.ID, CreatedBy: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +165,8 @@ func TestListenerSurvivesTerminatedBackend(t *testing.T) {
 	cfg := notifications.DefaultConfig()
 	cfg.FetchInterval = time.Hour
 	clk := quartz.NewMock(t).WithLogger(quartz.NoOpLogger)
-	f.manager(cfg, h, notifications.WithClock(clk))
+	cfg.Clock = clk
+	f.manager(cfg, h)
 
 	if _, err := f.enq.Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test"); err != nil {
 		t.Fatal(err)

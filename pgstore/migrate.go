@@ -113,7 +113,7 @@ const (
 	claimTTL = 30 * time.Second
 )
 
-// Migrate creates or upgrades the schema (default "notifications"; see WithSchema) to the
+// Migrate creates or upgrades the schema (default "notifications"; see Config.Schema) to the
 // current version. It is idempotent, safe to call from several replicas at once, and safe
 // through a transaction pooler (PgBouncer) and while replicas run:
 //
@@ -126,16 +126,16 @@ const (
 //     after a pause, so queries of running replicas never queue behind it for long.
 //   - Indexes on the messages table are built and dropped CONCURRENTLY, outside a
 //     transaction, so enqueues, leases and result writes continue during the build.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, opts ...Option) error {
-	return migrateTo(ctx, pool, 0, opts...)
+func Migrate(ctx context.Context, pool *pgxpool.Pool, cfg Config) error {
+	return migrateTo(ctx, pool, 0, cfg)
 }
 
 // migrateTo migrates up to version target (0: the latest). Its errors carry PostgreSQL's
 // own error, untranslated: a unique violation in a catalog is not a duplicate notification.
-func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, opts ...Option) error {
-	o := newOptions(opts)
-	if err := o.validate(); err != nil {
-		return xerrors.Errorf("migrate: %w", err)
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, target int, cfg Config) error {
+	o := newOptions(cfg)
+	if o.err != nil {
+		return xerrors.Errorf("migrate: %w", o.err)
 	}
 	ms, err := loadMigrations()
 	if err != nil {

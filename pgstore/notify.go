@@ -14,24 +14,17 @@ import (
 // a pg_notify in the host's transaction would serialise the host's own writes.
 //
 // At most one NOTIFY per store is in flight, and at most one starts per wake interval
-// (WithWakeInterval, default DefaultWakeInterval): wake-ups asked for meanwhile are folded
+// (Config.WakeInterval, default DefaultWakeInterval): wake-ups asked for meanwhile are folded
 // into a single NOTIFY sent when the interval ends. An idle store notifies at once. The
 // NOTIFY's own transaction commits with synchronous_commit off: it carries no data, so it
 // need not wait for a WAL flush. The notifiers' poll (Config.FetchInterval) remains the
 // safety net for a lost wake-up.
 
 // DefaultWakeInterval is the shortest time between two wake-up NOTIFYs of a store (see
-// WithWakeInterval). Under a stream of enqueues it bounds the NOTIFYs to 200 a second per
+// Config.WakeInterval). Under a stream of enqueues it bounds the NOTIFYs to 200 a second per
 // store, and delays a wake-up by at most this much; a notifier that is busy leases again
 // on its own after every full batch.
 const DefaultWakeInterval = 5 * time.Millisecond
-
-// WithWakeInterval sets the shortest time between two wake-up NOTIFYs of the store
-// (default DefaultWakeInterval; with WithClock, 0). With 0 the only coalescing is that
-// one NOTIFY is in flight at a time.
-func WithWakeInterval(d time.Duration) Option {
-	return func(o *options) { o.wakeInterval, o.wakeIntervalSet = max(d, 0), true }
-}
 
 // TxWakeDelay is how long after an enqueue through WithTx the store sends a wake-up on its
 // own, for hosts that do not call Wake after committing. A transaction that commits later
@@ -58,7 +51,7 @@ type waker struct {
 // store sends one TxWakeDelay after the enqueue, and the notifiers' poll finds what that
 // missed. Enqueues outside a transaction wake the notifiers themselves. A PollOnly store
 // sends wake-ups too (a NOTIFY works through a transaction pooler): other processes may
-// listen on a connection of their own (WithListenerDSN).
+// listen on a connection of their own (Config.ListenerDSN).
 func (s *Store) Wake() {
 	if s.pool == nil {
 		return

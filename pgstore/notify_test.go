@@ -55,7 +55,7 @@ func TestTxEnqueueWakesFromAnotherConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(f.ctx) //nolint:errcheck
-	ids, err := f.enq.WithStore(f.store.WithTx(tx)).Enqueue(f.ctx, uuid.New(), f.tmpl.ID, nil, "test")
+	ids, err := f.enq.SendAtomicTx(f.ctx, tx, notifications.EnqueueRequest{UserID: uuid.New(), TemplateID: f.tmpl.ID, CreatedBy: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +121,8 @@ func TestEnqueueWakesEvenFromAPollOnlyStore(t *testing.T) {
 
 	// A PollOnly store (its pool goes through a transaction pooler) does not listen, but
 	// its enqueues still wake the notifiers that listen elsewhere (WithListenerDSN).
-	quiet := pgstore.New(f.pool, pgstore.WithSchema(f.schema), pgstore.PollOnly())
-	enq, err := notifications.NewStoreEnqueuer(quiet, notifications.EnqueuerOptions{
+	quiet := pgstore.New(f.pool, pgstore.Config{Schema: f.schema, PollOnly: true})
+	enq, err := notifications.NewStoreEnqueuer(quiet, notifications.EnqueuerConfig{
 		DefaultMethods: []notifications.Method{notifications.MethodWebhook},
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			return notifications.Recipient{UserID: id, Email: "a@example.com"}, nil
@@ -175,7 +175,7 @@ func TestWakeInterval(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	const interval = time.Second
-	store := pgstore.New(f.pool, pgstore.WithSchema(f.schema), pgstore.WithWakeInterval(interval))
+	store := pgstore.New(f.pool, pgstore.Config{Schema: f.schema, WakeInterval: interval})
 	woken := listenFor(t, f, store)
 	start := time.Now()
 	store.Wake()

@@ -97,10 +97,10 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if err := pgstore.Migrate(ctx, pool); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{}); err != nil {
 		t.Fatal(err)
 	}
-	store := pgstore.New(pool)
+	store := pgstore.New(pool, pgstore.Config{})
 	const n = 10000
 	benchkit.EnqueueN(t, store, n)
 
@@ -126,8 +126,8 @@ func TestDatabaseOutage(t *testing.T) {
 	cfg.FetchInterval = 50 * time.Millisecond
 	cfg.LeasePeriod = time.Minute
 	cfg.DispatchTimeout = 30 * time.Second
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h},
-		notifications.WithLogger(slog.Make(sink).Leveled(slog.LevelWarn)))
+	cfg.Logger = slog.Make(sink).Leveled(slog.LevelWarn)
+	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
 	if err != nil {
 		t.Fatal(err)
 	}

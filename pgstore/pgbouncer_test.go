@@ -78,11 +78,11 @@ func bouncerStore(t *testing.T, clk quartz.Clock) *pgstore.Store {
 	t.Helper()
 	_, schema := pgtest.Schema(t)
 	pool := bouncerPool(t)
-	opts := []pgstore.Option{pgstore.WithSchema(schema), pgstore.WithClock(clk), pgstore.PollOnly(), pgstore.WithListenerDSN(pgtest.URL(t))}
-	if err := pgstore.Migrate(context.Background(), pool, opts...); err != nil {
+	cfg := pgstore.Config{Schema: schema, PollOnly: true, ListenerDSN: pgtest.URL(t)}.WithTestClock(clk)
+	if err := pgstore.Migrate(context.Background(), pool, cfg); err != nil {
 		t.Fatalf("migrate through PgBouncer: %v", err)
 	}
-	return pgstore.New(pool, opts...)
+	return pgstore.New(pool, cfg)
 }
 
 // TestPgBouncerMigrateFromFourProcesses: four processes migrate one schema through
@@ -146,7 +146,7 @@ func migrateChildMain() int {
 		return 1
 	}
 	defer pool.Close()
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(os.Getenv("MIGRATE_SCHEMA"))); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: os.Getenv("MIGRATE_SCHEMA")}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -157,7 +157,7 @@ func migrateChildMain() int {
 // 1,000 messages, each delivered exactly once.
 func TestPgBouncerManagerPollOnly(t *testing.T) {
 	t.Parallel()
-	testBouncerManager(t, nil, pgstore.PollOnly())
+	testBouncerManager(t, nil, pgstore.Config{PollOnly: true})
 }
 
 // TestPgBouncerManagerDetectsPooler: without PollOnly, the store finds that its pool goes
@@ -171,7 +171,7 @@ func TestPgBouncerManagerDetectsPooler(t *testing.T) {
 	warned := func(ctx context.Context) error {
 		return sink.waitFor(ctx, func(map[string]int) bool { return sink.countLocked(poolerWarning) > 0 })
 	}
-	testBouncerManager(t, warned, pgstore.WithLogger(slog.Make(sink)))
+	testBouncerManager(t, warned, pgstore.Config{Logger: slog.Make(sink)})
 	if n := sink.count(poolerWarning); n != 1 {
 		t.Fatalf("logged %v; want the pooler warning once", sink.counts)
 	}
@@ -207,11 +207,11 @@ func TestPgBouncerListenDetectsPooler(t *testing.T) {
 	pool := bouncerPool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
 	sink := newEventSink()
-	store := pgstore.New(pool, pgstore.WithSchema(schema), pgstore.WithLogger(slog.Make(sink)))
+	store := pgstore.New(pool, pgstore.Config{Schema: schema, Logger: slog.Make(sink)})
 	var wakes atomic.Int64
 	if err := store.Listen(ctx, func() { wakes.Add(1) }); err != nil {
 		t.Fatal(err)
@@ -227,28 +227,28 @@ func TestPgBouncerListenDetectsPooler(t *testing.T) {
 	}
 }
 
-// testBouncerManager: a Manager on a store through PgBouncer with opts drains 1,000
+// testBouncerManager: a Manager on a store through PgBouncer with scfg drains 1,000
 // messages, each delivered exactly once. beforeStop, if not nil, must return nil before
 // the Manager is stopped.
-func testBouncerManager(t *testing.T, beforeStop func(context.Context) error, extra ...pgstore.Option) {
+func testBouncerManager(t *testing.T, beforeStop func(context.Context) error, scfg pgstore.Config) {
 	_, schema := pgtest.Schema(t)
 	pool := bouncerPool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	opts := append([]pgstore.Option{pgstore.WithSchema(schema)}, extra...)
-	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
+	scfg.Schema = schema
+	if err := pgstore.Migrate(ctx, pool, scfg); err != nil {
 		t.Fatal(err)
 	}
-	store := pgstore.New(pool, opts...)
+	store := pgstore.New(pool, scfg)
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "b", EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		t.Fatal(err)
 	}
 	cfg := notifications.DefaultConfig()
 	cfg.FetchInterval = 50 * time.Millisecond
 	cfg.StoreSyncInterval = 50 * time.Millisecond
 	cfg.LeaseCount = 50
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{DefaultMethods: []notifications.Method{notifications.MethodWebhook}})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{DefaultMethods: []notifications.Method{notifications.MethodWebhook}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,28 +292,28 @@ func TestPgBouncerBrokerPolls(t *testing.T) {
 	t.Parallel()
 	t.Run("PollOnly", func(t *testing.T) {
 		t.Parallel()
-		testBouncerBroker(t, pgstore.PollOnly())
+		testBouncerBroker(t, pgstore.Config{PollOnly: true})
 	})
 	t.Run("detected", func(t *testing.T) {
 		t.Parallel()
 		sink := newEventSink()
-		testBouncerBroker(t, pgstore.WithLogger(slog.Make(sink)))
+		testBouncerBroker(t, pgstore.Config{Logger: slog.Make(sink)})
 		if n := sink.count(poolerWarning); n != 1 {
 			t.Fatalf("logged %v; want the pooler warning once", sink.counts)
 		}
 	})
 }
 
-func testBouncerBroker(t *testing.T, extra ...pgstore.Option) {
+func testBouncerBroker(t *testing.T, cfg pgstore.Config) {
 	_, schema := pgtest.Schema(t)
 	pool := bouncerPool(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	opts := append([]pgstore.Option{pgstore.WithSchema(schema), pgstore.WithBrokerPollInterval(20 * time.Millisecond)}, extra...)
-	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
+	cfg.Schema, cfg.BrokerPollInterval = schema, 20*time.Millisecond
+	if err := pgstore.Migrate(ctx, pool, cfg); err != nil {
 		t.Fatal(err)
 	}
-	store := pgstore.New(pool, opts...)
+	store := pgstore.New(pool, cfg)
 	broker := store.NewInboxBroker()
 	user := uuid.New()
 	events := broker.Subscribe(ctx, user)

@@ -4,11 +4,11 @@
 //
 // Leasing is one statement (FOR UPDATE SKIP LOCKED; pending oldest first, retries as they
 // fall due); results are written in bulk and fenced on the lessee and attempt; an enqueue
-// is one statement that
-// also checks templates and preferences. Notifiers listening on another connection are
-// woken by a NOTIFY sent after the enqueue commits, from another connection and coalesced
-// (see Wake), never inside the enqueuing transaction. Enqueue inside your own transaction
-// with WithTx, and call Wake after committing it.
+// is one statement that also checks templates and preferences. Notifiers listening on
+// another connection are woken by a NOTIFY sent after the enqueue commits, from another
+// connection and coalesced (see Wake), never inside the enqueuing transaction. Enqueue
+// inside your own transaction with StoreEnqueuer.SendTx, and call Wake after committing
+// it.
 package pgstore
 
 import (
@@ -32,7 +32,7 @@ import (
 	"github.com/notifykit/notifications/internal/storecheck"
 )
 
-// DefaultSchema is the schema the store uses unless WithSchema says otherwise.
+// DefaultSchema is the schema the store uses unless Config.Schema says otherwise.
 const DefaultSchema = "notifications"
 
 // dbtx is what both a pool and a transaction offer.
@@ -56,6 +56,55 @@ type Store struct {
 
 var _ notifications.Store = (*Store)(nil)
 
+// Config configures New and Migrate; give both the same one. The zero value is usable.
+type Config struct {
+	// Schema is the schema the store keeps its tables in. Default (""): DefaultSchema.
+	// Bounds: at most MaxSchemaLen bytes.
+	Schema string
+
+	// Logger receives the listener's reconnects and failed wake-ups, named "pgstore".
+	// Default (the zero Logger): discard everything.
+	Logger slog.Logger
+
+	// PollOnly says the pool goes through a transaction pooler (PgBouncer in transaction
+	// mode), which cannot hold a LISTEN: without ListenerConn or ListenerDSN, notifiers
+	// find new work at their FetchInterval and the inbox broker polls for new items (see
+	// BrokerPollInterval). With one of them, wake-ups and live inbox events go through it.
+	// Default: false.
+	PollOnly bool
+
+	// ListenerConn gives the listener (notifier wake-ups and the inbox broker) its own
+	// connection source: it is called for each listening connection, which the store
+	// closes when done. Use it behind a transaction pooler, with a connection that reaches
+	// PostgreSQL directly (or through a session-mode pool). Default (nil): a connection
+	// acquired from the store's pool, through its hooks, and taken out of it. Set at most
+	// one of ListenerConn and ListenerDSN.
+	ListenerConn func(ctx context.Context) (*pgx.Conn, error)
+
+	// ListenerDSN is ListenerConn with pgx.Connect on this connection string. Default
+	// (""): none.
+	ListenerDSN string
+
+	// ListenerPingInterval is how long the listener's connection may stay silent before
+	// it is pinged (and replaced when the ping fails within the same time). Default (0):
+	// DefaultListenerPingInterval. Bounds: not negative.
+	ListenerPingInterval time.Duration
+
+	// BrokerPollInterval is how often the inbox broker looks for new items when it cannot
+	// listen (PollOnly without a listener connection source). Default (0):
+	// DefaultBrokerPollInterval. Bounds: not negative.
+	BrokerPollInterval time.Duration
+
+	// WakeInterval is the shortest time between two wake-up NOTIFYs of the store (see
+	// Store.Wake). Default (0): DefaultWakeInterval. A negative value turns the pacing off:
+	// then the only coalescing is that one NOTIFY is in flight at a time.
+	WakeInterval time.Duration
+
+	// clock, set only by tests (export_test.go), replaces the database's now().
+	clock quartz.Clock
+}
+
+// options is a Config with its defaults applied.
 type options struct {
 	schema        string
 	clock         quartz.Clock
@@ -65,94 +114,66 @@ type options struct {
 	listenConnect func(context.Context) (*pgx.Conn, error)
 	pingInterval  time.Duration
 	brokerPoll    time.Duration
-
-	wakeInterval    time.Duration
-	wakeIntervalSet bool
+	wakeInterval  time.Duration
+	err           error // what is wrong with the Config
 }
 
-// Option configures New and Migrate.
-type Option func(*options)
-
-// WithSchema keeps the tables in schema instead of "notifications".
-func WithSchema(schema string) Option {
-	return func(o *options) { o.schema = schema }
-}
-
-// WithLogger sets the logger for the listener's reconnects. Default: discard.
-func WithLogger(l slog.Logger) Option {
-	return func(o *options) { o.log = l.Named("pgstore") }
-}
-
-// PollOnly says the pool goes through a transaction pooler (PgBouncer in transaction
-// mode), which cannot hold a LISTEN: without a listener connection source
-// (WithListenerConn, WithListenerDSN), notifiers find new work at their FetchInterval and
-// the inbox broker polls for new items (see WithBrokerPollInterval). With one, wake-ups
-// and live inbox events go through it.
-func PollOnly() Option {
-	return func(o *options) { o.pollOnly = true }
-}
-
-// WithListenerConn gives the listener (notifier wake-ups and the inbox broker) its own
-// connection source: connect is called for each listening connection, which the store
-// closes when done. Use it behind a transaction pooler, with a connection that reaches
-// PostgreSQL directly (or through a session-mode pool). Default: a connection acquired
-// from the store's pool, through its hooks, and taken out of it.
-func WithListenerConn(connect func(ctx context.Context) (*pgx.Conn, error)) Option {
-	return func(o *options) { o.listenConnect = connect }
-}
-
-// WithListenerDSN is WithListenerConn with pgx.Connect on dsn.
-func WithListenerDSN(dsn string) Option {
-	return WithListenerConn(func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) })
-}
-
-// WithListenerPingInterval sets how long the listener's connection may stay silent before
-// it is pinged (and replaced when the ping fails within the same time). Default
-// DefaultListenerPingInterval.
-func WithListenerPingInterval(d time.Duration) Option {
-	return func(o *options) { o.pingInterval = d }
-}
-
-// WithBrokerPollInterval sets how often the inbox broker looks for new items when it
-// cannot listen (PollOnly without a listener connection source). Default
-// DefaultBrokerPollInterval.
-func WithBrokerPollInterval(d time.Duration) Option {
-	return func(o *options) { o.brokerPoll = d }
-}
-
-func newOptions(opts []Option) options {
-	o := options{schema: DefaultSchema, clock: quartz.NewReal(), pingInterval: DefaultListenerPingInterval, brokerPoll: DefaultBrokerPollInterval}
-	for _, opt := range opts {
-		opt(&o)
+func newOptions(cfg Config) options {
+	o := options{schema: cfg.Schema, clock: cfg.clock, pollOnly: cfg.PollOnly, log: cfg.Logger.Named("pgstore"),
+		listenConnect: cfg.ListenerConn, pingInterval: cfg.ListenerPingInterval, brokerPoll: cfg.BrokerPollInterval}
+	var errs []string
+	if o.schema == "" {
+		o.schema = DefaultSchema
 	}
-	if !o.wakeIntervalSet && !o.fixedNow {
+	if len(o.schema) > MaxSchemaLen {
+		errs = append(errs, fmt.Sprintf("Config.Schema %q is %d bytes; at most %d bytes are allowed, since the NOTIFY channel \"<schema>.inbox\" must fit PostgreSQL's 63-byte identifier limit.",
+			o.schema, len(o.schema), MaxSchemaLen))
+	}
+	if o.clock != nil {
+		o.fixedNow = true
+	} else {
+		o.clock = quartz.NewReal()
+	}
+	switch {
+	case cfg.ListenerConn != nil && cfg.ListenerDSN != "":
+		errs = append(errs, "Config.ListenerConn and Config.ListenerDSN are both set; set at most one.")
+	case cfg.ListenerDSN != "":
+		dsn := cfg.ListenerDSN
+		o.listenConnect = func(ctx context.Context) (*pgx.Conn, error) { return pgx.Connect(ctx, dsn) }
+	}
+	switch {
+	case o.pingInterval < 0:
+		errs = append(errs, fmt.Sprintf("Config.ListenerPingInterval must not be negative, got %s.", o.pingInterval))
+	case o.pingInterval == 0:
+		o.pingInterval = DefaultListenerPingInterval
+	}
+	switch {
+	case o.brokerPoll < 0:
+		errs = append(errs, fmt.Sprintf("Config.BrokerPollInterval must not be negative, got %s.", o.brokerPoll))
+	case o.brokerPoll == 0:
+		o.brokerPoll = DefaultBrokerPollInterval
+	}
+	switch {
+	case cfg.WakeInterval > 0:
+		o.wakeInterval = cfg.WakeInterval
+	case cfg.WakeInterval == 0 && !o.fixedNow:
+		// Under a test clock no timer of the store may wait on the mock: no pacing.
 		o.wakeInterval = DefaultWakeInterval
+	}
+	if len(errs) > 0 {
+		o.err = xerrors.Errorf("pgstore: %s", strings.Join(errs, " "))
 	}
 	return o
 }
 
-// validate refuses options that cannot work.
-func (o options) validate() error {
-	if o.schema == "" {
-		return xerrors.New("pgstore: the schema name is empty")
-	}
-	if o.pingInterval <= 0 || o.brokerPoll <= 0 {
-		return xerrors.New("pgstore: the listener ping and broker poll intervals must be positive")
-	}
-	if len(o.schema) > MaxSchemaLen {
-		return xerrors.Errorf("pgstore: schema name %q is %d bytes; at most %d bytes are allowed, since the NOTIFY channel \"<schema>.inbox\" must fit PostgreSQL's 63-byte identifier limit",
-			o.schema, len(o.schema), MaxSchemaLen)
-	}
-	return nil
-}
-
-// New returns a store on pool. Run Migrate first (once per deployment is enough; it is
-// idempotent). Options that cannot work (a schema name over MaxSchemaLen bytes) make every
-// method of the store return an error that says why.
-func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	o := newOptions(opts)
-	if err := o.validate(); err != nil {
-		return &Store{db: failDB{err}, o: o, err: err, w: &waker{}}
+// New returns a store on pool. Run Migrate with the same Config first (once per
+// deployment is enough; it is idempotent). A Config that cannot work (a schema name over
+// MaxSchemaLen bytes, say) makes every method of the store return an error that names the
+// field and says why.
+func New(pool *pgxpool.Pool, cfg Config) *Store {
+	o := newOptions(cfg)
+	if o.err != nil {
+		return &Store{db: failDB{o.err}, o: o, err: o.err, w: &waker{}}
 	}
 	return &Store{pool: pool, db: pool, o: o, q: buildQueries(o.schema), w: &waker{}}
 }
@@ -171,15 +192,27 @@ type failRow struct{ err error }
 
 func (f failRow) Scan(...any) error { return f.err }
 
-// WithTx returns a store whose reads and writes run in tx: enqueue inside the host's own
-// transaction, so a rollback leaves no message. Use it with StoreEnqueuer.WithStore, and
-// call Wake after tx commits so that notifiers start on the new messages at once (without
-// it they are woken TxWakeDelay after the enqueue, or find the messages at their next
-// poll). The returned store must not be used after tx ends, and is not for a Manager.
+// WithTx returns a store whose reads and writes run in tx, the host's own transaction: a
+// preference or an operator action that commits or rolls back with the host's writes.
+// To enqueue in tx, use StoreEnqueuer.SendTx (which binds the store through InTx). After
+// an enqueue in tx, call Wake once tx commits so that notifiers start on the new messages
+// at once (without it they are woken TxWakeDelay after the enqueue, or find the messages
+// at their next poll). The returned store must not be used after tx ends, and is not for a
+// Manager.
 func (s *Store) WithTx(tx pgx.Tx) *Store {
 	c := *s
 	c.db, c.inTx = tx, true
 	return &c
+}
+
+// InTx binds the store to tx, which must be a pgx.Tx: it is how StoreEnqueuer.SendTx and
+// SendAtomicTx enqueue inside the host's transaction. See WithTx.
+func (s *Store) InTx(tx any) (notifications.EnqueueStore, error) {
+	t, ok := tx.(pgx.Tx)
+	if !ok || t == nil {
+		return nil, xerrors.Errorf("pgstore: the transaction must be a pgx.Tx (from pool.Begin or pgx.BeginFunc), got %T", tx)
+	}
+	return s.WithTx(t), nil
 }
 
 // now is the explicit time to use, or nil for the database's now().

@@ -32,21 +32,27 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func newStore(t *testing.T, opts ...pgstore.Option) (*pgstore.Store, *pgxpool.Pool, string) {
+// newStore migrates a fresh schema and returns a store on it; cfg (at most one) is the
+// Config apart from its Schema.
+func newStore(t *testing.T, cfgs ...pgstore.Config) (*pgstore.Store, *pgxpool.Pool, string) {
 	t.Helper()
 	pool, schema := pgtest.Schema(t)
 	ctx := context.Background()
-	opts = append([]pgstore.Option{pgstore.WithSchema(schema)}, opts...)
-	if err := pgstore.Migrate(ctx, pool, opts...); err != nil {
+	var cfg pgstore.Config
+	if len(cfgs) > 0 {
+		cfg = cfgs[0]
+	}
+	cfg.Schema = schema
+	if err := pgstore.Migrate(ctx, pool, cfg); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return pgstore.New(pool, opts...), pool, schema
+	return pgstore.New(pool, cfg), pool, schema
 }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
-		s, _, _ := newStore(t, pgstore.WithClock(clk))
+		s, _, _ := newStore(t, pgstore.Config{}.WithTestClock(clk))
 		return s
 	})
 }
@@ -58,7 +64,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
-		wg.Go(func() { errs[i] = pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)) })
+		wg.Go(func() { errs[i] = pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -66,7 +72,7 @@ func TestMigrateTwiceAndConcurrently(t *testing.T) {
 			t.Fatalf("concurrent migrate %d: %v", i, err)
 		}
 	}
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatalf("migrate again: %v", err)
 	}
 	var rows, version int
@@ -120,7 +126,7 @@ func TestBadInputLeavesTableAsItWas(t *testing.T) {
 
 	// A closed pool gives an error that says so.
 	pool := pgtest.Pool(t)
-	closed := pgstore.New(pool)
+	closed := pgstore.New(pool, pgstore.Config{})
 	pool.Close()
 	if _, err := closed.EnqueueMessages(ctx, []driver.NewMessage{msg()}, true); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("closed pool: err %v", err)

@@ -84,10 +84,10 @@ func tracedStore(t *testing.T, tracer pgx.QueryTracer) (context.Context, *pgstor
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(schema)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
-	store := pgstore.New(pool, pgstore.WithSchema(schema))
+	store := pgstore.New(pool, pgstore.Config{Schema: schema})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)

@@ -111,7 +111,7 @@ func (s v1Store) all(ctx context.Context) ([]notifications.Message, error) {
 
 func openStore(ctx context.Context, databaseURL string) (demoStore, string, func(), error) {
 	if databaseURL == "" {
-		return v1Store{memstore.New()}, "memstore (in memory)", func() {}, nil
+		return v1Store{memstore.New(memstore.Config{})}, "memstore (in memory)", func() {}, nil
 	}
 	pool, err := pgxpool.New(ctx, databaseURL)
 	if err != nil {
@@ -121,11 +121,11 @@ func openStore(ctx context.Context, databaseURL string) (demoStore, string, func
 		pool.Close()
 		return nil, "", nil, fmt.Errorf("reset demo schema: %w", err)
 	}
-	if err := pgstore.Migrate(ctx, pool, pgstore.WithSchema(demoSchema)); err != nil {
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: demoSchema}); err != nil {
 		pool.Close()
 		return nil, "", nil, err
 	}
-	return v1Store{pgstore.New(pool, pgstore.WithSchema(demoSchema))}, "pgstore (PostgreSQL, schema " + demoSchema + ")", pool.Close, nil
+	return v1Store{pgstore.New(pool, pgstore.Config{Schema: demoSchema})}, "pgstore (PostgreSQL, schema " + demoSchema + ")", pool.Close, nil
 }
 
 func run(o options) error {
@@ -139,8 +139,8 @@ func run(o options) error {
 		return err
 	}
 	defer closeStore()
-	helpers := sample.Helpers()
-	if err := notifications.RegisterTemplates(ctx, store, helpers, sample.Templates()...); err != nil {
+	registry := notifications.NewRegistry(sample.Helpers())
+	if err := registry.Register(ctx, store, sample.Templates()...); err != nil {
 		return err
 	}
 
@@ -188,8 +188,9 @@ func run(o options) error {
 	for m, h := range handlers {
 		timed[m] = timing{handler: h, lat: lat}
 	}
-	mgr, err := notifications.NewManager(cfg, store, timed,
-		notifications.WithHelpers(helpers), notifications.WithMetrics(notifications.NewMetrics(prometheus.NewRegistry())))
+	cfg.Registry = registry
+	cfg.Metrics = notifications.NewMetrics(prometheus.NewRegistry(), notifications.MetricsConfig{})
+	mgr, err := notifications.NewManager(cfg, store, timed)
 	if err != nil {
 		return err
 	}
@@ -215,8 +216,8 @@ func run(o options) error {
 			}
 		}
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{
-		Helpers: helpers,
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{
+		Registry: registry,
 		Lookup: func(_ context.Context, id uuid.UUID) (notifications.Recipient, error) {
 			u, ok := byID[id]
 			if !ok {

@@ -131,8 +131,8 @@ func newApp(ctx context.Context, cfg config, log slog.Logger) (*app, error) {
 }
 
 func (a *app) init(ctx context.Context) error {
-	opts := []pgstore.Option{pgstore.WithSchema(a.cfg.Schema), pgstore.WithLogger(a.log.Named("pgstore"))}
-	if err := pgstore.Migrate(ctx, a.pool, opts...); err != nil {
+	scfg := pgstore.Config{Schema: a.cfg.Schema, Logger: a.log}
+	if err := pgstore.Migrate(ctx, a.pool, scfg); err != nil {
 		return err
 	}
 	// The application's own table; yours already exists.
@@ -141,19 +141,21 @@ func (a *app) init(ctx context.Context) error {
 		created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("create users table: %w", err)
 	}
-	a.store = pgstore.New(a.pool, opts...)
+	a.store = pgstore.New(a.pool, scfg)
 	a.broker = a.store.NewInboxBroker()
 
-	helpers := template.FuncMap{
+	// One registry of helpers, for registration, the enqueuer and the Manager.
+	templates := notifications.NewRegistry(template.FuncMap{
 		"base_url": func() string { return a.cfg.BaseURL },
 		"app_name": func() string { return a.cfg.AppName },
-	}
-	if err := notifications.RegisterTemplates(ctx, a.store, helpers, welcome); err != nil {
+	})
+	if err := templates.Register(ctx, a.store, welcome); err != nil {
 		return err
 	}
 
 	hc := dispatch.HandlersConfig{Inbox: a.store, Broker: a.broker}
 	ncfg := notifications.DefaultConfig()
+	ncfg.Registry, ncfg.Logger = templates, a.log
 	// Templates that list no methods go to the inbox, and by email too when SMTP is set.
 	defaults := []notifications.Method{notifications.MethodInbox}
 	if a.cfg.SMTPSmarthost != "" {
@@ -177,14 +179,13 @@ func (a *app) init(ctx context.Context) error {
 
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.manager, err = notifications.NewManager(ncfg, a.store, handlers,
-		notifications.WithHelpers(helpers), notifications.WithLogger(a.log.Named("notifications")),
-		notifications.WithMetrics(notifications.NewMetrics(a.registry)))
+	ncfg.Metrics = notifications.NewMetrics(a.registry, notifications.MetricsConfig{})
+	a.manager, err = notifications.NewManager(ncfg, a.store, handlers)
 	if err != nil {
 		return err
 	}
-	a.enqueuer, err = notifications.NewStoreEnqueuer(a.store, notifications.EnqueuerOptions{
-		Helpers:        helpers,
+	a.enqueuer, err = notifications.NewStoreEnqueuer(a.store, notifications.EnqueuerConfig{
+		Registry:       templates,
 		DefaultMethods: defaults,
 		Lookup:         a.lookup,
 	})
@@ -247,7 +248,7 @@ func (a *app) createUser(w http.ResponseWriter, r *http.Request) {
 		// In the user's transaction: rolled back with it. Send, not SendAtomic: a refused
 		// welcome (its template deleted, say) is logged and does not undo the signup;
 		// invalid input does.
-		res, err := a.enqueuer.WithStore(a.store.WithTx(tx)).Send(r.Context(), notifications.EnqueueRequest{
+		res, err := a.enqueuer.SendTx(r.Context(), tx, notifications.EnqueueRequest{
 			TemplateID: welcome.ID, UserID: id, CreatedBy: "signup",
 			Recipient:      &notifications.Recipient{UserID: id, Email: in.Email, Name: in.Name, Username: in.Username},
 			IdempotencyKey: "welcome:" + id.String(),

@@ -31,10 +31,10 @@ func EnqueueN(tb testing.TB, store notifications.Store, n int) notifications.Tem
 	ctx := context.Background()
 	tmpl := notifications.Template{ID: uuid.New(), Name: "bench " + uuid.NewString(), TitleTemplate: "Hi {{.UserName}}", BodyTemplate: "Body",
 		Methods: []notifications.Method{notifications.MethodWebhook}, EnabledByDefault: true}
-	if err := notifications.RegisterTemplates(ctx, store, nil, tmpl); err != nil {
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
 		tb.Fatal(err)
 	}
-	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerOptions{})
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -102,7 +102,7 @@ func Payload(t notifications.Template, n int) (notifications.MessagePayload, err
 		UserID: r.UserID.String(), UserEmail: r.Email, UserName: r.Name, UserUsername: r.Username,
 		Labels: Labels(t, n),
 	}
-	actions, err := notifications.RenderActions(t, p, Helpers())
+	actions, err := notifications.NewRegistry(Helpers()).RenderActions(t, p)
 	if err != nil {
 		return p, err
 	}
