@@ -5,24 +5,32 @@
 //
 // # Pieces
 //
+//   - A Registry (NewRegistry) holds the host's template helpers. Registry.Register
+//     validates templates with them and stores them; give the same Registry to the
+//     enqueuer and the Manager, so a template that registers also renders.
 //   - An Enqueuer (NewStoreEnqueuer) turns "tell user U about event T" into stored
 //     messages, one per delivery method of the template (Template.Methods, or the
 //     enqueuer's DefaultMethods less Template.ExcludeMethods) that the user has not
 //     disabled. Send reports each request on its own (SendResult: the message IDs, or why
 //     it was refused — ErrDuplicate, ErrCannotEnqueueDisabledNotification, ErrNotFound,
 //     ErrInvalidMessage — naming the request and user), so one recipient never sinks a
-//     fan-out; SendAtomic stores all requests or none.
+//     fan-out; SendAtomic stores all requests or none. SendTx and SendAtomicTx do the same
+//     inside the host's own database transaction.
 //   - A Manager (NewManager) runs one notifier that leases messages from the store, renders
 //     each template's title and body (Markdown, with user-controlled values escaped), calls
 //     the Handler for the message's method, and writes results back in bulk.
-//   - A Store keeps it all; its contract is in store.go and notificationstest checks it.
-//     StoreV1 adds what a host's screens and support tools need: preferences per user,
-//     template and method (PreferenceStore, StoreEnqueuer.Preferences for a settings
-//     screen), template listing and deletion, the inbox view (cursor pages, filters, mark
-//     all read, archive, delete) and operator actions (message search, retry, cancel,
-//     resend, the attempt history). memstore and pgstore implement StoreV1.
+//   - A Store keeps it all: messages, templates, preferences per user, template and method
+//     (StoreEnqueuer.Preferences turns them into a settings screen), the inbox (cursor
+//     pages, filters, mark all read, archive, delete) and what support tools need (message
+//     search, retry, cancel, resend, the attempt history). memstore and pgstore implement
+//     it; notificationstest.RunStoreTests checks any implementation, and package driver
+//     holds the types only an implementation needs.
 //   - Handlers deliver. Package dispatch has the built-in ones — SMTP email, signed
 //     webhooks, the in-app inbox — and dispatch.DefaultHandlers wires them in one call.
+//
+// Every component is configured the same way: a Config struct whose zero fields take the
+// documented defaults (Config, EnqueuerConfig, MetricsConfig, memstore.Config,
+// pgstore.Config, and dispatch's SMTPConfig, WebhookConfig and HandlersConfig).
 //
 // # Lifecycle
 //
@@ -81,6 +89,9 @@
 //
 // # Time
 //
-// Everything reads time from the quartz.Clock given with WithClock, so tests drive the
-// Manager with quartz.NewMock and Advance(...).MustWait instead of sleeping.
+// Every component that reads the time takes it from the Clock field of its Config
+// (Config.Clock, EnqueuerConfig.Clock, memstore.Config.Clock, and dispatch's SMTPConfig and
+// WebhookConfig); nil is the real clock. Tests give them one quartz.NewMock and drive it
+// with Advance(...).MustWait instead of sleeping. pgstore reads the database's clock, the
+// one every replica shares.
 package notifications

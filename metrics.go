@@ -18,7 +18,7 @@ const (
 )
 
 // Metrics are the Prometheus metrics of a Manager. Create them once per registry with
-// NewMetrics and pass them with WithMetrics; several Managers may share one Metrics.
+// NewMetrics and pass them in Config.Metrics; several Managers may share one Metrics.
 type Metrics struct {
 	// DispatchAttempts counts delivery outcomes by method, template and result.
 	DispatchAttempts *prometheus.CounterVec

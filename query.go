@@ -50,7 +50,7 @@ type MessagePage struct {
 	NextCursor string
 }
 
-// Attempt is one delivery attempt of a message, as OperatorStore.MessageAttempts returns
+// Attempt is one delivery attempt of a message, as Store.MessageAttempts returns
 // it.
 type Attempt struct {
 	Number     int // the message's AttemptCount at this lease, from 1

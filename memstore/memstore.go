@@ -1,6 +1,6 @@
-// Package memstore is an in-memory notifications.StoreV1: the embedded default for demos,
+// Package memstore is an in-memory notifications.Store: the embedded default for demos,
 // single-process use and fast tests. It implements the same semantics as pgstore (checked by
-// the same conformance suites, RunStoreTests and RunStoreTestsV1) but keeps nothing across
+// the same conformance suite, notificationstest.RunStoreTests) but keeps nothing across
 // restarts.
 package memstore
 

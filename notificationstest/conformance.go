@@ -36,7 +36,7 @@ var leaseMethods = []string{string(notifications.MethodWebhook)}
 //
 //	func TestConformance(t *testing.T) {
 //		notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store {
-//			return mystore.New(mystore.WithClock(clk))
+//			return mystore.New(mystore.Config{Clock: clk})
 //		})
 //	}
 func RunStoreTests(t *testing.T, newStore NewStoreFunc) {

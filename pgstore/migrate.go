@@ -181,7 +181,7 @@ type migrator struct {
 	schema string // quoted
 	holder uuid.UUID
 	// clock paces the waits for another migrator, the claim's renewal and the lock
-	// retries. It is the real clock even when WithClock injects one: the claim expires on
+	// retries. It is the real clock even when a test clock is injected (Config.WithTestClock): the claim expires on
 	// the database's clock, and a test's mock clock would stall a waiting migrator.
 	clock quartz.Clock
 }

@@ -120,7 +120,7 @@ func TestEnqueueWakesEvenFromAPollOnlyStore(t *testing.T) {
 	waitWake(t, f, woken, "after an enqueue")
 
 	// A PollOnly store (its pool goes through a transaction pooler) does not listen, but
-	// its enqueues still wake the notifiers that listen elsewhere (WithListenerDSN).
+	// its enqueues still wake the notifiers that listen elsewhere (Config.ListenerDSN).
 	quiet := pgstore.New(f.pool, pgstore.Config{Schema: f.schema, PollOnly: true})
 	enq, err := notifications.NewStoreEnqueuer(quiet, notifications.EnqueuerConfig{
 		DefaultMethods: []notifications.Method{notifications.MethodWebhook},

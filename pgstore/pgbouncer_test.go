@@ -66,7 +66,7 @@ func bouncerPool(t testing.TB) *pgxpool.Pool {
 }
 
 // TestPgBouncerConformance: the Store conformance suite through PgBouncer, with wake-ups
-// on a direct listener connection (WithListenerDSN).
+// on a direct listener connection (Config.ListenerDSN).
 func TestPgBouncerConformance(t *testing.T) {
 	t.Parallel()
 	notificationstest.RunStoreTests(t, func(t *testing.T, clk quartz.Clock) notifications.Store { return bouncerStore(t, clk) })

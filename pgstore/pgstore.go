@@ -520,7 +520,7 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 	methodSets, excludeSets := make([]string, n), make([]string, n)
 	enabled := make([]bool, n)
 	for i, t := range templates {
-		// The method column is what replicas before StoreV1 read: a template's only method.
+		// The method column is what replicas of schema version 4 read: a template's only method.
 		method := ""
 		if len(t.Methods) == 1 {
 			method = string(t.Methods[0])

@@ -17,8 +17,9 @@ import (
 	"github.com/notifykit/notifications/internal/storecheck"
 )
 
-// This file implements what notifications.StoreV1 adds to Store: preferences per method,
-// template listing and deletion, the inbox view and the operator actions.
+// This file implements the parts of notifications.Store that hosts call for their screens
+// and tools: preferences per method, template listing and deletion, the inbox view and the
+// operator actions.
 
 // SetPreference implements notifications.Store.
 func (s *Store) SetPreference(ctx context.Context, userID uuid.UUID, p notifications.Preference) error {
