@@ -138,18 +138,23 @@ func TestHostServer(t *testing.T) {
 	}
 
 	// Inbox endpoints.
-	var items []struct {
-		ID      uuid.UUID `json:"id"`
-		Title   string    `json:"title"`
-		Actions []struct {
-			URL string `json:"url"`
-		} `json:"actions"`
-		Read bool `json:"read"`
+	var page struct {
+		Items []struct {
+			ID      uuid.UUID `json:"id"`
+			Title   string    `json:"title"`
+			Actions []struct {
+				URL string `json:"url"`
+			} `json:"actions"`
+			Read bool `json:"read"`
+		} `json:"items"`
+		NextCursor string `json:"next_cursor"`
 	}
-	call("GET", "/users/"+userID.String()+"/inbox", "", http.StatusOK, &items)
-	if len(items) != 1 || items[0].ID != event.ID || items[0].Read || len(items[0].Actions) != 1 || items[0].Actions[0].URL != "https://app.example.com/" {
-		t.Fatalf("inbox %+v", items)
+	call("GET", "/users/"+userID.String()+"/inbox", "", http.StatusOK, &page)
+	items := page.Items
+	if len(items) != 1 || items[0].ID != event.ID || items[0].Read || len(items[0].Actions) != 1 || items[0].Actions[0].URL != "https://app.example.com/" || page.NextCursor != "" {
+		t.Fatalf("inbox %+v", page)
 	}
+	call("GET", "/users/"+userID.String()+"/inbox?cursor=not-a-cursor", "", http.StatusBadRequest, nil)
 	var unread struct{ Unread int }
 	call("GET", "/users/"+userID.String()+"/inbox/unread-count", "", http.StatusOK, &unread)
 	if unread.Unread != 1 {

@@ -6,8 +6,10 @@
 //   - a Manager delivering in the background, with Prometheus metrics on /metrics;
 //   - POST /users creates a user and enqueues the welcome notification in the same
 //     transaction (both happen or neither does);
-//   - the in-app inbox: list, unread count, mark read, and a live stream of new items as
-//     Server-Sent Events, fed across replicas by LISTEN/NOTIFY;
+//   - the in-app inbox: list (newest first, in pages: ?limit=, ?unread=true, and
+//     ?cursor= with the next_cursor of the previous page), unread count, mark read, and a
+//     live stream of new items as Server-Sent Events, fed across replicas by
+//     LISTEN/NOTIFY;
 //   - /healthz, and a graceful shutdown on SIGINT/SIGTERM that stops the Manager (flushing
 //     its buffered results) within a deadline.
 //

@@ -312,17 +312,29 @@ func (a *app) listInbox(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
+	f.Cursor = r.URL.Query().Get("cursor")
 	page, err := a.store.InboxItems(r.Context(), user, f)
+	if errors.Is(err, notifications.ErrInvalidCursor) {
+		httpError(w, http.StatusBadRequest, "cursor must be the next_cursor of an earlier page")
+		return
+	}
 	if err != nil {
 		a.log.Error(r.Context(), "list inbox", slog.Error(err))
 		httpError(w, http.StatusInternalServerError, "could not list the inbox")
 		return
 	}
-	out := make([]inboxItem, 0, len(page.Items))
+	out := inboxPage{Items: make([]inboxItem, 0, len(page.Items)), NextCursor: page.NextCursor}
 	for _, it := range page.Items {
-		out = append(out, toJSON(it))
+		out.Items = append(out.Items, toJSON(it))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// inboxPage is one page of the inbox, newest first; pass next_cursor as ?cursor= for the
+// next page ("" on the last). Pages are stable while new items arrive.
+type inboxPage struct {
+	Items      []inboxItem `json:"items"`
+	NextCursor string      `json:"next_cursor"`
 }
 
 func (a *app) unreadCount(w http.ResponseWriter, r *http.Request) {
