@@ -16,10 +16,10 @@ import (
 	"github.com/notifykit/notifications/pgstore"
 )
 
-// Enqueue inside your own transaction: the notification exists if and only if the
-// transaction commits. (This example runs against the test database that `make test`
-// starts.)
-func ExampleStore_WithTx() {
+// Enqueue inside your own transaction with StoreEnqueuer.SendTx: the notification exists
+// if and only if the transaction commits. (This example runs against the test database
+// that `make test` starts.)
+func Example_sendTx() {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, os.Getenv(pgtest.EnvURL)) // your application's pool
 	if err != nil {
