@@ -401,6 +401,23 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 			keys[i] = &k
 		}
 	}
+	if n == 1 {
+		var missing, disabled bool
+		var inserted int
+		err := db.QueryRow(ctx, s.q.enqueueOne, s.now(), ids[0], tmpls[0], users[0], methods[0], payloads[0], targets[0], createdBy[0], keys[0]).
+			Scan(&missing, &disabled, &inserted)
+		switch {
+		case err != nil:
+			return xerrors.Errorf("enqueue messages: %w", translate(err))
+		case missing:
+			return xerrors.Errorf("enqueue messages: template %s: %w", tmpls[0], notifications.ErrNotFound)
+		case disabled:
+			return xerrors.Errorf("enqueue messages: template %s for user %s: %w", tmpls[0], users[0], notifications.ErrCannotEnqueueDisabledNotification)
+		case inserted != 1:
+			return xerrors.Errorf("enqueue messages: inserted %d of 1 rows", inserted)
+		}
+		return nil
+	}
 	var (
 		badTemplate, badUser *uuid.UUID
 		missing              *bool
