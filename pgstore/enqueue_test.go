@@ -2,10 +2,12 @@ package pgstore_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/notifykit/notifications"
 )
@@ -58,5 +60,28 @@ func TestSendInHostTransaction(t *testing.T) {
 	}
 	if counts, _ := f.store.CountByStatus(f.ctx); counts[notifications.StatusPending] != 2 {
 		t.Fatalf("a refused atomic send stored messages: %v", counts)
+	}
+}
+
+// TestDuplicateRefusalIsReadable: a duplicate in a fan-out reads as a duplicate, without
+// the driver's text, and still carries the driver's error for errors.As.
+func TestDuplicateRefusalIsReadable(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	req := notifications.EnqueueRequest{TemplateID: f.tmpl.ID, UserID: uuid.New(), IdempotencyKey: "order-1"}
+	if _, err := f.enq.SendAtomic(f.ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.enq.Send(f.ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res[0].Err
+	var pgErr *pgconn.PgError
+	if !errors.Is(got, notifications.ErrDuplicate) || !errors.As(got, &pgErr) || pgErr.Code != "23505" {
+		t.Fatalf("duplicate: %v; want ErrDuplicate wrapping the driver's unique violation", got)
+	}
+	if msg := got.Error(); strings.Contains(msg, "SQLSTATE") || strings.Contains(msg, "ERROR:") || !strings.Contains(msg, "idempotency key") {
+		t.Fatalf("duplicate reads %q; want a sentence about the duplicate, without the driver's text", msg)
 	}
 }

@@ -233,7 +233,16 @@ func translate(err error) error {
 	if errors.As(err, &pgErr) {
 		switch {
 		case pgErr.Code == "23505": // unique_violation
-			return fmt.Errorf("%w (%s): %w", notifications.ErrDuplicate, pgErr.ConstraintName, err)
+			// A refusal a fan-out meets routinely: say what is duplicated, without the
+			// driver's text, and keep the driver's error for errors.As.
+			what := "a stored row has the same key (" + pgErr.ConstraintName + ")"
+			switch pgErr.ConstraintName {
+			case "messages_dedupe_key_c":
+				what = "a message with the same content today, or the same idempotency key, is already stored"
+			case "messages_pkey":
+				what = "a message with the same ID is already stored"
+			}
+			return &refusalError{msg: notifications.ErrDuplicate.Error() + ": " + what, sentinel: notifications.ErrDuplicate, cause: err}
 		case pgErr.Code == "23503": // foreign_key_violation
 			return fmt.Errorf("%w: %w", notifications.ErrNotFound, err)
 		case strings.HasPrefix(pgErr.Code, "22"), pgErr.Code == "23514":
@@ -249,6 +258,16 @@ func translate(err error) error {
 	}
 	return err
 }
+
+// refusalError is a sentinel error with a message of its own; it wraps both the sentinel
+// and the driver's error.
+type refusalError struct {
+	msg             string
+	sentinel, cause error
+}
+
+func (e *refusalError) Error() string   { return e.msg }
+func (e *refusalError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 // LeaseMessages implements notifications.NotifierStore.
 func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
