@@ -89,8 +89,8 @@ type Config struct {
 	// positive, less than LeasePeriod (see LeasePeriod for the exact rule).
 	DispatchTimeout time.Duration
 
-	// RetentionPeriod is how long finished messages (sent, permanently failed, inhibited)
-	// are kept before they are purged. 0 keeps them forever. Default: 7 days. Bounds: 0 or
+	// RetentionPeriod is how long finished messages (sent, permanently failed, inhibited,
+	// canceled) are kept before they are purged. 0 keeps them forever. Default: 7 days. Bounds: 0 or
 	// positive, at most 10 years.
 	RetentionPeriod time.Duration
 

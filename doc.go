@@ -20,7 +20,7 @@
 //     each template's title and body (Markdown, with user-controlled values escaped), calls
 //     the Handler for the message's method, and writes results back in bulk.
 //   - A Store keeps it all: messages, templates, preferences per user, template and method
-//     (StoreEnqueuer.Preferences turns them into a settings screen), the inbox (cursor
+//     (StoreEnqueuer.EffectivePreferences turns them into a settings screen), the inbox (cursor
 //     pages, filters, mark all read, archive, delete) and what support tools need (message
 //     search, retry, cancel, resend, the attempt history). memstore and pgstore implement
 //     it; notificationstest.RunStoreTests checks any implementation, and package driver
@@ -28,9 +28,11 @@
 //   - Handlers deliver. Package dispatch has the built-in ones — SMTP email, signed
 //     webhooks, the in-app inbox — and dispatch.DefaultHandlers wires them in one call.
 //
-// Every component is configured the same way: a Config struct whose zero fields take the
-// documented defaults (Config, EnqueuerConfig, MetricsConfig, memstore.Config,
-// pgstore.Config, and dispatch's SMTPConfig, WebhookConfig and HandlersConfig).
+// Every component is configured the same way, with a Config struct that comes last among
+// its constructor's arguments: Config (start from DefaultConfig: some of its zero values
+// mean something of their own, such as RetryJitter 0 for no jitter), and EnqueuerConfig,
+// MetricsConfig, memstore.Config, pgstore.Config, and dispatch's SMTPConfig, WebhookConfig
+// and HandlersConfig, whose zero fields take the documented defaults.
 //
 // # Lifecycle
 //

@@ -130,18 +130,23 @@ func NewStoreEnqueuer(store EnqueueStore, cfg EnqueuerConfig) (*StoreEnqueuer, e
 	}, nil
 }
 
-// txStore is what SendTx and SendAtomicTx need of the enqueuer's store: a copy bound to
-// the host's transaction. pgstore's Store has it (tx: a pgx.Tx).
-type txStore interface {
+// TxEnqueueStore is an EnqueueStore that can enqueue inside the host's own database
+// transaction: what SendTx and SendAtomicTx need of the enqueuer's store. pgstore's Store
+// is one (tx: a pgx.Tx); memstore's is not.
+type TxEnqueueStore interface {
+	EnqueueStore
+	// InTx returns the store bound to tx, for the enqueues of one call, or an error that
+	// names what tx is when the store cannot use it. The store it returns reads templates
+	// and preferences in tx too, and must not be used after tx ends.
 	InTx(tx any) (EnqueueStore, error)
 }
 
 // inTx returns an enqueuer sharing e's configuration and template cache that writes
 // through e's store bound to tx.
 func (e *StoreEnqueuer) inTx(tx any) (*StoreEnqueuer, error) {
-	ts, ok := e.store.(txStore)
+	ts, ok := e.store.(TxEnqueueStore)
 	if !ok {
-		return nil, xerrors.Errorf("enqueue in a transaction: the store (%T) has no InTx method, so it cannot enqueue in the host's transaction", e.store)
+		return nil, xerrors.Errorf("enqueue in a transaction: the store (%T) is not a TxEnqueueStore (it has no InTx method), so it cannot enqueue in the host's transaction", e.store)
 	}
 	store, err := ts.InTx(tx)
 	if err != nil {
@@ -156,9 +161,9 @@ func (e *StoreEnqueuer) inTx(tx any) (*StoreEnqueuer, error) {
 // that the messages commit or roll back with the host's writes. It reads templates and
 // preferences in tx too. The store cannot see the commit, so it wakes notifiers a little
 // later on its own (pgstore: TxWakeDelay); call the store's Wake after committing for the
-// lowest latency. The store must have a method InTx(tx any) (EnqueueStore, error) that
-// binds it to tx (pgstore's Store does); otherwise, or when tx is not a transaction the
-// store can use, SendTx returns an error and stores nothing.
+// lowest latency. The store must be a TxEnqueueStore (pgstore's Store is); otherwise, or
+// when tx is not a transaction the store can use, SendTx returns an error and stores
+// nothing.
 func (e *StoreEnqueuer) SendTx(ctx context.Context, tx any, reqs ...EnqueueRequest) ([]SendResult, error) {
 	c, err := e.inTx(tx)
 	if err != nil {

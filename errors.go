@@ -27,8 +27,9 @@ var (
 	ErrInvalidConfig = xerrors.New("invalid config")
 
 	// ErrInvalidDispatchTimeout is returned (wrapped with ErrInvalidConfig) when
-	// DispatchTimeout is not strictly less than LeasePeriod: a lease must never expire under
-	// a delivery that is still running.
+	// DispatchTimeout + StoreSyncInterval + LeasePeriod/10 is not less than LeasePeriod: a
+	// lease must never expire under a delivery that is still running, nor before its
+	// result is written.
 	ErrInvalidDispatchTimeout = xerrors.New("DispatchTimeout must be less than LeasePeriod")
 
 	// ErrInvalidTemplate is returned when a template fails to parse or is incomplete.
@@ -44,7 +45,8 @@ var (
 
 	// ErrInvalidCursor is returned for a page cursor that the store did not produce.
 	ErrInvalidCursor = xerrors.New("invalid cursor")
-
-	// ErrUnknownMethod is returned when no Handler is registered for a message's method.
-	ErrUnknownMethod = xerrors.New("no handler for method")
 )
+
+// errUnknownMethod is the failure of a message whose method the Manager has no Handler
+// for (a store that leased a method it was not asked for).
+var errUnknownMethod = xerrors.New("no handler for method")

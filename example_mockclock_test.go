@@ -43,7 +43,7 @@ func Example_testingWithMockClock() {
 	cfg.RetryInterval = cfg.FetchInterval // the retry is due when the notifier next looks
 	cfg.StoreSyncInterval = cfg.FetchInterval
 	cfg.Clock = clk
-	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{"chat": h})
+	mgr, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{"chat": h}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 
 // A user's notification settings screen: every template with its state per method it is
 // delivered by. Turning one method off keeps the others.
-func ExampleStoreEnqueuer_Preferences() {
+func ExampleStoreEnqueuer_EffectivePreferences() {
 	ctx := context.Background()
 	store := memstore.New(memstore.Config{}) // any notifications.Store
 	mention := notifications.Template{ID: uuid.New(), Name: "Mention", TitleTemplate: "{{.Labels.author}} mentioned you", EnabledByDefault: true}
@@ -36,7 +36,7 @@ func ExampleStoreEnqueuer_Preferences() {
 	_ = store.SetPreference(ctx, user, notifications.Preference{TemplateID: mention.ID, Method: notifications.MethodSMTP, Disabled: true})
 	_ = store.SetPreference(ctx, user, notifications.Preference{TemplateID: digest.ID})
 
-	screen, err := enq.Preferences(ctx, user)
+	screen, err := enq.EffectivePreferences(ctx, user)
 	if err != nil {
 		panic(err)
 	}
@@ -68,8 +68,7 @@ func ExampleStore_operators() {
 	smtp := notificationstest.NewRecordingHandler(func(context.Context, notificationstest.Delivery) (bool, error) {
 		return false, errors.New("550 5.1.1 mailbox does not exist")
 	})
-	mgr, err := notifications.NewManager(notifications.DefaultConfig(), watched,
-		map[notifications.Method]notifications.Handler{notifications.MethodSMTP: smtp})
+	mgr, err := notifications.NewManager(watched, map[notifications.Method]notifications.Handler{notifications.MethodSMTP: smtp}, notifications.DefaultConfig())
 	if err != nil {
 		panic(err)
 	}

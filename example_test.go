@@ -48,7 +48,7 @@ func Example() {
 	cfg := notifications.DefaultConfig()
 	cfg.Registry = registry
 	h := printHandler{done: make(chan struct{})}
-	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{"print": h})
+	mgr, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{"print": h}, cfg)
 	if err != nil {
 		panic(err)
 	}

@@ -85,7 +85,7 @@ type testHooks struct {
 
 // NewManager validates cfg and returns a Manager that delivers messages from store with
 // handlers. It starts nothing; call Run.
-func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler) (*Manager, error) {
+func NewManager(store NotifierStore, handlers map[Method]Handler, cfg Config) (*Manager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, xerrors.Errorf("new manager: %w", err)
 	}

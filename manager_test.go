@@ -111,7 +111,7 @@ func (h *harness) manager(cfg notifications.Config, store notifications.Notifier
 	if h.logs != nil {
 		cfg.Logger = slog.Make(h.logs)
 	}
-	m, err := notifications.NewManager(cfg, store, handlers)
+	m, err := notifications.NewManager(store, handlers, cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestNewManagerValidates(t *testing.T) {
 
 	cfg := notifications.DefaultConfig()
 	cfg.DispatchTimeout = cfg.LeasePeriod
-	_, err := notifications.NewManager(cfg, store, handlers)
+	_, err := notifications.NewManager(store, handlers, cfg)
 	if !errors.Is(err, notifications.ErrInvalidDispatchTimeout) || !errors.Is(err, notifications.ErrInvalidConfig) {
 		t.Fatalf("DispatchTimeout == LeasePeriod: err %v, want ErrInvalidDispatchTimeout", err)
 	}
@@ -247,20 +247,20 @@ func TestNewManagerValidates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := notifications.DefaultConfig()
 			tc.mutate(&cfg)
-			_, err := notifications.NewManager(cfg, store, handlers)
+			_, err := notifications.NewManager(store, handlers, cfg)
 			if !errors.Is(err, notifications.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want ErrInvalidConfig containing %q", err, tc.want)
 			}
 		})
 	}
 
-	if _, err := notifications.NewManager(notifications.DefaultConfig(), nil, handlers); err == nil || !strings.Contains(err.Error(), "store") {
+	if _, err := notifications.NewManager(nil, handlers, notifications.DefaultConfig()); err == nil || !strings.Contains(err.Error(), "store") {
 		t.Fatalf("nil store: err %v", err)
 	}
-	if _, err := notifications.NewManager(notifications.DefaultConfig(), store, nil); err == nil || !strings.Contains(err.Error(), "handlers") {
+	if _, err := notifications.NewManager(store, nil, notifications.DefaultConfig()); err == nil || !strings.Contains(err.Error(), "handlers") {
 		t.Fatalf("no handlers: err %v", err)
 	}
-	if _, err := notifications.NewManager(notifications.DefaultConfig(), store, map[notifications.Method]notifications.Handler{"x": nil}); err == nil || !strings.Contains(err.Error(), `"x" is nil`) {
+	if _, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{"x": nil}, notifications.DefaultConfig()); err == nil || !strings.Contains(err.Error(), `"x" is nil`) {
 		t.Fatalf("nil handler: err %v", err)
 	}
 }

@@ -24,7 +24,8 @@ type Metrics struct {
 	DispatchAttempts *prometheus.CounterVec
 	// RetryCount observes the attempt number of every retried delivery.
 	RetryCount *prometheus.HistogramVec
-	// QueuedSeconds observes the time from enqueue to each lease.
+	// QueuedSeconds observes the time from enqueue to a message's first lease (retries are
+	// not observed again).
 	QueuedSeconds *prometheus.HistogramVec
 	// InflightDispatches is the number of deliveries running now.
 	InflightDispatches *prometheus.GaugeVec

@@ -246,7 +246,7 @@ func (n *notifier) prepare(msg driver.LeasedMessage) (DeliveryFunc, error) {
 	h, ok := m.handlers[Method(msg.Method)]
 	if !ok {
 		// The store leases only the methods this Manager has handlers for.
-		return nil, fmt.Errorf("%w %q (the store leased a method this Manager did not ask for)", ErrUnknownMethod, msg.Method)
+		return nil, fmt.Errorf("%w %q (the store leased a method this Manager did not ask for)", errUnknownMethod, msg.Method)
 	}
 	payload, err := DecodePayload(msg.Payload)
 	if err != nil {

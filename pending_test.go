@@ -69,7 +69,7 @@ func TestPendingByMethodGaugeAndLog(t *testing.T) {
 	h := notificationstest.NewRecordingHandler(nil)
 	cfg := testConfig()
 	cfg.Clock, cfg.Metrics, cfg.Logger = clk, metrics, slog.Make(sink)
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ type Preference struct {
 }
 
 // TemplatePreferences is one row of a user's settings screen: a template and whether it is
-// enabled for each method it is delivered by (StoreEnqueuer.Preferences).
+// enabled for each method it is delivered by (StoreEnqueuer.EffectivePreferences).
 type TemplatePreferences struct {
 	Template Template
 	Methods  []MethodPreference
@@ -51,12 +51,12 @@ func (t Template) Enabled(prefs []Preference, method Method) bool {
 	return t.EnabledByDefault
 }
 
-// Preferences returns userID's settings screen: every template that is not deleted, by
+// EffectivePreferences returns userID's settings screen: every template that is not deleted, by
 // name, with whether it is enabled for each method it is delivered by (its Methods, or
 // this enqueuer's DefaultMethods less its ExcludeMethods; a template with none is listed
 // with no methods). The enqueuer's store must have Store's Templates and Preferences
 // (memstore and pgstore do).
-func (e *StoreEnqueuer) Preferences(ctx context.Context, userID uuid.UUID) ([]TemplatePreferences, error) {
+func (e *StoreEnqueuer) EffectivePreferences(ctx context.Context, userID uuid.UUID) ([]TemplatePreferences, error) {
 	store, ok := e.store.(interface {
 		Templates(ctx context.Context) ([]Template, error)
 		Preferences(ctx context.Context, userID uuid.UUID) ([]Preference, error)

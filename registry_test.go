@@ -53,7 +53,7 @@ func TestRegistryIsTheOneSetOfHelpers(t *testing.T) {
 	h := notificationstest.NewRecordingHandler(nil)
 	cfg := notifications.DefaultConfig()
 	cfg.Registry = registry
-	mgr, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	mgr, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestFakeEnqueuerSendVariants(t *testing.T) {
 	var enq notifications.Enqueuer = f
 	tmpl, ok1, ok2 := uuid.New(), uuid.New(), uuid.New()
 	tx := struct{ name string }{"tx"}
-	if ids, err := enq.SendAtomicTx(ctx, tx, notifications.EnqueueRequest{TemplateID: tmpl, UserID: ok1}); err != nil || len(ids) != 1 {
+	if ids, err := enq.SendAtomicTx(ctx, tx, notifications.EnqueueRequest{TemplateID: tmpl, UserID: ok1, IdempotencyKey: "k1"}); err != nil || len(ids) != 1 {
 		t.Fatalf("SendAtomicTx: %v, %v", ids, err)
 	}
 	if _, err := enq.SendAtomic(ctx, notifications.EnqueueRequest{TemplateID: tmpl, UserID: ok2},
@@ -124,7 +124,7 @@ func TestFakeEnqueuerSendVariants(t *testing.T) {
 		t.Fatalf("SendTx: %+v, %v; want the second refused", res, err)
 	}
 	sent := f.Sent()
-	if len(sent) != 2 || sent[0].UserID != ok1 || sent[0].Tx != tx || sent[1].UserID != ok2 || sent[1].Tx != tx {
+	if len(sent) != 2 || sent[0].UserID != ok1 || sent[0].Tx != tx || sent[0].Request.IdempotencyKey != "k1" || sent[1].UserID != ok2 || sent[1].Tx != tx {
 		t.Fatalf("recorded %+v; want ok1 and ok2, both in tx, and nothing of the refused atomic send", sent)
 	}
 }

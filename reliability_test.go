@@ -90,7 +90,7 @@ func TestFlushFailuresLoseNothing(t *testing.T) {
 	cfg.LeaseCount = 10
 	cfg.StoreSyncInterval = time.Millisecond
 	cfg.FetchInterval = time.Millisecond
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler})
+	m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

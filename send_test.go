@@ -172,7 +172,7 @@ func TestPreferencesScreen(t *testing.T) {
 	if err := f.store.DeleteTemplate(f.ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
-	got, err := f.enq.Preferences(f.ctx, user)
+	got, err := f.enq.EffectivePreferences(f.ctx, user)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestPreferencesScreen(t *testing.T) {
 			t.Errorf("row %d: %s %+v, want %+v", i, got[i].Template.Name, got[i].Methods, w.methods)
 		}
 	}
-	other, _ := f.enq.Preferences(f.ctx, uuid.New())
+	other, _ := f.enq.EffectivePreferences(f.ctx, uuid.New())
 	if len(other) != 2 || other[1].Methods[0].Enabled {
 		t.Fatalf("a user without preferences: %+v, want the opt-in template disabled", other)
 	}

@@ -24,7 +24,7 @@ import (
 //
 // Errors: stores translate their driver's errors into the sentinel errors of this package
 // (ErrNotFound, ErrDuplicate, ErrCannotEnqueueDisabledNotification, ErrInvalidMessage,
-// ErrWrongStatus) where one applies, and otherwise wrap the cause; a method that returns
+// ErrWrongStatus, ErrInvalidCursor) where one applies, and otherwise wrap the cause; a method that returns
 // an error changed nothing.
 type Store interface {
 	NotifierStore
@@ -37,7 +37,8 @@ type Store interface {
 	// DeleteTemplate soft-deletes a template: it leaves Templates and preference screens,
 	// Template and enqueue return ErrNotFound for it, and its unfinished messages are
 	// canceled with the reason "template deleted" (a leased one when its result arrives,
-	// unless that result is a success); finished messages keep their history.
+	// unless that result is final: a success, a permanent failure or inhibited); finished
+	// messages keep their history.
 	// Registering the template again (UpsertTemplates) restores it. It returns
 	// ErrNotFound for an unknown or already deleted template.
 	DeleteTemplate(ctx context.Context, id uuid.UUID) error
@@ -49,7 +50,7 @@ type Store interface {
 	// inhibited).
 	SetPreference(ctx context.Context, userID uuid.UUID, p Preference) error
 	// Preferences returns the rows userID set, for templates that are not deleted.
-	// StoreEnqueuer.Preferences turns them into a settings screen.
+	// StoreEnqueuer.EffectivePreferences turns them into a settings screen.
 	Preferences(ctx context.Context, userID uuid.UUID) ([]Preference, error)
 
 	// InboxItems returns one page of userID's items, newest first, selected by q. This
@@ -76,9 +77,9 @@ type Store interface {
 	// a deleted template: ErrNotFound.
 	RetryMessage(ctx context.Context, id uuid.UUID) error
 	// CancelMessage cancels a pending or temporary_failure message now. A leased message
-	// is canceled when its delivery's result arrives, unless that result is a success or
-	// a permanent failure (which are recorded as they happened), or when its lease
-	// expires. Finished messages: ErrWrongStatus.
+	// is canceled when its delivery's result arrives, unless that result is final (a
+	// success, a permanent failure or inhibited, recorded as they happened), or when its
+	// lease expires. Finished messages: ErrWrongStatus.
 	CancelMessage(ctx context.Context, id uuid.UUID) error
 	// ResendMessage enqueues a new pending message with the old one's template, user,
 	// method, payload and targets and a fresh dedupe key, and returns its ID. The
@@ -151,7 +152,9 @@ type EnqueueStore interface {
 	// stored; with atomic any refusal stores nothing, and err wraps the first refusal.
 	// err is non-nil exactly when nothing was stored because of the call as a whole
 	// (atomic refusal, context, database). It wakes listening notifiers once the messages
-	// are visible (for transactional stores: at commit).
+	// are visible; a store bound to the host's transaction (TxEnqueueStore.InTx), which
+	// cannot see the commit, wakes them a little later on its own (pgstore:
+	// TxWakeDelay), and the host may wake them at once after committing.
 	EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, atomic bool) (refused []error, err error)
 
 	// Template returns the template with the given ID, or ErrNotFound (also for a deleted

@@ -56,7 +56,7 @@ type Recipient struct {
 	Username string
 }
 
-// Message is a stored message as the admin and inspection API returns it.
+// Message is a stored message as Store.Message and Store.Messages return it.
 type Message struct {
 	ID             uuid.UUID
 	TemplateID     uuid.UUID
@@ -85,7 +85,8 @@ type InboxItem struct {
 	// Title is the rendered title as plain text, for UIs that show text.
 	Title string
 	// TitleMarkdown is the rendered title as Markdown (user values escaped), for UIs that
-	// render Markdown. Empty for items stored before it was kept; use Title then.
+	// render Markdown. It may be empty (items stored by schema version 2 and earlier); use
+	// Title then.
 	TitleMarkdown string
 	Content       string // rendered Markdown
 	Actions       []Action

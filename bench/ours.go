@@ -128,7 +128,7 @@ func drain(ctx context.Context, store notifications.Store, managers, n int) (tim
 	cfg := oursConfig()
 	var ms []*notifications.Manager
 	for range managers {
-		m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{benchMethod: successHandler})
+		m, err := notifications.NewManager(watched, map[notifications.Method]notifications.Handler{benchMethod: successHandler}, cfg)
 		if err != nil {
 			return 0, err
 		}
@@ -275,7 +275,7 @@ func (b *bench) oursLatency(ctx context.Context) ([]time.Duration, error) {
 		}, nil
 	})
 	cfg := oursConfig()
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{benchMethod: h})
+	m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{benchMethod: h}, cfg)
 	if err != nil {
 		return nil, err
 	}

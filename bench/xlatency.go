@@ -124,7 +124,7 @@ func latencyChildMain(ctx context.Context, pool *pgxpool.Pool, schema string) er
 		}, nil
 	})
 	cfg := oursConfig()
-	m, err := notifications.NewManager(cfg, storeOn(pool, schema), map[notifications.Method]notifications.Handler{benchMethod: h})
+	m, err := notifications.NewManager(storeOn(pool, schema), map[notifications.Method]notifications.Handler{benchMethod: h}, cfg)
 	if err != nil {
 		return err
 	}

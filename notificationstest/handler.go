@@ -93,13 +93,16 @@ func (h *RecordingHandler) count() int {
 	return len(h.deliveries)
 }
 
-// Notification is one call recorded by FakeEnqueuer.
+// Notification is one request recorded by FakeEnqueuer: a call records one per request it
+// accepts.
 type Notification struct {
 	UserID, TemplateID uuid.UUID
 	Labels             map[string]string
 	Data               map[string]any
 	CreatedBy          string
 	Targets            []uuid.UUID
+	// Request is the whole request (its IdempotencyKey, its inline Recipient).
+	Request notifications.EnqueueRequest
 	// Tx is the transaction passed to SendTx or SendAtomicTx, nil outside one.
 	Tx any
 }
@@ -200,10 +203,10 @@ func (f *FakeEnqueuer) sendAtomic(tx any, reqs []notifications.EnqueueRequest) (
 // record appends r; f.mu is held.
 func (f *FakeEnqueuer) record(tx any, r notifications.EnqueueRequest) {
 	f.sent = append(f.sent, Notification{UserID: r.UserID, TemplateID: r.TemplateID, Labels: r.Labels, Data: r.Data,
-		CreatedBy: r.CreatedBy, Targets: r.Targets, Tx: tx})
+		CreatedBy: r.CreatedBy, Targets: r.Targets, Request: r, Tx: tx})
 }
 
-// Sent returns the recorded calls in order.
+// Sent returns the recorded requests in order.
 func (f *FakeEnqueuer) Sent() []Notification {
 	f.mu.Lock()
 	defer f.mu.Unlock()

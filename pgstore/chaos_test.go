@@ -123,7 +123,7 @@ func TestChaos(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		registries = append(registries, reg)
 		cfg.Metrics = notifications.NewMetrics(reg, notifications.MetricsConfig{})
-		m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler})
+		m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: handler}, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -205,7 +205,7 @@ func runCrashChild() error {
 		return false, nil
 	})
 	cfg := crashConfig()
-	m, err := notifications.NewManager(cfg, watched, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	m, err := notifications.NewManager(watched, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,11 @@ import (
 // EnqueueMessages implements notifications.EnqueueStore. The whole batch is tried in one
 // statement first (the common case: nothing refused). When that refuses a batch of more
 // than one message, each message is tried on its own under a savepoint, inside one
-// transaction (or a savepoint of the caller's, with WithTx), so every refusal is
+// transaction (or a savepoint of the host's, in a transaction), so every refusal is
 // attributed to its message; atomic then rolls everything back, otherwise the accepted
 // messages are committed. Once messages are stored it wakes the notifiers: at once
-// outside a transaction (Wake); inside one (WithTx), a wake-up TxWakeDelay later.
+// outside a transaction (Wake); inside one (InTx, WithTx), a wake-up TxWakeDelay later,
+// committed or not (the store cannot see the commit).
 func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, atomic bool) ([]error, error) {
 	if len(msgs) == 0 {
 		return nil, nil

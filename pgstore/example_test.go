@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
-	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -21,7 +20,7 @@ import (
 // that `make test` starts.)
 func Example_sendTx() {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv(pgtest.EnvURL)) // your application's pool
+	pool, err := pgxpool.New(ctx, os.Getenv("NOTIFICATIONS_TEST_DATABASE_URL")) // your application's pool (DATABASE_URL)
 	if err != nil {
 		panic(err)
 	}

@@ -29,7 +29,7 @@ import (
 // A connection from the pool is checked before it is trusted: it LISTENs on a probe
 // channel of its own and the pool NOTIFYs it. Behind a transaction pooler (PgBouncer in
 // transaction mode) the LISTEN stays on whichever server connection ran it, so the probe
-// never arrives (within listenProbeTimeout): Listen then logs a warning and returns nil,
+// never arrives (within 5 seconds): Listen then logs a warning and returns nil,
 // as with PollOnly.
 func (s *Store) Listen(ctx context.Context, wake func()) error {
 	if s.err != nil {

@@ -91,7 +91,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	timer := &leaseTimer{NotifierStore: store}
 	var managers []*notifications.Manager
 	for range 2 {
-		m, err := notifications.NewManager(cfg, timer, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+		m, err := notifications.NewManager(timer, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -50,7 +50,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) manager(cfg notifications.Config, h notifications.Handler) *notifications.Manager {
 	f.t.Helper()
-	m, err := notifications.NewManager(cfg, f.store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	m, err := notifications.NewManager(f.store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}

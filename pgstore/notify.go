@@ -26,9 +26,10 @@ import (
 // on its own after every full batch.
 const DefaultWakeInterval = 5 * time.Millisecond
 
-// TxWakeDelay is how long after an enqueue through WithTx the store sends a wake-up on its
-// own, for hosts that do not call Wake after committing. A transaction that commits later
-// than that is found by Wake or by the notifiers' next poll.
+// TxWakeDelay is how long after an enqueue in the host's transaction
+// (StoreEnqueuer.SendTx) the store sends a wake-up on its own, for hosts that do not call
+// Wake after committing. A transaction that commits later than that is found by Wake or by
+// the notifiers' next poll.
 const TxWakeDelay = 20 * time.Millisecond
 
 // wakeSQL notifies channel $1 in a transaction that does not wait for its WAL flush.
@@ -45,7 +46,7 @@ type waker struct {
 
 // Wake tells the notifiers listening on this store's schema, in every process, that new
 // work may be available. Call it after committing a transaction in which you enqueued
-// through WithTx: the enqueue itself sends no notification inside your transaction (that
+// (StoreEnqueuer.SendTx or SendAtomicTx): the enqueue itself sends no notification inside your transaction (that
 // would serialise your commits). Wake returns at once; the NOTIFY is sent from a
 // connection of the pool, coalesced with other wake-ups of this store. Without it the
 // store sends one TxWakeDelay after the enqueue, and the notifiers' poll finds what that

@@ -127,7 +127,7 @@ func TestDatabaseOutage(t *testing.T) {
 	cfg.LeasePeriod = time.Minute
 	cfg.DispatchTimeout = 30 * time.Second
 	cfg.Logger = slog.Make(sink).Leveled(slog.LevelWarn)
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -262,7 +262,7 @@ func testBouncerManager(t *testing.T, beforeStop func(context.Context) error, sc
 		t.Fatal(err)
 	}
 	h := notificationstest.NewRecordingHandler(nil)
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

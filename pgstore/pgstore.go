@@ -54,7 +54,10 @@ type Store struct {
 	inTx bool   // db is the host's transaction
 }
 
-var _ notifications.Store = (*Store)(nil)
+var (
+	_ notifications.Store          = (*Store)(nil)
+	_ notifications.TxEnqueueStore = (*Store)(nil)
+)
 
 // Config configures New and Migrate; give both the same one. The zero value is usable.
 type Config struct {
@@ -205,8 +208,9 @@ func (s *Store) WithTx(tx pgx.Tx) *Store {
 	return &c
 }
 
-// InTx binds the store to tx, which must be a pgx.Tx: it is how StoreEnqueuer.SendTx and
-// SendAtomicTx enqueue inside the host's transaction. See WithTx.
+// InTx implements notifications.TxEnqueueStore: it binds the store to tx, which must be a
+// pgx.Tx. It is how StoreEnqueuer.SendTx and SendAtomicTx enqueue inside the host's
+// transaction. See WithTx.
 func (s *Store) InTx(tx any) (notifications.EnqueueStore, error) {
 	t, ok := tx.(pgx.Tx)
 	if !ok || t == nil {
@@ -460,7 +464,7 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 }
 
 // wakeAfterEnqueue wakes the notifiers once enqueued messages are committed: at once
-// outside a transaction (Wake); inside one (WithTx), a wake-up TxWakeDelay later.
+// outside a transaction (Wake); inside one (InTx, WithTx), a wake-up TxWakeDelay later.
 func (s *Store) wakeAfterEnqueue() {
 	if s.inTx {
 		s.wakeLater()

@@ -37,7 +37,7 @@ func TestRollingDeploy(t *testing.T) {
 	oldWebhook, newWebhook, newSMS := notificationstest.NewRecordingHandler(nil), notificationstest.NewRecordingHandler(nil), notificationstest.NewRecordingHandler(nil)
 	watched := notificationstest.WatchStore(f.store)
 	start := func(handlers map[notifications.Method]notifications.Handler) *notifications.Manager {
-		m, err := notifications.NewManager(cfg, watched, handlers)
+		m, err := notifications.NewManager(watched, handlers, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -190,7 +190,7 @@ func run(o options) error {
 	}
 	cfg.Registry = registry
 	cfg.Metrics = notifications.NewMetrics(prometheus.NewRegistry(), notifications.MetricsConfig{})
-	mgr, err := notifications.NewManager(cfg, store, timed)
+	mgr, err := notifications.NewManager(store, timed, cfg)
 	if err != nil {
 		return err
 	}

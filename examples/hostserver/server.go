@@ -180,7 +180,7 @@ func (a *app) init(ctx context.Context) error {
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ncfg.Metrics = notifications.NewMetrics(a.registry, notifications.MetricsConfig{})
-	a.manager, err = notifications.NewManager(ncfg, a.store, handlers)
+	a.manager, err = notifications.NewManager(a.store, handlers, ncfg)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func BenchmarkDrain(b *testing.B, store notifications.Store) {
 	EnqueueN(b, store, b.N)
 	cfg := BenchConfig()
 	h := notificationstest.NewRecordingHandler(nil)
-	m, err := notifications.NewManager(cfg, store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h})
+	m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
