@@ -573,6 +573,14 @@ func testAttemptHistory(t *testing.T, h *suiteV1) {
 	t3 := h.clk.Now()
 	l = h.lease(n3, 1)
 	h.clk.Advance(time.Second).MustWait(h.ctx)
+	// A cancellation asked for during the delivery changes neither the attempt's lease
+	// time nor, since the delivery succeeds, its outcome.
+	if err := h.v1.CancelMessage(h.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if as := h.attempts(id); len(as) != 3 || !as[2].LeasedAt.Equal(t3) || as[2].Outcome != notifications.StatusLeased {
+		t.Fatalf("attempt in flight after a cancellation: %+v", as)
+	}
 	if _, err := h.store.MarkSent(h.ctx, n3, []driver.SentResult{{ID: id, AttemptCount: l[0].AttemptCount, Duration: 300 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
@@ -623,6 +631,21 @@ func testAttemptHistoryBounded(t *testing.T, h *suiteV1) {
 	as := h.attempts(id)
 	if len(as) != 50 || as[0].Number != n-49 || as[49].Number != n || as[49].Reason != fmt.Sprint("attempt ", n) {
 		t.Fatalf("history of %d attempts: %d kept, first %d, last %d", n, len(as), as[0].Number, as[len(as)-1].Number)
+	}
+	// Leases that expire count too, and the attempt in flight is the newest.
+	for range 2 {
+		if l, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{NotifierID: a, Methods: leaseMethods, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: 100}); err != nil || len(l) != 1 {
+			t.Fatalf("lease: %v, %v", l, err)
+		}
+		h.clk.Advance(suiteLease).MustWait(h.ctx)
+	}
+	if l, err := h.store.LeaseMessages(h.ctx, driver.LeaseParams{NotifierID: a, Methods: leaseMethods, Limit: 1, LeasePeriod: suiteLease, MaxAttempts: 100}); err != nil || len(l) != 1 {
+		t.Fatalf("lease: %v, %v", l, err)
+	}
+	as = h.attempts(id)
+	if len(as) != 50 || as[0].Number != n-46 || as[48].Number != n+2 || as[48].Outcome != notifications.StatusLeased || as[48].FinishedAt.IsZero() ||
+		as[49].Number != n+3 || !as[49].FinishedAt.IsZero() {
+		t.Fatalf("history of %d attempts, two of them expired, one in flight: %d kept, first %+v, last %+v", n+3, len(as), as[0], as[len(as)-1])
 	}
 }
 

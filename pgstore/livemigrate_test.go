@@ -35,11 +35,11 @@ func (l *leaseTimer) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([
 	}
 }
 
-// TestMigrateWhileReplicasRun migrates a schema from version 5 (the oldest this code runs
-// on: it needs the columns and tables of 0005_api_v1.sql) to the current one, so that
-// 0006's index builds on messages run while two Managers drain a backlog and a host keeps
-// enqueueing, and bounds the longest enqueue and lease during the migration: index builds
-// run CONCURRENTLY and every other DDL waits at most lock_timeout for its lock.
+// TestMigrateWhileReplicasRun migrates a schema from version 7 (the oldest this code runs
+// on: it needs the columns of 0007_attempts_on_failure.sql) to the current one while two
+// Managers drain a backlog and a host keeps enqueueing, and bounds the longest enqueue and
+// lease during the migration: index builds run CONCURRENTLY and every other DDL waits at
+// most lock_timeout for its lock.
 func TestMigrateWhileReplicasRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20,000 messages")
@@ -51,7 +51,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	pool, schema := pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const previous = 5 // the code needs 0005's columns; 0006 builds the indexes under load
+	const previous = 7 // the code needs 0007's columns
 	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}

@@ -289,7 +289,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 	if s.inTx {
 		lease = s.q.leaseInTx
 	}
-	rows, err := s.db.Query(ctx, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, methods)
+	rows, done, err := s.queryGeneric(ctx, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, methods)
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
@@ -299,14 +299,75 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 		if err := rows.Scan(&m.ID, &m.Method, &m.TemplateID, &m.TemplateName, &m.TitleTemplate, &m.BodyTemplate,
 			&m.Payload, &m.Disabled, &m.AttemptCount, &m.CreatedAt, &m.LeasedAt); err != nil {
 			rows.Close()
+			_ = done()
 			return nil, xerrors.Errorf("lease messages: scan: %w", err)
 		}
 		out = append(out, m)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
+		_ = done()
+		return nil, xerrors.Errorf("lease messages: %w", translate(err))
+	}
+	if err := done(); err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
 	return out, nil
+}
+
+// genericPlan makes the statements after it in the same transaction reuse a prepared
+// statement's generic plan instead of planning it again for each call's parameters.
+const genericPlan = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+
+// genericEnqueueMax is the largest enqueue that runs on the statement's generic plan: a
+// single enqueue is dominated by planning the statement (about 1 ms, more than its
+// execution), a batch of hundreds by its execution, for which the plan made for its
+// actual arrays stays.
+const genericEnqueueMax = 8
+
+// queryRowGeneric is queryGeneric for a statement that returns one row, scanned into dest.
+func (s *Store) queryRowGeneric(ctx context.Context, query string, args []any, dest ...any) error {
+	rows, done, err := s.queryGeneric(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	err = pgx.ErrNoRows
+	if rows.Next() {
+		err = rows.Scan(dest...)
+	}
+	rows.Close()
+	if rerr := rows.Err(); rerr != nil {
+		err = rerr // the statement's own error, not "no rows"
+	}
+	if derr := done(); err == nil {
+		err = derr
+	}
+	return err
+}
+
+// queryGeneric runs query with genericPlan before it, in one round trip and one implicit
+// transaction (a batch), and returns its rows and a function that ends the batch (call it
+// after closing the rows). In a WithTx store (or one without a pool) it runs the query alone: the setting would
+// outlive the statement in the host's transaction.
+func (s *Store) queryGeneric(ctx context.Context, query string, args ...any) (pgx.Rows, func() error, error) {
+	if s.inTx || s.pool == nil {
+		rows, err := s.db.Query(ctx, query, args...)
+		return rows, func() error { return nil }, err
+	}
+	b := &pgx.Batch{}
+	b.Queue(genericPlan)
+	b.Queue(query, args...)
+	br := s.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		_ = br.Close()
+		return nil, nil, err
+	}
+	return rows, br.Close, nil
 }
 
 // MarkSent implements notifications.NotifierStore.
@@ -424,11 +485,17 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 			keys[i] = &k
 		}
 	}
+	generic := !s.inTx && db == dbtx(s.pool) // see queryGeneric
 	if n == 1 {
 		var missing, disabled bool
 		var inserted int
-		err := db.QueryRow(ctx, s.q.enqueueOne, s.now(), ids[0], tmpls[0], users[0], methods[0], payloads[0], targets[0], createdBy[0], keys[0]).
-			Scan(&missing, &disabled, &inserted)
+		args := []any{s.now(), ids[0], tmpls[0], users[0], methods[0], payloads[0], targets[0], createdBy[0], keys[0]}
+		var err error
+		if generic {
+			err = s.queryRowGeneric(ctx, s.q.enqueueOne, args, &missing, &disabled, &inserted)
+		} else {
+			err = db.QueryRow(ctx, s.q.enqueueOne, args...).Scan(&missing, &disabled, &inserted)
+		}
 		switch {
 		case err != nil:
 			return xerrors.Errorf("enqueue messages: %w", translate(err))
@@ -446,8 +513,13 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 		missing              *bool
 		inserted             int
 	)
-	err := db.QueryRow(ctx, s.q.enqueue, s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys).
-		Scan(&badTemplate, &badUser, &missing, &inserted)
+	args := []any{s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys}
+	var err error
+	if n <= genericEnqueueMax && generic {
+		err = s.queryRowGeneric(ctx, s.q.enqueue, args, &badTemplate, &badUser, &missing, &inserted)
+	} else {
+		err = db.QueryRow(ctx, s.q.enqueue, args...).Scan(&badTemplate, &badUser, &missing, &inserted)
+	}
 	if err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
 	}

@@ -1,9 +1,12 @@
 package pgstore
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/notifykit/notifications/internal/storecheck"
 )
 
 // queries holds every statement, qualified with the store's schema. $1 is always the
@@ -26,7 +29,8 @@ type queries struct {
 
 func buildQueries(schema string) queries {
 	s := pgx.Identifier{schema}.Sanitize()
-	q := func(sql string) string { return strings.ReplaceAll(sql, "{{s}}", s) }
+	q := strings.NewReplacer("{{s}}", s,
+		"{{max}}", strconv.Itoa(storecheck.MaxAttempts), "{{keep}}", strconv.Itoa(storecheck.MaxAttempts-1)).Replace
 	qs := queries{
 		schema: s,
 		// One statement: pick eligible rows oldest first (skipping rows another notifier
@@ -45,37 +49,51 @@ paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
 methods AS (SELECT DISTINCT method FROM unnest($6::text[]) AS u(method) WHERE NOT (SELECT paused FROM paused)),
 pending AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason,
+			NULL::uuid AS leased_by, NULL::timestamptz AS leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'pending' AND m.method = methods.method
 		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 due AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason,
+			NULL::uuid AS leased_by, NULL::timestamptz AS leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'temporary_failure' AND m.method = methods.method AND m.next_retry_after <= (SELECT ts FROM now)
 		ORDER BY m.next_retry_after LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 expired AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq, m.template_id, true AS expired, m.leased_until, m.cancel_reason
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, true AS expired, m.leased_until, m.cancel_reason,
+			m.leased_by, m.updated_at AS leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'leased' AND m.method = methods.method AND m.leased_until <= (SELECT ts FROM now)
 		ORDER BY m.leased_until LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 candidates AS (
-	SELECT c.id, c.attempt_count, c.expired, c.leased_until,
+	SELECT c.id, c.attempt_count, c.expired, c.leased_until, c.leased_by, c.leased_at,
 		coalesce(c.cancel_reason, CASE WHEN t.deleted_at IS NOT NULL THEN 'template deleted' END) AS cancel_reason
 	FROM (
 		SELECT * FROM pending UNION ALL SELECT * FROM due UNION ALL SELECT * FROM expired
 		ORDER BY seq LIMIT $3
 	) c JOIN {{s}}.templates t ON t.id = c.template_id
 ),
+-- An expired lease is an attempt that ended without a result: the only attempt row a lease
+-- writes (a rare path), trimmed like markFailed's to the newest attempts. Its lease time is
+-- the updated_at of the leased row (nothing changes it while the message is leased).
 lost AS (
-	UPDATE {{s}}.attempts a SET reason = 'lease expired without a result', finished_at = c.leased_until
-	FROM candidates c
-	WHERE a.message_id = ANY(ARRAY(SELECT id FROM candidates WHERE expired)) AND a.message_id = c.id AND a.finished_at IS NULL
+	INSERT INTO {{s}}.attempts (message_id, number, notifier_id, leased_at, finished_at, outcome, reason)
+	SELECT c.id, c.attempt_count, c.leased_by, c.leased_at, c.leased_until, 'leased', 'lease expired without a result'
+	FROM candidates c WHERE c.expired
+),
+lostcuts AS (
+	SELECT c.id, (SELECT x.id FROM {{s}}.attempts x WHERE x.message_id = c.id ORDER BY x.id DESC OFFSET {{keep}} LIMIT 1) AS cut
+	FROM candidates c WHERE c.expired
+),
+losttrim AS (
+	DELETE FROM {{s}}.attempts a USING lostcuts c
+	WHERE a.message_id = ANY(ARRAY(SELECT id FROM lostcuts WHERE cut IS NOT NULL)) AND a.message_id = c.id AND a.id <= c.cut
 ),
 canceled AS (
 	UPDATE {{s}}.messages m SET status = 'canceled', status_reason = coalesce(m.cancel_reason, 'template deleted'), cancel_reason = NULL,
@@ -88,26 +106,14 @@ exhausted AS (
 		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, next_retry_after = NULL
 	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NULL AND attempt_count >= $5))
 ),
+-- No attempt row: while leased, the message row is its current attempt (MessageAttempts
+-- reads leased_by, updated_at and attempt_count).
 leased AS (
 	UPDATE {{s}}.messages m SET status = 'leased', leased_by = $2,
 		leased_until = (SELECT ts FROM now) + $4 * interval '1 microsecond',
 		attempt_count = m.attempt_count + 1, updated_at = (SELECT ts FROM now), next_retry_after = NULL
 	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NULL AND attempt_count < $5))
 	RETURNING m.id, m.method, m.template_id, m.user_id, m.payload, m.attempt_count, m.created_at, m.seq
-),
-started AS (
-	INSERT INTO {{s}}.attempts (message_id, number, notifier_id, leased_at, outcome)
-	SELECT l.id, l.attempt_count, $2, (SELECT ts FROM now), 'leased' FROM leased l
-),
--- The history keeps the newest 50 attempts: this lease adds one, so a message keeps 49 of
--- the others; only messages with 50 already have a cutoff.
-cutoffs AS (
-	SELECT l.id, (SELECT x.id FROM {{s}}.attempts x WHERE x.message_id = l.id ORDER BY x.id DESC OFFSET 49 LIMIT 1) AS cut
-	FROM leased l
-),
-trimmed AS (
-	DELETE FROM {{s}}.attempts a USING cutoffs c
-	WHERE a.message_id = ANY(ARRAY(SELECT id FROM cutoffs WHERE cut IS NOT NULL)) AND a.message_id = c.id AND a.id <= c.cut
 )
 SELECT l.id, l.method, l.template_id, t.name, t.title_template, t.body_template, l.payload::text,
 	coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default), l.attempt_count, l.created_at, (SELECT ts FROM now)
@@ -124,27 +130,25 @@ ORDER BY l.seq`),
 		// row, scan the leased index and compare every row with every result (quadratic:
 		// 0.4-0.9 s for 1,000 results). Now it probes the primary key once per result, or
 		// hashes the table. Likewise the lease updates its candidates by
-		// id = ANY(ARRAY(...)) rather than by a join. The attempt's history row (the only
-		// unfinished one of its message) is finished in the same statement, joined to the
-		// results by message ID through the attempts_open partial index. (Not by
-		// message_id = ANY(ARRAY(...)): on a table without statistics the planner scanned
-		// every attempt and compared it with every result, a quarter of the drain rate.)
+		// id = ANY(ARRAY(...)) rather than by a join.
+		//
+		// A success writes no attempt row: the message row keeps its last attempt's lease
+		// time (updated_at, as the lease set it: the SET list reads the row before the
+		// update), notifier and duration, from which MessageAttempts lists it.
 		markSent: q(`
 WITH done AS (
 	UPDATE {{s}}.messages m SET status = 'sent', status_reason = '', cancel_reason = NULL, sent_at = coalesce($1::timestamptz, now()),
-		updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL
+		updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL,
+		last_leased_at = m.updated_at, last_notifier = $2, last_duration_ns = r.took
 	FROM unnest($3::text[]::uuid[], $4::int[], $5::bigint[]) AS r(id, attempt, took)
 	WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
-	RETURNING m.id, r.took
-),
-finished AS (
-	UPDATE {{s}}.attempts a SET finished_at = coalesce($1::timestamptz, now()), outcome = 'sent', reason = '', duration_ns = d.took
-	FROM done d
-	WHERE a.message_id = d.id AND a.finished_at IS NULL
+	RETURNING 1
 )
 SELECT count(*)::int FROM done`),
 
 		// A temporary failure of a message whose cancellation was requested ends canceled.
+		// Each failure is an attempt row, written in the same statement, and the message's
+		// history is trimmed to the newest attempts (storecheck.MaxAttempts, this one included).
 		markFailed: q(`
 WITH done AS (
 	UPDATE {{s}}.messages m SET
@@ -154,15 +158,23 @@ WITH done AS (
 		updated_at = coalesce($1::timestamptz, now()),
 		next_retry_after = CASE WHEN r.status = 'temporary_failure' AND m.cancel_reason IS NULL
 			THEN coalesce($1::timestamptz, now()) + r.delay * interval '1 microsecond' END,
-		leased_by = NULL, leased_until = NULL, cancel_reason = NULL
+		leased_by = NULL, leased_until = NULL, cancel_reason = NULL,
+		last_leased_at = m.updated_at, last_notifier = $2, last_duration_ns = r.took
 	FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) AS r(id, attempt, status, reason, delay, took)
 	WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
-	RETURNING m.id, r.status, r.reason, r.took
+	RETURNING m.id, m.attempt_count, m.last_leased_at, r.status, r.reason, r.took
 ),
 finished AS (
-	UPDATE {{s}}.attempts a SET finished_at = coalesce($1::timestamptz, now()), outcome = d.status, reason = d.reason, duration_ns = d.took
+	INSERT INTO {{s}}.attempts (message_id, number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns)
+	SELECT d.id, d.attempt_count, $2, d.last_leased_at, coalesce($1::timestamptz, now()), d.status, d.reason, d.took FROM done d
+),
+cutoffs AS (
+	SELECT d.id, (SELECT x.id FROM {{s}}.attempts x WHERE x.message_id = d.id ORDER BY x.id DESC OFFSET {{keep}} LIMIT 1) AS cut
 	FROM done d
-	WHERE a.message_id = d.id AND a.finished_at IS NULL
+),
+trimmed AS (
+	DELETE FROM {{s}}.attempts a USING cutoffs c
+	WHERE a.message_id = ANY(ARRAY(SELECT id FROM cutoffs WHERE cut IS NOT NULL)) AND a.message_id = c.id AND a.id <= c.cut
 )
 SELECT count(*)::int FROM done`),
 
@@ -230,12 +242,12 @@ ins AS (
 SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad),
 	(SELECT count(*) FROM ins)::int`),
 
-		// enqueue for one message, the common case of an enqueue in a host's transaction:
-		// scalar parameters and a join on fixed keys, so that it plans in a fraction of the
-		// batch statement's time and, prepared, runs on a generic plan (the batch
-		// statement's custom plans, re-made on every call because an array's length is
-		// unknown to a generic plan, cost more than its execution). chk has no row for an
-		// unknown template.
+		// enqueue for one message, the common case (and the one inside a host's
+		// transaction): scalar parameters and a join on fixed keys, so that it plans in a
+		// fraction of the batch statement's time, and a prepared generic plan costs what a
+		// custom one does, so PostgreSQL reuses it after its first five calls even where
+		// the store cannot ask for it (in the host's transaction, see queryGeneric). chk
+		// has no row for an unknown template.
 		enqueueOne: q(`
 WITH chk AS (
 	SELECT t.deleted_at IS NOT NULL AS missing, coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default) AS disabled
@@ -326,8 +338,25 @@ c AS (
 )
 SELECT count(*)::int FROM t`),
 
-		attempts: q(`SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns
-FROM {{s}}.attempts WHERE message_id = $1 ORDER BY id`),
+		// The history: the attempt rows (attempts that did not succeed; a finished row of
+		// an earlier version, sent or not, too), then the message's current or final
+		// attempt read from its row: leased (its notifier, lease time and number) or sent
+		// (the last attempt's columns; a message sent by an earlier version has a sent
+		// row instead). Unfinished rows (leases of an earlier version) are left out: the
+		// message row stands for them. The newest storecheck.MaxAttempts, oldest first.
+		attempts: q(`
+SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns FROM (
+	SELECT a.id AS k, a.number, a.notifier_id, a.leased_at, a.finished_at, a.outcome, a.reason, a.duration_ns
+	FROM {{s}}.attempts a WHERE a.message_id = $1 AND a.finished_at IS NOT NULL
+	UNION ALL
+	SELECT 9223372036854775807, m.attempt_count, m.leased_by, m.updated_at, NULL, 'leased', '', 0
+	FROM {{s}}.messages m WHERE m.id = $1 AND m.status = 'leased'
+	UNION ALL
+	SELECT 9223372036854775807, m.attempt_count, m.last_notifier, m.last_leased_at, m.sent_at, 'sent', '', m.last_duration_ns
+	FROM {{s}}.messages m WHERE m.id = $1 AND m.status = 'sent' AND m.last_notifier IS NOT NULL
+		AND NOT EXISTS (SELECT FROM {{s}}.attempts x WHERE x.message_id = $1 AND x.outcome = 'sent')
+	ORDER BY k DESC LIMIT {{max}}
+) h ORDER BY k`),
 		messageExists: q(`SELECT EXISTS (SELECT FROM {{s}}.messages WHERE id = $1)`),
 
 		// Retry: a failed or canceled message of a template that is not deleted becomes
