@@ -73,11 +73,11 @@ expired AS (
 ),
 candidates AS (
 	SELECT c.id, c.attempt_count, c.expired, c.leased_until, c.leased_by, c.leased_at,
-		coalesce(c.cancel_reason, CASE WHEN t.deleted_at IS NOT NULL THEN 'template deleted' END) AS cancel_reason
+		coalesce(c.cancel_reason, CASE WHEN t.id IS NULL OR t.deleted_at IS NOT NULL THEN 'template deleted' END) AS cancel_reason
 	FROM (
 		SELECT * FROM pending UNION ALL SELECT * FROM due UNION ALL SELECT * FROM expired
 		ORDER BY seq LIMIT $3
-	) c JOIN {{s}}.templates t ON t.id = c.template_id
+	) c LEFT JOIN {{s}}.templates t ON t.id = c.template_id
 ),
 -- An expired lease is an attempt that ended without a result: the only attempt row a lease
 -- writes (a rare path), trimmed like markFailed's to the newest attempts. Its lease time is
@@ -364,8 +364,8 @@ SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns
 		// no such message), whether its template is deleted and whether it changed.
 		retry: q(`
 WITH before AS (
-	SELECT m.status, t.deleted_at IS NOT NULL AS deleted FROM {{s}}.messages m
-	JOIN {{s}}.templates t ON t.id = m.template_id WHERE m.id = $2
+	SELECT m.status, t.id IS NULL OR t.deleted_at IS NOT NULL AS deleted FROM {{s}}.messages m
+	LEFT JOIN {{s}}.templates t ON t.id = m.template_id WHERE m.id = $2
 ),
 upd AS (
 	UPDATE {{s}}.messages m SET status = 'pending', attempt_count = 0, next_retry_after = NULL, cancel_reason = NULL,

@@ -146,3 +146,59 @@ func TestLeaseCancelsMessagesOfDeletedTemplate(t *testing.T) {
 		t.Fatalf("message: %+v, %v; want canceled, \"template deleted\"", m, err)
 	}
 }
+
+// TestTemplateRowDeletedByHand: a template row deleted outside the library (the library
+// only marks templates deleted) cancels its unfinished messages when a notifier would
+// lease them, keeps its finished ones for the purge, and does not hold up the messages
+// queued behind them; RetryMessage refuses its messages as those of a deleted template.
+func TestTemplateRowDeletedByHand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	other := notifications.Template{ID: uuid.New(), Name: "other", TitleTemplate: "x", EnabledByDefault: true}
+	if err := f.store.UpsertTemplates(f.ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	send := func(tmpl uuid.UUID) uuid.UUID {
+		ids, err := f.enq.SendAtomic(f.ctx, notifications.EnqueueRequest{TemplateID: tmpl, UserID: uuid.New()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids[0]
+	}
+	notifier := uuid.New()
+	lease := func(limit int) []driver.LeasedMessage {
+		got, err := f.store.LeaseMessages(f.ctx, driver.LeaseParams{NotifierID: notifier, Methods: []string{string(notifications.MethodWebhook)},
+			Limit: limit, LeasePeriod: time.Minute, MaxAttempts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	sent := send(f.tmpl.ID)
+	if l := lease(1); len(l) != 1 {
+		t.Fatalf("leased %d", len(l))
+	} else if _, err := f.store.MarkSent(f.ctx, notifier, []driver.SentResult{{ID: sent, AttemptCount: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	orphans := []uuid.UUID{send(f.tmpl.ID), send(f.tmpl.ID), send(f.tmpl.ID)}
+	behind := send(other.ID)
+	if _, err := f.pool.Exec(f.ctx, "DELETE FROM "+pgx.Identifier{f.schema, "templates"}.Sanitize()+" WHERE id = $1", f.tmpl.ID); err != nil {
+		t.Fatalf("delete the template row: %v", err)
+	}
+	got := lease(10)
+	if len(got) != 1 || got[0].ID != behind {
+		t.Fatalf("leased %+v; want only the other template's message, queued behind the three orphans", got)
+	}
+	for _, id := range orphans {
+		m, err := f.store.Message(f.ctx, id)
+		if err != nil || m.Status != notifications.StatusCanceled || m.StatusReason != "template deleted" {
+			t.Fatalf("orphan %s: %+v, %v; want canceled, template deleted", id, m, err)
+		}
+		if err := f.store.RetryMessage(f.ctx, id); !errors.Is(err, notifications.ErrNotFound) {
+			t.Fatalf("retry an orphan: %v; want ErrNotFound (its template is gone)", err)
+		}
+	}
+	if m, err := f.store.Message(f.ctx, sent); err != nil || m.Status != notifications.StatusSent {
+		t.Fatalf("the sent message: %+v, %v; want it kept for the purge", m, err)
+	}
+}
