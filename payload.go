@@ -47,6 +47,9 @@ func DecodePayload(raw []byte) (MessagePayload, error) {
 	if len(raw) == 0 {
 		return p, xerrors.Errorf("decode payload: empty: %w", ErrInvalidMessage)
 	}
+	if fast, ok := decodePayloadFast(raw); ok {
+		return fast, nil
+	}
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return p, xerrors.Errorf("decode payload: %v: %w", err, ErrInvalidMessage)
 	}
