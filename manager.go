@@ -43,6 +43,10 @@ type Manager struct {
 	// notifier is the lease loop and its deliveries.
 	notifier *notifier
 
+	// templateLabels caches templateLabel; templateLabelsMu serialises its writers.
+	templateLabels   atomic.Pointer[map[uuid.UUID]string]
+	templateLabelsMu sync.Mutex
+
 	// syncMu serialises flushes (and so guards each buffer's pending batch).
 	syncMu sync.Mutex
 
@@ -136,6 +140,7 @@ func NewManager(cfg Config, store NotifierStore, handlers map[Method]Handler) (*
 	for _, method := range m.methods {
 		m.methodNames = append(m.methodNames, string(method))
 	}
+	m.templateLabels.Store(&map[uuid.UUID]string{})
 	m.notifier = &notifier{m: m}
 	return m, nil
 }

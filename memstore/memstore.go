@@ -98,7 +98,10 @@ func New(cfg Config) *Store {
 	return s
 }
 
-func (s *Store) now() time.Time { return s.clock.Now("memstore") }
+func (s *Store) now() time.Time { return s.clock.Now(nowTags...) }
+
+// nowTags are the clock tags of now, allocated once.
+var nowTags = []string{"memstore"}
 
 // LeaseMessages implements notifications.NotifierStore.
 func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
