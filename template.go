@@ -293,23 +293,52 @@ func (r *renderer) titleBody(titleSrc, bodySrc string, payload MessagePayload) (
 	return strings.TrimSpace(title), strings.TrimSpace(body), nil
 }
 
-// planPart is a piece of a plan: literal text, or the payload field field reads (when
-// field is not nil).
+// planPart is a piece of a plan: literal text, or the payload field field names (when
+// it is not fieldNone).
 type planPart struct {
 	text  string
-	field func(p *MessagePayload) string
+	field planField
 }
 
-// planFields are the MessagePayload fields a plan may print, each as escapedPayload
-// gives it to templates.
-var planFields = map[string]func(p *MessagePayload) string{
-	"Version":                func(p *MessagePayload) string { return p.Version },
-	"NotificationName":       func(p *MessagePayload) string { return markdown.Escape(p.NotificationName) },
-	"NotificationTemplateID": func(p *MessagePayload) string { return p.NotificationTemplateID },
-	"UserID":                 func(p *MessagePayload) string { return p.UserID },
-	"UserEmail":              func(p *MessagePayload) string { return markdown.Escape(p.UserEmail) },
-	"UserName":               func(p *MessagePayload) string { return markdown.Escape(p.UserName) },
-	"UserUsername":           func(p *MessagePayload) string { return markdown.Escape(p.UserUsername) },
+// planField names a MessagePayload field a plan may print.
+type planField int
+
+const (
+	fieldNone planField = iota
+	fieldVersion
+	fieldNotificationName
+	fieldNotificationTemplateID
+	fieldUserID
+	fieldUserEmail
+	fieldUserName
+	fieldUserUsername
+)
+
+// planFields are the fields a plan may print, by name.
+var planFields = map[string]planField{
+	"Version": fieldVersion, "NotificationName": fieldNotificationName, "NotificationTemplateID": fieldNotificationTemplateID,
+	"UserID": fieldUserID, "UserEmail": fieldUserEmail, "UserName": fieldUserName, "UserUsername": fieldUserUsername,
+}
+
+// value is f's value in p as escapedPayload gives it to templates.
+func (f planField) value(p *MessagePayload) string {
+	switch f {
+	case fieldVersion:
+		return p.Version
+	case fieldNotificationName:
+		return markdown.Escape(p.NotificationName)
+	case fieldNotificationTemplateID:
+		return p.NotificationTemplateID
+	case fieldUserID:
+		return p.UserID
+	case fieldUserEmail:
+		return markdown.Escape(p.UserEmail)
+	case fieldUserName:
+		return markdown.Escape(p.UserName)
+	case fieldUserUsername:
+		return markdown.Escape(p.UserUsername)
+	}
+	return ""
 }
 
 // planOf returns the plan of t, or nil when t has anything besides text and {{.Field}}
@@ -328,7 +357,7 @@ func planOf(t *template.Template) []planPart {
 				return nil
 			}
 			f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode)
-			if !ok || len(f.Ident) != 1 || planFields[f.Ident[0]] == nil {
+			if !ok || len(f.Ident) != 1 || planFields[f.Ident[0]] == fieldNone {
 				return nil
 			}
 			plan = append(plan, planPart{field: planFields[f.Ident[0]]})
@@ -349,14 +378,35 @@ func (r *renderer) renderPlan(src string, p *MessagePayload) (out string, ok boo
 	if err != nil || t.plan == nil {
 		return "", false
 	}
-	if len(t.plan) == 1 && t.plan[0].field == nil {
+	switch {
+	case len(t.plan) == 0:
+		return "", true
+	case len(t.plan) == 1 && t.plan[0].field == fieldNone:
 		return t.plan[0].text, true
 	}
-	var b strings.Builder
+	// Values first, so that the result is allocated once.
+	var values [8]string
+	parts := values[:0]
+	n := 0
 	for _, part := range t.plan {
-		if part.field != nil {
-			b.WriteString(part.field(p))
-		} else {
+		s := part.text
+		if part.field != fieldNone {
+			s = part.field.value(p)
+		}
+		if len(parts) < cap(parts) {
+			parts = append(parts, s)
+		}
+		n += len(s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, part := range t.plan {
+		switch {
+		case i < len(parts):
+			b.WriteString(parts[i])
+		case part.field != fieldNone:
+			b.WriteString(part.field.value(p))
+		default:
 			b.WriteString(part.text)
 		}
 	}
