@@ -58,6 +58,9 @@ type message struct {
 	// arrives (CancelMessage, DeleteTemplate).
 	cancel   string
 	attempts []notifications.Attempt
+	// firstAttempt backs attempts until a second attempt: most messages have one, and it
+	// then costs no allocation of its own.
+	firstAttempt [1]notifications.Attempt
 }
 
 type inboxItem struct {
@@ -126,7 +129,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 		}
 	}
 	slices.SortFunc(candidates, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
-	var out []driver.LeasedMessage
+	out := make([]driver.LeasedMessage, 0, min(len(candidates), p.Limit))
 	for _, msg := range candidates {
 		if len(out) == p.Limit {
 			break
@@ -167,6 +170,9 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 			CreatedAt:     msg.CreatedAt,
 			LeasedAt:      now,
 		})
+	}
+	if len(out) == 0 {
+		return nil, nil
 	}
 	return out, nil
 }
@@ -401,6 +407,7 @@ func (s *Store) insertLocked(m driver.NewMessage, now time.Time) *message {
 		dedupeKey: m.DedupeKey,
 		hidx:      -1,
 	}
+	msg.attempts = msg.firstAttempt[:0]
 	msg.elem = s.queueLocked(notifications.Method(m.Method)).pending.PushBack(msg)
 	s.msgs[m.ID] = msg
 	if m.DedupeKey != "" {

@@ -70,6 +70,9 @@ func (s *Store) MessageAttempts(ctx context.Context, id uuid.UUID) ([]notificati
 	if !ok {
 		return nil, xerrors.Errorf("message attempts: message %s: %w", id, notifications.ErrNotFound)
 	}
+	if len(msg.attempts) == 0 {
+		return nil, nil // as before any lease: firstAttempt backs an empty, non-nil slice
+	}
 	return slices.Clone(msg.attempts), nil
 }
 
