@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cdr.dev/slog"
@@ -17,8 +18,7 @@ import (
 type notifier struct {
 	m *Manager
 
-	mu       sync.Mutex
-	inflight int
+	inflight atomic.Int64
 	freed    chan struct{} // a delivery slot was freed (coalesced)
 
 	// Deliveries run on workers that stay for the next message instead of one goroutine
@@ -112,9 +112,7 @@ func (n *notifier) available() int {
 
 // start hands msg to an idle worker, or starts a worker for it.
 func (n *notifier) start(runCtx context.Context, msg driver.LeasedMessage) {
-	n.mu.Lock()
-	n.inflight++
-	n.mu.Unlock()
+	n.inflight.Add(1)
 	select {
 	case n.tasks <- msg:
 	default:
@@ -146,9 +144,7 @@ func (n *notifier) deliverAndRelease(runCtx context.Context, msg driver.LeasedMe
 }
 
 func (n *notifier) release() {
-	n.mu.Lock()
-	n.inflight--
-	n.mu.Unlock()
+	n.inflight.Add(-1)
 	select {
 	case n.freed <- struct{}{}:
 	default:
@@ -157,9 +153,7 @@ func (n *notifier) release() {
 
 // running is how many deliveries are in flight.
 func (n *notifier) running() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.inflight
+	return int(n.inflight.Load())
 }
 
 // deliver renders and delivers one message and buffers its result. The delivery slot is

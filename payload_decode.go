@@ -132,20 +132,35 @@ func (d *fastDecoder) str() (string, bool) {
 		return "", false
 	}
 	start, ascii := d.i, true
-	for ; d.i < len(d.s); d.i++ {
+	for {
+		for d.i < len(d.s) && !strStop[d.s[d.i]] {
+			d.i++
+		}
+		if d.i == len(d.s) {
+			return "", false
+		}
 		switch c := d.s[d.i]; {
 		case c == '"':
 			v := d.s[start:d.i]
 			d.i++
 			return v, ascii || utf8.ValidString(v)
-		case c == '\\' || c < ' ':
-			return "", false
 		case c >= utf8.RuneSelf:
 			ascii = false
+			d.i++
+		default: // an escape or a control character
+			return "", false
 		}
 	}
-	return "", false
 }
+
+// strStop marks the bytes str stops at: the closing quote, an escape, control characters
+// and the bytes of non-ASCII characters.
+var strStop = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c == '"' || c == '\\' || c < ' ' || c >= utf8.RuneSelf
+	}
+	return t
+}()
 
 // strOrNull reads a string into dst; null leaves dst as it is, as encoding/json does.
 func (d *fastDecoder) strOrNull(dst *string) bool {
