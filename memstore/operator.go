@@ -96,10 +96,7 @@ func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 		return xerrors.Errorf("retry message %s: template %s: %w", id, msg.TemplateID, notifications.ErrNotFound)
 	}
 	s.dequeueLocked(msg)
-	if msg.finElem != nil {
-		s.finished.Remove(msg.finElem)
-		msg.finElem = nil
-	}
+	s.finished.remove(msg)
 	msg.StatusReason = fmt.Sprintf("retried by an operator after %s: %s", msg.Status, msg.StatusReason)
 	msg.Status = notifications.StatusPending
 	msg.AttemptCount = 0
