@@ -50,7 +50,7 @@ bench-go: ## The Go benchmarks of the library itself (memstore and pgstore drain
 	./scripts/with-postgres.sh $(GO) test -run '^$$' -bench . -benchtime 100000x -count 3 . ./pgstore/
 
 FUZZTIME ?= 60s
-FUZZ_TARGETS := .:FuzzRenderTitleBody .:FuzzDecodePayload .:FuzzRenderActionURL ./internal/markdown:FuzzMarkdown \
+FUZZ_TARGETS := .:FuzzRenderTitleBody .:FuzzDecodePayload .:FuzzDecodePayloadFast .:FuzzRenderPlan .:FuzzRenderActionURL ./internal/markdown:FuzzMarkdown \
 	./internal/email:FuzzEncodeHeaderText ./internal/email:FuzzFormatAddress ./dispatch:FuzzVerifyWebhook
 
 fuzz: ## Run every fuzz target for FUZZTIME (default 60s) each; seeds live in testdata/fuzz.

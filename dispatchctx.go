@@ -16,26 +16,93 @@ import (
 // contexts they derive) can tell a timeout from a shutdown.
 type dispatchContext struct {
 	parent   context.Context
+	group    *dispatchGroup
 	deadline time.Time
-	done     chan struct{}
 	timer    *quartz.Timer
-	unhook   func() bool
+	// prev and next link the context into its group while it is live.
+	prev, next *dispatchContext
 
 	mu       sync.Mutex
+	done     chan struct{} // made by the first Done call, or by end
 	err      error
 	timedOut bool // the dispatch deadline (not the parent) ended it
 }
 
 var _ context.Context = (*dispatchContext)(nil)
 
-func newDispatchContext(parent context.Context, clock quartz.Clock, timeout time.Duration) *dispatchContext {
-	c := &dispatchContext{
-		parent:   parent,
-		deadline: clock.Now("Manager", "dispatchDeadline").Add(timeout),
-		done:     make(chan struct{}),
+// The clock tags of a dispatch, allocated once.
+var (
+	dispatchDeadlineTags = []string{"Manager", "dispatchDeadline"}
+	dispatchTimeoutTags  = []string{"Manager", "dispatchTimeout"}
+)
+
+// dispatchGroup ends the live dispatch contexts of one run when its context ends: one
+// context.AfterFunc for the run rather than one per delivery.
+type dispatchGroup struct {
+	parent context.Context
+	unhook func() bool
+
+	mu    sync.Mutex
+	ended bool
+	head  *dispatchContext // the live contexts
+}
+
+func newDispatchGroup(parent context.Context) *dispatchGroup {
+	g := &dispatchGroup{parent: parent}
+	g.unhook = context.AfterFunc(parent, g.endAll)
+	return g
+}
+
+// endAll ends every live context with the parent's error, and any made later at once.
+func (g *dispatchGroup) endAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ended = true
+	err := g.parent.Err()
+	for c := g.head; c != nil; c = c.next {
+		c.end(err, false)
 	}
-	c.unhook = context.AfterFunc(parent, func() { c.end(parent.Err(), false) })
-	c.timer = clock.AfterFunc(timeout, func() { c.end(context.DeadlineExceeded, true) }, "Manager", "dispatchTimeout")
+}
+
+// close stops watching the parent; call it once no context of the group is live.
+func (g *dispatchGroup) close() { g.unhook() }
+
+func (g *dispatchGroup) add(c *dispatchContext) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ended {
+		c.end(g.parent.Err(), false)
+		return
+	}
+	c.next = g.head
+	if g.head != nil {
+		g.head.prev = c
+	}
+	g.head = c
+}
+
+func (g *dispatchGroup) remove(c *dispatchContext) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if g.head == c {
+		g.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+}
+
+func newDispatchContext(group *dispatchGroup, clock quartz.Clock, timeout time.Duration) *dispatchContext {
+	c := &dispatchContext{
+		parent:   group.parent,
+		group:    group,
+		deadline: clock.Now(dispatchDeadlineTags...).Add(timeout),
+	}
+	group.add(c)
+	c.timer = clock.AfterFunc(timeout, func() { c.end(context.DeadlineExceeded, true) }, dispatchTimeoutTags...)
 	return c
 }
 
@@ -47,7 +114,17 @@ func (c *dispatchContext) Deadline() (time.Time, bool) {
 	return c.deadline, true
 }
 
-func (c *dispatchContext) Done() <-chan struct{} { return c.done }
+func (c *dispatchContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.err != nil {
+			close(c.done)
+		}
+	}
+	return c.done
+}
 
 func (c *dispatchContext) Err() error {
 	c.mu.Lock()
@@ -67,7 +144,9 @@ func (c *dispatchContext) end(err error, byDeadline bool) {
 		return
 	}
 	c.err, c.timedOut = err, byDeadline
-	close(c.done)
+	if c.done != nil {
+		close(c.done)
+	}
 }
 
 // exceeded reports whether the dispatch deadline ended the context.
@@ -77,10 +156,10 @@ func (c *dispatchContext) exceeded() bool {
 	return c.timedOut
 }
 
-// stop releases the timer and the parent hook and ends the context (contexts derived
+// stop releases the timer and leaves the group, and ends the context (contexts derived
 // from it are released too).
 func (c *dispatchContext) stop() {
-	c.unhook()
+	c.group.remove(c)
 	c.timer.Stop()
 	c.end(context.Canceled, false)
 }

@@ -102,6 +102,9 @@ func (e *classifiedError) Unwrap() error { return e.err }
 // isRetryable classifies err: a Permanent or Retryable mark (the outermost one) wins over
 // reported, the DeliveryFunc's own answer.
 func isRetryable(err error, reported bool) bool {
+	if err == nil {
+		return reported // errors.As would allocate for nothing
+	}
 	var c *classifiedError
 	if errors.As(err, &c) {
 		return c.retryable

@@ -43,6 +43,10 @@ type Manager struct {
 	// notifier is the lease loop and its deliveries.
 	notifier *notifier
 
+	// templateLabels caches templateLabel; templateLabelsMu serialises its writers.
+	templateLabels   atomic.Pointer[map[uuid.UUID]string]
+	templateLabelsMu sync.Mutex
+
 	// syncMu serialises flushes (and so guards each buffer's pending batch).
 	syncMu sync.Mutex
 
@@ -136,6 +140,7 @@ func NewManager(store NotifierStore, handlers map[Method]Handler, cfg Config) (*
 	for _, method := range m.methods {
 		m.methodNames = append(m.methodNames, string(method))
 	}
+	m.templateLabels.Store(&map[uuid.UUID]string{})
 	m.notifier = &notifier{m: m}
 	return m, nil
 }
@@ -405,7 +410,7 @@ func (b *resultBuffer[T]) bufferedLocked() int { return len(b.ch) + len(b.pendin
 // flush writes b's pending batch, or a new one of at most cap(b.ch) results, and reports
 // whether it succeeded (true when there was nothing to write). Callers hold m.syncMu.
 func flush[T any](ctx context.Context, m *Manager, b *resultBuffer[T]) bool {
-	if len(b.pending) == 0 {
+	if len(b.pending) == 0 && len(b.ch) > 0 { // an empty buffer needs no batch allocated
 		b.pending = drain(b.ch, make([]T, 0, cap(b.ch)))
 		if h := m.testHooks.drained; h != nil && len(b.pending) > 0 {
 			h()

@@ -2,10 +2,12 @@ package notifications
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
 	"cdr.dev/slog"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -138,3 +140,25 @@ func NewMetrics(reg prometheus.Registerer, cfg MetricsConfig) *Metrics {
 	}
 	return m
 }
+
+// templateLabel is id as the notification_template_id label value, formatted once per
+// template: the Manager keeps a copy-on-write map, so a lookup neither locks nor allocates.
+func (m *Manager) templateLabel(id uuid.UUID) string {
+	if s, ok := (*m.templateLabels.Load())[id]; ok {
+		return s
+	}
+	s := id.String()
+	m.templateLabelsMu.Lock()
+	defer m.templateLabelsMu.Unlock()
+	old := *m.templateLabels.Load()
+	next := make(map[uuid.UUID]string, len(old)+1)
+	if len(old) < maxTemplateLabels {
+		maps.Copy(next, old)
+	}
+	next[id] = s
+	m.templateLabels.Store(&next)
+	return s
+}
+
+// maxTemplateLabels bounds the label cache; it starts over when full.
+const maxTemplateLabels = 1024

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cdr.dev/slog"
@@ -17,8 +18,7 @@ import (
 type notifier struct {
 	m *Manager
 
-	mu       sync.Mutex
-	inflight int
+	inflight atomic.Int64
 	freed    chan struct{} // a delivery slot was freed (coalesced)
 
 	// Deliveries run on workers that stay for the next message instead of one goroutine
@@ -27,6 +27,8 @@ type notifier struct {
 	// bound them); idle ones wait on tasks, which run closes when it returns.
 	tasks chan driver.LeasedMessage
 	wg    sync.WaitGroup
+	// dispatches ends the deliveries' contexts when the run context ends.
+	dispatches *dispatchGroup
 }
 
 // run leases and starts deliveries until leaseCtx ends, then waits for the deliveries it
@@ -36,9 +38,11 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 	m := n.m
 	n.freed = make(chan struct{}, 1)
 	n.tasks = make(chan driver.LeasedMessage)
+	n.dispatches = newDispatchGroup(runCtx)
 	defer func() {
 		close(n.tasks) // idle workers exit; busy ones exit after their delivery
 		n.wg.Wait()
+		n.dispatches.close()
 	}()
 
 	ticker := m.clock.NewTicker(m.cfg.FetchInterval, "Manager", "fetch")
@@ -108,13 +112,12 @@ func (n *notifier) available() int {
 
 // start hands msg to an idle worker, or starts a worker for it.
 func (n *notifier) start(runCtx context.Context, msg driver.LeasedMessage) {
-	n.mu.Lock()
-	n.inflight++
-	n.mu.Unlock()
+	n.inflight.Add(1)
 	select {
 	case n.tasks <- msg:
 	default:
-		n.wg.Go(func() { n.work(runCtx, msg) })
+		first := msg // only this copy is captured (and so moved to the heap)
+		n.wg.Go(func() { n.work(runCtx, first) })
 	}
 }
 
@@ -141,9 +144,7 @@ func (n *notifier) deliverAndRelease(runCtx context.Context, msg driver.LeasedMe
 }
 
 func (n *notifier) release() {
-	n.mu.Lock()
-	n.inflight--
-	n.mu.Unlock()
+	n.inflight.Add(-1)
 	select {
 	case n.freed <- struct{}{}:
 	default:
@@ -152,16 +153,14 @@ func (n *notifier) release() {
 
 // running is how many deliveries are in flight.
 func (n *notifier) running() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.inflight
+	return int(n.inflight.Load())
 }
 
 // deliver renders and delivers one message and buffers its result. The delivery slot is
 // released only once the result is buffered, so full buffers hold back leasing.
 func (n *notifier) deliver(runCtx context.Context, msg driver.LeasedMessage) {
 	m := n.m
-	tmplID := msg.TemplateID.String()
+	tmplID := m.templateLabel(msg.TemplateID)
 	method := string(msg.Method)
 	if msg.AttemptCount <= 1 {
 		// Enqueue to first lease only: later leases would count retry backoff as queueing.
@@ -223,11 +222,11 @@ func (n *notifier) attempt(runCtx context.Context, msg driver.LeasedMessage) (re
 		returned = true
 		return isRetryable(err, false), true, 0, err
 	}
-	inflight := m.metrics.InflightDispatches.WithLabelValues(string(msg.Method), msg.TemplateID.String())
+	inflight := m.metrics.InflightDispatches.WithLabelValues(string(msg.Method), m.templateLabel(msg.TemplateID))
 	inflight.Inc()
 	defer inflight.Dec()
 	start := m.clock.Now()
-	ctx := newDispatchContext(runCtx, m.clock, m.cfg.DispatchTimeout)
+	ctx := newDispatchContext(n.dispatches, m.clock, m.cfg.DispatchTimeout)
 	defer ctx.stop()
 	retryable, err = deliver(ctx, msg.ID)
 	returned = true
@@ -288,13 +287,13 @@ func (n *notifier) retryDelay(attempt int, err error) time.Duration {
 
 func (n *notifier) succeed(ctx context.Context, msg driver.LeasedMessage, took time.Duration) {
 	m := n.m
-	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), ResultSent).Inc()
+	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), m.templateLabel(msg.TemplateID), ResultSent).Inc()
 	push(ctx, m, m.sent.ch, driver.SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount, Duration: took})
 }
 
 func (n *notifier) fail(ctx context.Context, msg driver.LeasedMessage, status Status, reason string, delay, took time.Duration) {
 	m := n.m
-	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), msg.TemplateID.String(), string(status)).Inc()
+	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), m.templateLabel(msg.TemplateID), string(status)).Inc()
 	if status != StatusInhibited {
 		m.log.Debug(ctx, "delivery failed", slog.F("msg_id", msg.ID), slog.F("status", status),
 			slog.F("attempt", msg.AttemptCount), slog.F("reason", reason))

@@ -43,10 +43,19 @@ type MessagePayload struct {
 
 // DecodePayload decodes a stored payload, refusing anything that is not a JSON object.
 func DecodePayload(raw []byte) (MessagePayload, error) {
-	var p MessagePayload
 	if len(raw) == 0 {
-		return p, xerrors.Errorf("decode payload: empty: %w", ErrInvalidMessage)
+		return MessagePayload{}, xerrors.Errorf("decode payload: empty: %w", ErrInvalidMessage)
 	}
+	if p, ok := decodePayloadFast(raw); ok {
+		return p, nil
+	}
+	return decodePayloadJSON(raw)
+}
+
+// decodePayloadJSON is DecodePayload by encoding/json (a function of its own so that only
+// this path puts the payload on the heap).
+func decodePayloadJSON(raw []byte) (MessagePayload, error) {
+	var p MessagePayload
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return p, xerrors.Errorf("decode payload: %v: %w", err, ErrInvalidMessage)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"text/template"
+	"text/template/parse"
 
 	"github.com/google/uuid"
 	"golang.org/x/xerrors"
@@ -136,8 +137,16 @@ func parseTemplate(name, src string, helpers template.FuncMap) (*template.Templa
 type renderer struct {
 	helpers  template.FuncMap
 	mu       sync.RWMutex
-	cache    map[string]*template.Template
+	cache    map[string]*parsedTemplate
 	urlCache map[string]*actionURLTemplate
+}
+
+// parsedTemplate is a parsed title, body or action label template.
+type parsedTemplate struct {
+	t *template.Template
+	// plan, when not nil, renders t over a MessagePayload without text/template: t is only
+	// text and actions that print one of the payload's string fields ({{.UserName}}).
+	plan []planPart
 }
 
 // maxCachedTemplates bounds the parse cache; it is cleared when full (templates are few
@@ -145,12 +154,16 @@ type renderer struct {
 const maxCachedTemplates = 4096
 
 func newRenderer(helpers template.FuncMap) *renderer {
-	return &renderer{helpers: helpers, cache: make(map[string]*template.Template), urlCache: make(map[string]*actionURLTemplate)}
+	return &renderer{helpers: helpers, cache: make(map[string]*parsedTemplate), urlCache: make(map[string]*actionURLTemplate)}
 }
 
-func (r *renderer) parse(src string) (*template.Template, error) {
-	return cachedParse(&r.mu, r.cache, src, func() (*template.Template, error) {
-		return parseTemplate("notification", src, r.helpers)
+func (r *renderer) parse(src string) (*parsedTemplate, error) {
+	return cachedParse(&r.mu, r.cache, src, func() (*parsedTemplate, error) {
+		t, err := parseTemplate("notification", src, r.helpers)
+		if err != nil {
+			return nil, err
+		}
+		return &parsedTemplate{t: t, plan: planOf(t)}, nil
 	})
 }
 
@@ -214,7 +227,7 @@ func (r *renderer) execute(src string, data any) (string, error) {
 		return "", xerrors.Errorf("parse template: %w", err)
 	}
 	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	if err := t.t.Execute(&b, data); err != nil {
 		return "", xerrors.Errorf("execute template: %w", err)
 	}
 	return b.String(), nil
@@ -228,13 +241,15 @@ func escapedPayload(p MessagePayload) MessagePayload {
 	p.UserUsername = markdown.Escape(p.UserUsername)
 	p.UserEmail = markdown.Escape(p.UserEmail)
 	p.NotificationName = markdown.Escape(p.NotificationName)
-	if p.Labels != nil {
+	// Empty labels, data and actions have nothing to escape; templates cannot tell them
+	// from a copy.
+	if len(p.Labels) > 0 {
 		p.Labels = markdown.EscapeAny(p.Labels).(map[string]string)
 	}
-	if p.Data != nil {
+	if len(p.Data) > 0 {
 		p.Data = markdown.EscapeAny(p.Data).(map[string]any)
 	}
-	if p.Actions != nil {
+	if len(p.Actions) > 0 {
 		actions := make([]Action, len(p.Actions))
 		for i, a := range p.Actions {
 			actions[i] = Action{Label: markdown.Escape(a.Label), URL: markdown.Escape(a.URL)}
@@ -261,6 +276,11 @@ func (r *renderer) actions(tmpl Template, payload MessagePayload) ([]Action, err
 }
 
 func (r *renderer) titleBody(titleSrc, bodySrc string, payload MessagePayload) (title, body string, err error) {
+	if title, ok := r.renderPlan(titleSrc, &payload); ok {
+		if body, ok := r.renderPlan(bodySrc, &payload); ok {
+			return strings.TrimSpace(title), strings.TrimSpace(body), nil
+		}
+	}
 	data := escapedPayload(payload)
 	title, err = r.execute(titleSrc, data)
 	if err != nil {
@@ -271,4 +291,124 @@ func (r *renderer) titleBody(titleSrc, bodySrc string, payload MessagePayload) (
 		return "", "", xerrors.Errorf("render body: %w", err)
 	}
 	return strings.TrimSpace(title), strings.TrimSpace(body), nil
+}
+
+// planPart is a piece of a plan: literal text, or the payload field field names (when
+// it is not fieldNone).
+type planPart struct {
+	text  string
+	field planField
+}
+
+// planField names a MessagePayload field a plan may print.
+type planField int
+
+const (
+	fieldNone planField = iota
+	fieldVersion
+	fieldNotificationName
+	fieldNotificationTemplateID
+	fieldUserID
+	fieldUserEmail
+	fieldUserName
+	fieldUserUsername
+)
+
+// planFields are the fields a plan may print, by name.
+var planFields = map[string]planField{
+	"Version": fieldVersion, "NotificationName": fieldNotificationName, "NotificationTemplateID": fieldNotificationTemplateID,
+	"UserID": fieldUserID, "UserEmail": fieldUserEmail, "UserName": fieldUserName, "UserUsername": fieldUserUsername,
+}
+
+// value is f's value in p as escapedPayload gives it to templates.
+func (f planField) value(p *MessagePayload) string {
+	switch f {
+	case fieldVersion:
+		return p.Version
+	case fieldNotificationName:
+		return markdown.Escape(p.NotificationName)
+	case fieldNotificationTemplateID:
+		return p.NotificationTemplateID
+	case fieldUserID:
+		return p.UserID
+	case fieldUserEmail:
+		return markdown.Escape(p.UserEmail)
+	case fieldUserName:
+		return markdown.Escape(p.UserName)
+	case fieldUserUsername:
+		return markdown.Escape(p.UserUsername)
+	}
+	return ""
+}
+
+// planOf returns the plan of t, or nil when t has anything besides text and {{.Field}}
+// actions on the fields in planFields.
+func planOf(t *template.Template) []planPart {
+	if t.Tree == nil || t.Tree.Root == nil {
+		return nil
+	}
+	plan := make([]planPart, 0, len(t.Tree.Root.Nodes))
+	for _, node := range t.Tree.Root.Nodes {
+		switch n := node.(type) {
+		case *parse.TextNode:
+			plan = append(plan, planPart{text: string(n.Text)})
+		case *parse.ActionNode:
+			if n.Pipe == nil || n.Pipe.IsAssign || len(n.Pipe.Decl) > 0 || len(n.Pipe.Cmds) != 1 || len(n.Pipe.Cmds[0].Args) != 1 {
+				return nil
+			}
+			f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode)
+			if !ok || len(f.Ident) != 1 || planFields[f.Ident[0]] == fieldNone {
+				return nil
+			}
+			plan = append(plan, planPart{field: planFields[f.Ident[0]]})
+		default:
+			return nil
+		}
+	}
+	return plan
+}
+
+// renderPlan renders src over p (escaped as escapedPayload does) when src is empty or
+// has a plan; ok is false otherwise, and for a source that does not parse.
+func (r *renderer) renderPlan(src string, p *MessagePayload) (out string, ok bool) {
+	if src == "" {
+		return "", true
+	}
+	t, err := r.parse(src)
+	if err != nil || t.plan == nil {
+		return "", false
+	}
+	switch {
+	case len(t.plan) == 0:
+		return "", true
+	case len(t.plan) == 1 && t.plan[0].field == fieldNone:
+		return t.plan[0].text, true
+	}
+	// Values first, so that the result is allocated once.
+	var values [8]string
+	parts := values[:0]
+	n := 0
+	for _, part := range t.plan {
+		s := part.text
+		if part.field != fieldNone {
+			s = part.field.value(p)
+		}
+		if len(parts) < cap(parts) {
+			parts = append(parts, s)
+		}
+		n += len(s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, part := range t.plan {
+		switch {
+		case i < len(parts):
+			b.WriteString(parts[i])
+		case part.field != fieldNone:
+			b.WriteString(part.field.value(p))
+		default:
+			b.WriteString(part.text)
+		}
+	}
+	return b.String(), true
 }

@@ -31,7 +31,7 @@ type Store struct {
 	seq       int64
 	msgs      map[uuid.UUID]*message
 	queues    map[notifications.Method]*methodQueue // unfinished messages, for leasing
-	finished  *list.List                            // finished messages in the order they finished (so by UpdatedAt)
+	finished  finishedList                          // finished messages in the order they finished (so by UpdatedAt)
 	read      *list.List                            // read inbox items in the order they were read
 	dedupe    map[string]uuid.UUID
 	templates map[uuid.UUID]notifications.Template
@@ -52,12 +52,17 @@ type message struct {
 	elem       *list.Element // in its method's pending list while pending
 	hidx       int           // index in its method's timed heap while leased or retrying, else -1
 	eligibleAt time.Time     // the heap's key: lease expiry or retry time
-	finElem    *list.Element // in finished while finished
-	purged     bool
+	// finPrev and finNext link the message into finished while inFinished.
+	finPrev, finNext *message
+	inFinished       bool
+	purged           bool
 	// cancel, when set, is the reason a leased message is canceled when its result
 	// arrives (CancelMessage, DeleteTemplate).
 	cancel   string
 	attempts []notifications.Attempt
+	// firstAttempt backs attempts until a second attempt: most messages have one, and it
+	// then costs no allocation of its own.
+	firstAttempt [1]notifications.Attempt
 }
 
 type inboxItem struct {
@@ -81,7 +86,6 @@ func New(cfg Config) *Store {
 		clock:     quartz.NewReal(),
 		msgs:      make(map[uuid.UUID]*message),
 		queues:    make(map[notifications.Method]*methodQueue),
-		finished:  list.New(),
 		read:      list.New(),
 		dedupe:    make(map[string]uuid.UUID),
 		templates: make(map[uuid.UUID]notifications.Template),
@@ -98,7 +102,10 @@ func New(cfg Config) *Store {
 	return s
 }
 
-func (s *Store) now() time.Time { return s.clock.Now("memstore") }
+func (s *Store) now() time.Time { return s.clock.Now(nowTags...) }
+
+// nowTags are the clock tags of now, allocated once.
+var nowTags = []string{"memstore"}
 
 // LeaseMessages implements notifications.NotifierStore.
 func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
@@ -119,11 +126,15 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 	var candidates []*message
 	for _, method := range p.Methods {
 		if q, ok := s.queues[notifications.Method(method)]; ok {
-			candidates = append(candidates, q.dueLocked(now, p.Limit)...)
+			if due := q.dueLocked(now, p.Limit); candidates == nil {
+				candidates = due // a fresh slice: no copy for the usual single method
+			} else {
+				candidates = append(candidates, due...)
+			}
 		}
 	}
 	slices.SortFunc(candidates, func(a, b *message) int { return cmp.Compare(a.seq, b.seq) })
-	var out []driver.LeasedMessage
+	out := make([]driver.LeasedMessage, 0, min(len(candidates), p.Limit))
 	for _, msg := range candidates {
 		if len(out) == p.Limit {
 			break
@@ -165,6 +176,9 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 			LeasedAt:      now,
 		})
 	}
+	if len(out) == 0 {
+		return nil, nil
+	}
 	return out, nil
 }
 
@@ -185,7 +199,7 @@ func (s *Store) finishLocked(msg *message, status notifications.Status, now time
 	}
 	msg.cancel = ""
 	s.dequeueLocked(msg)
-	msg.finElem = s.finished.PushBack(msg)
+	s.finished.pushBack(msg)
 }
 
 func (s *Store) fencedLocked(notifierID, id uuid.UUID, attempt int) (*message, bool) {
@@ -289,13 +303,11 @@ func (s *Store) purgeBatch(p driver.PurgeParams, batch int) (int, bool) {
 	now := s.now()
 	n := 0
 	cutoff := now.Add(-p.MessagesOlderThan)
-	for e := s.finished.Front(); e != nil && n < batch; e = s.finished.Front() {
-		msg := e.Value.(*message)
+	for msg := s.finished.head; msg != nil && n < batch; msg = s.finished.head {
 		if msg.UpdatedAt.After(cutoff) {
 			break
 		}
-		s.finished.Remove(e)
-		msg.finElem = nil
+		s.finished.remove(msg)
 		delete(s.msgs, msg.ID)
 		if s.dedupe[msg.dedupeKey] == msg.ID {
 			delete(s.dedupe, msg.dedupeKey)
@@ -398,6 +410,7 @@ func (s *Store) insertLocked(m driver.NewMessage, now time.Time) *message {
 		dedupeKey: m.DedupeKey,
 		hidx:      -1,
 	}
+	msg.attempts = msg.firstAttempt[:0]
 	msg.elem = s.queueLocked(notifications.Method(m.Method)).pending.PushBack(msg)
 	s.msgs[m.ID] = msg
 	if m.DedupeKey != "" {
@@ -566,4 +579,41 @@ func (s *Store) PendingByMethod(ctx context.Context) (map[notifications.Method]i
 		}
 	}
 	return out, nil
+}
+
+// finishedList is the finished messages in the order they finished, linked through the
+// messages themselves so that finishing one allocates nothing.
+type finishedList struct {
+	head, tail *message
+}
+
+// pushBack appends m (moving it to the end if it is in the list already).
+func (l *finishedList) pushBack(m *message) {
+	l.remove(m)
+	m.finPrev, m.finNext = l.tail, nil
+	if l.tail != nil {
+		l.tail.finNext = m
+	} else {
+		l.head = m
+	}
+	l.tail = m
+	m.inFinished = true
+}
+
+// remove takes m out of the list if it is in it.
+func (l *finishedList) remove(m *message) {
+	if !m.inFinished {
+		return
+	}
+	if m.finPrev != nil {
+		m.finPrev.finNext = m.finNext
+	} else {
+		l.head = m.finNext
+	}
+	if m.finNext != nil {
+		m.finNext.finPrev = m.finPrev
+	} else {
+		l.tail = m.finPrev
+	}
+	m.finPrev, m.finNext, m.inFinished = nil, nil, false
 }

@@ -70,6 +70,9 @@ func (s *Store) MessageAttempts(ctx context.Context, id uuid.UUID) ([]notificati
 	if !ok {
 		return nil, xerrors.Errorf("message attempts: message %s: %w", id, notifications.ErrNotFound)
 	}
+	if len(msg.attempts) == 0 {
+		return nil, nil // as before any lease: firstAttempt backs an empty, non-nil slice
+	}
 	return slices.Clone(msg.attempts), nil
 }
 
@@ -93,10 +96,7 @@ func (s *Store) RetryMessage(ctx context.Context, id uuid.UUID) error {
 		return xerrors.Errorf("retry message %s: template %s: %w", id, msg.TemplateID, notifications.ErrNotFound)
 	}
 	s.dequeueLocked(msg)
-	if msg.finElem != nil {
-		s.finished.Remove(msg.finElem)
-		msg.finElem = nil
-	}
+	s.finished.remove(msg)
 	msg.StatusReason = fmt.Sprintf("retried by an operator after %s: %s", msg.Status, msg.StatusReason)
 	msg.Status = notifications.StatusPending
 	msg.AttemptCount = 0

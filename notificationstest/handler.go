@@ -31,10 +31,15 @@ type RecordingHandler struct {
 	// context, so it may block on ctx to simulate a slow receiver.
 	Outcome func(ctx context.Context, d Delivery) (retryable bool, err error)
 
-	mu         sync.Mutex
-	deliveries []Delivery
+	mu sync.Mutex
+	// deliveries holds every delivery in call order, in chunks that each double the last
+	// (up to maxDeliveryChunk), so that recording never copies earlier deliveries.
+	deliveries [][]Delivery
+	total      int
 	changed    signal.Signal
 }
+
+const maxDeliveryChunk = 4096
 
 // NewRecordingHandler returns a handler whose deliveries succeed unless outcome says
 // otherwise (outcome may be nil).
@@ -49,7 +54,7 @@ func (h *RecordingHandler) Dispatcher(payload notifications.MessagePayload, titl
 	return func(ctx context.Context, msgID uuid.UUID) (bool, error) {
 		d := Delivery{MsgID: msgID, Payload: payload, Title: title, Body: body}
 		h.mu.Lock()
-		h.deliveries = append(h.deliveries, d)
+		h.record(d)
 		h.mu.Unlock()
 		h.changed.Broadcast()
 		if h.Outcome == nil {
@@ -63,7 +68,29 @@ func (h *RecordingHandler) Dispatcher(payload notifications.MessagePayload, titl
 func (h *RecordingHandler) Deliveries() []Delivery {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]Delivery(nil), h.deliveries...)
+	var out []Delivery
+	if h.total > 0 {
+		out = make([]Delivery, 0, h.total)
+	}
+	for _, chunk := range h.deliveries {
+		out = append(out, chunk...)
+	}
+	return out
+}
+
+// record appends d; callers hold h.mu.
+func (h *RecordingHandler) record(d Delivery) {
+	last := len(h.deliveries) - 1
+	if last < 0 || len(h.deliveries[last]) == cap(h.deliveries[last]) {
+		size := 16
+		if last >= 0 {
+			size = min(2*cap(h.deliveries[last]), maxDeliveryChunk)
+		}
+		h.deliveries = append(h.deliveries, make([]Delivery, 0, size))
+		last++
+	}
+	h.deliveries[last] = append(h.deliveries[last], d)
+	h.total++
 }
 
 // Count returns how many deliveries were made for msgID.
@@ -71,9 +98,11 @@ func (h *RecordingHandler) Count(msgID uuid.UUID) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
-	for _, d := range h.deliveries {
-		if d.MsgID == msgID {
-			n++
+	for _, chunk := range h.deliveries {
+		for _, d := range chunk {
+			if d.MsgID == msgID {
+				n++
+			}
 		}
 	}
 	return n
@@ -90,7 +119,7 @@ func (h *RecordingHandler) WaitForDeliveries(ctx context.Context, n int) error {
 func (h *RecordingHandler) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.deliveries)
+	return h.total
 }
 
 // Notification is one request recorded by FakeEnqueuer: a call records one per request it

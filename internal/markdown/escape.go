@@ -39,13 +39,35 @@ var escaper = strings.NewReplacer(
 	"\n", " ",
 )
 
+// replaced marks the bytes that begin one of escaper's old strings.
+var replaced = func() (t [256]bool) {
+	for _, c := range []byte("\\`*_{}[]()#+-!|<>~&\r\n") {
+		t[c] = true
+	}
+	return t
+}()
+
+// needsReplace reports whether escaper would change s; when it would not, Escape skips
+// it (it allocates even when nothing changes).
+func needsReplace(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if replaced[s[i]] {
+			return true
+		}
+	}
+	return false
+}
+
 // Escape returns s with Markdown syntax neutralised, for interpolating a user-controlled
 // value into a Markdown template. Besides the characters above, what only has meaning at
 // the start of a line is neutralised at the start of the value (which a template may put
 // at the start of a line): leading blanks (an indented code block) are dropped, and an
 // ordered-list number ("1.") or a setext underline ("===") is escaped.
 func Escape(s string) string {
-	s = strings.TrimLeft(escaper.Replace(s), " \t")
+	if needsReplace(s) {
+		s = escaper.Replace(s)
+	}
+	s = strings.TrimLeft(s, " \t")
 	digits := 0
 	for digits < len(s) && s[digits] >= '0' && s[digits] <= '9' {
 		digits++

@@ -29,8 +29,8 @@ func (s *Signal) Broadcast() {
 	defer s.mu.Unlock()
 	if s.ch != nil {
 		close(s.ch)
+		s.ch = nil // the next waiter makes a new one: no allocation while nobody waits
 	}
-	s.ch = make(chan struct{})
 }
 
 // Wait returns nil once cond holds, re-checking it after every Broadcast, or ctx's error.
