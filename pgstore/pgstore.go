@@ -485,6 +485,9 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 			keys[i] = &k
 		}
 	}
+	if n >= copyEnqueueMin {
+		return s.enqueueCopy(ctx, db, msgs)
+	}
 	generic := !s.inTx && db == dbtx(s.pool) // see queryGeneric
 	if n == 1 {
 		var missing, disabled bool

@@ -13,7 +13,7 @@ import (
 // explicit "now" (NULL: the database's now()).
 type queries struct {
 	lease, leaseInTx, markSent, markFailed, purge, purgeInbox, enqueue string
-	enqueueOne                                                         string
+	enqueueOne, enqueueCheck                                           string
 	template, templates, upsertTemplates, deleteTemplate               string
 	message, countByStatus, setPaused, paused                          string
 	setPreference, setMethodPreference, preferences                    string
@@ -241,6 +241,25 @@ ins AS (
 )
 SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad),
 	(SELECT count(*) FROM ins)::int`),
+
+		// The check of enqueueCopy, over the distinct (template, user, method) triples of
+		// a batch in their order: the first refused one, as enqueue's bad, and the time to
+		// store (the database's now() is the transaction's, the one the copy commits in).
+		enqueueCheck: q(`
+WITH input AS (
+	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]) WITH ORDINALITY AS r(template_id, user_id, method, ord)
+),
+bad AS (
+	SELECT i.template_id, i.user_id, t.id IS NULL OR t.deleted_at IS NOT NULL AS missing
+	FROM input i
+	LEFT JOIN {{s}}.templates t ON t.id = i.template_id
+	LEFT JOIN {{s}}.method_preferences mp ON mp.user_id = i.user_id AND mp.template_id = i.template_id AND mp.method = i.method
+	LEFT JOIN {{s}}.preferences p ON p.user_id = i.user_id AND p.template_id = i.template_id
+	WHERE t.id IS NULL OR t.deleted_at IS NOT NULL OR coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default)
+	ORDER BY i.ord
+	LIMIT 1
+)
+SELECT coalesce($1::timestamptz, now()), (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad)`),
 
 		// enqueue for one message, the common case (and the one inside a host's
 		// transaction): scalar parameters and a join on fixed keys, so that it plans in a
