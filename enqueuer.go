@@ -421,15 +421,43 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 // dedupeKey identifies a message for deduplication: the idempotency key and method when
 // given, otherwise the content (template, user, method, payload, targets) and UTC day.
 func dedupeKey(req EnqueueRequest, method Method, payload []byte, day string) string {
-	h := sha256.New()
+	// The same bytes as before, hashed without building strings: one allocation, the key.
+	var buf [160]byte
+	b := buf[:0]
+	var sum [sha256.Size]byte
 	if req.IdempotencyKey != "" {
-		h.Write([]byte("key\x00" + req.IdempotencyKey + "\x00" + string(method)))
+		b = append(append(append(append(b, "key\x00"...), req.IdempotencyKey...), 0), method...)
+		sum = sha256.Sum256(b)
 	} else {
-		h.Write([]byte("content\x00" + req.TemplateID.String() + "\x00" + req.UserID.String() + "\x00" + string(method) + "\x00"))
+		h := sha256.New()
+		b = append(b, "content\x00"...)
+		b = appendUUID(b, req.TemplateID)
+		b = append(b, 0)
+		b = appendUUID(b, req.UserID)
+		b = append(append(append(b, 0), method...), 0)
+		h.Write(b)
 		h.Write(payload) // carries labels, data and targets
-		h.Write([]byte("\x00" + day))
+		h.Write(append(append(b[:0], 0), day...))
+		h.Sum(sum[:0])
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	var key [2 * sha256.Size]byte
+	hex.Encode(key[:], sum[:])
+	return string(key[:])
+}
+
+// appendUUID appends id's canonical text (as uuid.UUID.String writes it) to b.
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	var s [36]byte
+	hex.Encode(s[0:8], id[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], id[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], id[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], id[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], id[10:])
+	return append(b, s[:]...)
 }
 
 type cachedTemplate struct {
