@@ -31,7 +31,7 @@ func copyBatch(tmpl uuid.UUID) []driver.NewMessage {
 
 // TestCopiedEnqueue: a large batch (the copied enqueue) stores every message as given, and
 // each kind of refusal in it (a missing or deleted template, a disabled one, a duplicate
-// ID or key, in the batch or stored, data PostgreSQL refuses) is attributed to its message,
+// ID or key, in the batch or stored, data PostgreSQL refuses, a NUL byte) is attributed to its message,
 // the others stored unless atomic; in the pool's exec mode, through PgBouncer and in the
 // host's transaction.
 func TestCopiedEnqueue(t *testing.T) {
@@ -107,6 +107,7 @@ func TestCopiedEnqueue(t *testing.T) {
 				{"key in the batch", func(b []driver.NewMessage, m *driver.NewMessage) { m.DedupeKey = b[3].DedupeKey }, notifications.ErrDuplicate},
 				{"invalid JSON", func(_ []driver.NewMessage, m *driver.NewMessage) { m.Payload = []byte(`{"n":`) }, notifications.ErrInvalidMessage},
 				{"invalid UTF-8", func(_ []driver.NewMessage, m *driver.NewMessage) { m.CreatedBy = "\xff" }, notifications.ErrInvalidMessage},
+				{"NUL", func(_ []driver.NewMessage, m *driver.NewMessage) { m.DedupeKey = "a\x00b" }, notifications.ErrInvalidMessage},
 			}
 			for _, r := range refusals {
 				for _, atomic := range []bool{true, false} {

@@ -12,6 +12,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -455,27 +456,24 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 }
 
 // enqueueBatch stores every message or none: one statement on db inserts every row and
-// checks templates and preferences. The caller wakes the notifiers (wakeAfterEnqueue).
+// checks templates and preferences (from copyEnqueueMin messages, enqueueCopy). The
+// caller wakes the notifiers (wakeAfterEnqueue).
 func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMessage) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	for i := range msgs {
+		if err := checkNewMessage(i, &msgs[i]); err != nil {
+			return err
+		}
+	}
 	n := len(msgs)
+	if n >= copyEnqueueMin {
+		return s.enqueueCopy(ctx, db, msgs)
+	}
 	ids, tmpls, users := make([]string, n), make([]string, n), make([]string, n)
 	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	for i, m := range msgs {
-		if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
-			return xerrors.Errorf("enqueue message %d: ID, UserID and TemplateID must be set: %w", i, notifications.ErrInvalidMessage)
-		}
-		if m.Method == "" {
-			return xerrors.Errorf("enqueue message %s: Method must be set: %w", m.ID, notifications.ErrInvalidMessage)
-		}
-		if len(m.Payload) == 0 {
-			return xerrors.Errorf("enqueue message %s: payload is empty: %w", m.ID, notifications.ErrInvalidMessage)
-		}
-		if err := refuseNUL("enqueue message "+m.ID.String(), string(m.Method), m.CreatedBy, m.DedupeKey, string(m.Payload)); err != nil {
-			return err
-		}
 		// PostgreSQL validates the JSON (the column is json); invalid JSON is translated to
 		// ErrInvalidMessage and the whole batch is refused.
 		ids[i], tmpls[i], users[i], methods[i] = m.ID.String(), m.TemplateID.String(), m.UserID.String(), string(m.Method)
@@ -484,9 +482,6 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 			k := m.DedupeKey
 			keys[i] = &k
 		}
-	}
-	if n >= copyEnqueueMin {
-		return s.enqueueCopy(ctx, db, msgs)
 	}
 	generic := !s.inTx && db == dbtx(s.pool) // see queryGeneric
 	if n == 1 {
@@ -534,6 +529,25 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 	}
 	if inserted != n {
 		return xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
+	}
+	return nil
+}
+
+// checkNewMessage refuses message i of a batch when PostgreSQL could not store it or it
+// lacks a field; the strings for the error are built only then.
+func checkNewMessage(i int, m *driver.NewMessage) error {
+	if m.ID == uuid.Nil || m.UserID == uuid.Nil || m.TemplateID == uuid.Nil {
+		return xerrors.Errorf("enqueue message %d: ID, UserID and TemplateID must be set: %w", i, notifications.ErrInvalidMessage)
+	}
+	if m.Method == "" {
+		return xerrors.Errorf("enqueue message %s: Method must be set: %w", m.ID, notifications.ErrInvalidMessage)
+	}
+	if len(m.Payload) == 0 {
+		return xerrors.Errorf("enqueue message %s: payload is empty: %w", m.ID, notifications.ErrInvalidMessage)
+	}
+	if strings.IndexByte(m.Method, 0) >= 0 || strings.IndexByte(m.CreatedBy, 0) >= 0 || strings.IndexByte(m.DedupeKey, 0) >= 0 ||
+		bytes.IndexByte(m.Payload, 0) >= 0 {
+		return refuseNUL("enqueue message "+m.ID.String(), m.Method, m.CreatedBy, m.DedupeKey, string(m.Payload))
 	}
 	return nil
 }
