@@ -94,10 +94,9 @@ type EnqueuerConfig struct {
 
 // StoreEnqueuer is the Enqueuer that writes to an EnqueueStore.
 type StoreEnqueuer struct {
-	store  EnqueueStore
-	cfg    EnqueuerConfig
-	render *renderer
-	cache  *templateCache
+	store EnqueueStore
+	cfg   EnqueuerConfig
+	cache *templateCache
 }
 
 var _ Enqueuer = (*StoreEnqueuer)(nil)
@@ -123,10 +122,9 @@ func NewStoreEnqueuer(store EnqueueStore, cfg EnqueuerConfig) (*StoreEnqueuer, e
 	}
 	cfg.Registry = cfg.Registry.orDefault()
 	return &StoreEnqueuer{
-		store:  store,
-		cfg:    cfg,
-		render: cfg.Registry.render,
-		cache:  &templateCache{m: make(map[uuid.UUID]cachedTemplate)},
+		store: store,
+		cfg:   cfg,
+		cache: &templateCache{m: make(map[uuid.UUID]cachedTemplate)},
 	}, nil
 }
 
@@ -385,7 +383,7 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 		Data:                   req.Data,
 		Targets:                req.Targets,
 	}
-	actions, err := e.render.actions(tmpl, payload)
+	actions, err := e.cfg.Registry.render.actions(tmpl, payload)
 	if err != nil {
 		return nil, err
 	}

@@ -24,8 +24,8 @@ type Manager struct {
 	cfg      Config
 	store    NotifierStore
 	handlers map[Method]Handler
-	methods  []Method // the keys of handlers, sorted: what the notifier leases
-	// methodNames are methods as strings, for the store.
+	// methodNames are the keys of handlers, sorted, as the store names them: what the
+	// notifier leases.
 	methodNames []string
 	clock       quartz.Clock
 	log         slog.Logger
@@ -124,7 +124,6 @@ func NewManager(store NotifierStore, handlers map[Method]Handler, cfg Config) (*
 		cfg:            cfg,
 		store:          store,
 		handlers:       hs,
-		methods:        slices.Sorted(maps.Keys(hs)),
 		clock:          clock,
 		log:            cfg.Logger.Named("notifications").With(slog.F("notifier_id", id)),
 		metrics:        metrics,
@@ -137,7 +136,7 @@ func NewManager(store NotifierStore, handlers map[Method]Handler, cfg Config) (*
 		deliveriesDone: make(chan struct{}),
 		done:           make(chan struct{}),
 	}
-	for _, method := range m.methods {
+	for _, method := range slices.Sorted(maps.Keys(hs)) {
 		m.methodNames = append(m.methodNames, string(method))
 	}
 	m.templateLabels.Store(&map[uuid.UUID]string{})

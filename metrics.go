@@ -3,7 +3,6 @@ package notifications
 import (
 	"context"
 	"maps"
-	"slices"
 	"time"
 
 	"cdr.dev/slog"
@@ -66,7 +65,7 @@ func (m *Manager) checkPending(ctx context.Context, counter pendingCounter) {
 	unhandled := map[string]int{}
 	for method, n := range counts {
 		m.metrics.PendingMessages.WithLabelValues(string(method)).Set(float64(n))
-		if !slices.Contains(m.methods, method) {
+		if _, ok := m.handlers[method]; !ok {
 			unhandled[string(method)] = n
 		}
 	}

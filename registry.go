@@ -26,10 +26,13 @@ func NewRegistry(helpers template.FuncMap) *Registry {
 	return &Registry{helpers: h, render: newRenderer(h)}
 }
 
-// orDefault returns r, or a Registry without helpers when r is nil.
+// noHelpers is the Registry of a nil *Registry: one, so that its parse cache is shared.
+var noHelpers = NewRegistry(nil)
+
+// orDefault returns r, or the Registry without helpers when r is nil.
 func (r *Registry) orDefault() *Registry {
 	if r == nil {
-		return NewRegistry(nil)
+		return noHelpers
 	}
 	return r
 }

@@ -112,8 +112,8 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 	if err := ctx.Err(); err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", err)
 	}
-	if p.Limit <= 0 || p.MaxAttempts <= 0 || p.LeasePeriod <= 0 || p.NotifierID == uuid.Nil {
-		return nil, xerrors.Errorf("lease messages: Limit, MaxAttempts, LeasePeriod and NotifierID must be set (got %+v): %w", p, notifications.ErrInvalidMessage)
+	if err := storecheck.LeaseParams(p); err != nil {
+		return nil, xerrors.Errorf("lease messages: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -234,12 +234,8 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	if err := ctx.Err(); err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", err)
 	}
-	for _, r := range results {
-		switch r.Status {
-		case string(notifications.StatusTemporaryFailure), string(notifications.StatusPermanentFailure), string(notifications.StatusInhibited):
-		default:
-			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
-		}
+	if err := storecheck.FailedResults(results); err != nil {
+		return 0, xerrors.Errorf("mark failed: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

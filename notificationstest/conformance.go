@@ -68,6 +68,21 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 		{"Templates", testTemplates},
 		{"AdminQueries", testAdminQueries},
 		{"Inbox", testInbox},
+		// The methods hosts call for their screens and tools.
+		{"PreferencesPerMethod", testPreferencesPerMethod},
+		{"TemplatesListed", testTemplatesListed},
+		{"DeleteTemplateCancelsItsMessages", testDeleteTemplate},
+		{"InboxPagesAreStable", testInboxPaging},
+		{"InboxFilters", testInboxFilters},
+		{"InboxReadArchiveDelete", testInboxStates},
+		{"MessageQuery", testMessageQuery},
+		{"MessageQueryPages", testMessageQueryPages},
+		{"RetryMessage", testRetryMessage},
+		{"CancelMessage", testCancelMessage},
+		{"ResendMessage", testResendMessage},
+		{"AttemptHistory", testAttemptHistory},
+		{"AttemptHistoryIsBounded", testAttemptHistoryBounded},
+		{"CanceledIsPurged", testCanceledPurged},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,7 +93,6 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 			tc.fn(t, h)
 		})
 	}
-	runHostAPITests(t, newStore)
 }
 
 // suiteClock is a mock clock at a fixed midday start, which keeps "same UTC day" tests

@@ -49,7 +49,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, a
 	for i, m := range msgs {
 		if seenIDs[m.ID] {
 			refused[i] = xerrors.Errorf("enqueue message %s: the ID appears twice in one call: %w", m.ID, notifications.ErrDuplicate)
-		} else if refused[i], err = s.enqueueOne(ctx, tx, m); err != nil {
+		} else if refused[i], err = s.enqueueSavepoint(ctx, tx, m); err != nil {
 			return nil, xerrors.Errorf("enqueue messages: %w", err)
 		}
 		seenIDs[m.ID] = true
@@ -72,9 +72,9 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, a
 	return refused, nil
 }
 
-// enqueueOne stores m under a savepoint of tx: refused is why m was refused (the savepoint
-// is rolled back), err a failure of the transaction itself.
-func (s *Store) enqueueOne(ctx context.Context, tx dbtx, m driver.NewMessage) (refused, err error) {
+// enqueueSavepoint stores m under a savepoint of tx: refused is why m was refused (the
+// savepoint is rolled back), err a failure of the transaction itself.
+func (s *Store) enqueueSavepoint(ctx context.Context, tx dbtx, m driver.NewMessage) (refused, err error) {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return nil, translate(err)

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/xerrors"
 
-	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/driver"
 )
 
@@ -39,7 +38,7 @@ func (s *Store) enqueueCopy(ctx context.Context, db dbtx, msgs []driver.NewMessa
 			continue
 		}
 		seen[k] = struct{}{}
-		tmpls, users, methods = append(tmpls, m.TemplateID.String()), append(users, m.UserID.String()), append(methods, string(m.Method))
+		tmpls, users, methods = append(tmpls, m.TemplateID.String()), append(users, m.UserID.String()), append(methods, m.Method)
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -55,10 +54,7 @@ func (s *Store) enqueueCopy(ctx context.Context, db dbtx, msgs []driver.NewMessa
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
 	}
 	if badTemplate != nil {
-		if missing != nil && *missing {
-			return xerrors.Errorf("enqueue messages: template %s: %w", *badTemplate, notifications.ErrNotFound)
-		}
-		return xerrors.Errorf("enqueue messages: template %s for user %s: %w", *badTemplate, *badUser, notifications.ErrCannotEnqueueDisabledNotification)
+		return enqueueRefusal(badTemplate, badUser, missing)
 	}
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{s.o.schema, "messages"}, copyColumns, &copyRows{msgs: msgs, now: now, i: -1})
 	if err != nil {
@@ -93,11 +89,7 @@ func (r *copyRows) Values() ([]any, error) {
 	for i, t := range m.Targets {
 		targets[i] = t
 	}
-	var key *string
-	if m.DedupeKey != "" {
-		key = &m.DedupeKey
-	}
-	r.row = [10]any{[16]byte(m.ID), [16]byte(m.TemplateID), [16]byte(m.UserID), string(m.Method), m.Payload, targets, m.CreatedBy, key, r.now, r.now}
+	r.row = [10]any{[16]byte(m.ID), [16]byte(m.TemplateID), [16]byte(m.UserID), m.Method, m.Payload, targets, m.CreatedBy, dedupeKeyArg(&m.DedupeKey), r.now, r.now}
 	return r.row[:], nil
 }
 

@@ -276,21 +276,17 @@ func (e *refusalError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 // LeaseMessages implements notifications.NotifierStore.
 func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driver.LeasedMessage, error) {
-	if p.Limit <= 0 || p.MaxAttempts <= 0 || p.LeasePeriod <= 0 || p.NotifierID == uuid.Nil {
-		return nil, xerrors.Errorf("lease messages: Limit, MaxAttempts, LeasePeriod and NotifierID must be set (got %+v): %w", p, notifications.ErrInvalidMessage)
+	if err := storecheck.LeaseParams(p); err != nil {
+		return nil, xerrors.Errorf("lease messages: %w", err)
 	}
 	if len(p.Methods) == 0 {
 		return nil, nil
-	}
-	methods := make([]string, len(p.Methods))
-	for i, m := range p.Methods {
-		methods[i] = string(m)
 	}
 	lease := s.q.lease
 	if s.inTx {
 		lease = s.q.leaseInTx
 	}
-	rows, done, err := s.queryGeneric(ctx, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, methods)
+	rows, done, err := s.queryGeneric(ctx, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, p.Methods)
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
@@ -394,6 +390,9 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	if len(results) == 0 {
 		return 0, nil
 	}
+	if err := storecheck.FailedResults(results); err != nil {
+		return 0, xerrors.Errorf("mark failed: %w", err)
+	}
 	ids := make([]string, len(results))
 	attempts := make([]int32, len(results))
 	statuses := make([]string, len(results))
@@ -401,12 +400,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 	delays := make([]int64, len(results))
 	took := make([]int64, len(results))
 	for i, r := range results {
-		switch r.Status {
-		case string(notifications.StatusTemporaryFailure), string(notifications.StatusPermanentFailure), string(notifications.StatusInhibited):
-		default:
-			return 0, xerrors.Errorf("mark failed: message %s: status %q is not a failure status: %w", r.ID, r.Status, notifications.ErrInvalidMessage)
-		}
-		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), string(r.Status)
+		ids[i], attempts[i], statuses[i] = r.ID.String(), int32(r.AttemptCount), r.Status
 		reasons[i] = strings.ToValidUTF8(strings.ReplaceAll(r.Reason, "\x00", ""), "\uFFFD")
 		delays[i], took[i] = r.RetryDelay.Microseconds(), int64(r.Duration)
 	}
@@ -471,66 +465,74 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 	if n >= copyEnqueueMin {
 		return s.enqueueCopy(ctx, db, msgs)
 	}
-	ids, tmpls, users := make([]string, n), make([]string, n), make([]string, n)
-	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
-	for i, m := range msgs {
-		// PostgreSQL validates the JSON (the column is json); invalid JSON is translated to
-		// ErrInvalidMessage and the whole batch is refused.
-		ids[i], tmpls[i], users[i], methods[i] = m.ID.String(), m.TemplateID.String(), m.UserID.String(), string(m.Method)
-		payloads[i], targets[i], createdBy[i] = string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy
-		if m.DedupeKey != "" {
-			k := m.DedupeKey
-			keys[i] = &k
+	// Outside the host's transaction, small enqueues run on their statement's generic plan
+	// (see queryGeneric); a larger batch keeps the plan made for its arrays.
+	generic := !s.inTx && db == dbtx(s.pool) && n <= genericEnqueueMax
+	query := func(sql string, args []any, dest ...any) error {
+		if generic {
+			return s.queryRowGeneric(ctx, sql, args, dest...)
 		}
+		return db.QueryRow(ctx, sql, args...).Scan(dest...)
 	}
-	generic := !s.inTx && db == dbtx(s.pool) // see queryGeneric
 	if n == 1 {
+		m := &msgs[0]
 		var missing, disabled bool
 		var inserted int
-		args := []any{s.now(), ids[0], tmpls[0], users[0], methods[0], payloads[0], targets[0], createdBy[0], keys[0]}
-		var err error
-		if generic {
-			err = s.queryRowGeneric(ctx, s.q.enqueueOne, args, &missing, &disabled, &inserted)
-		} else {
-			err = db.QueryRow(ctx, s.q.enqueueOne, args...).Scan(&missing, &disabled, &inserted)
-		}
+		err := query(s.q.enqueueOne, []any{s.now(), m.ID.String(), m.TemplateID.String(), m.UserID.String(), m.Method,
+			string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy, dedupeKeyArg(&m.DedupeKey)}, &missing, &disabled, &inserted)
 		switch {
 		case err != nil:
 			return xerrors.Errorf("enqueue messages: %w", translate(err))
-		case missing:
-			return xerrors.Errorf("enqueue messages: template %s: %w", tmpls[0], notifications.ErrNotFound)
-		case disabled:
-			return xerrors.Errorf("enqueue messages: template %s for user %s: %w", tmpls[0], users[0], notifications.ErrCannotEnqueueDisabledNotification)
+		case missing || disabled:
+			return enqueueRefusal(&m.TemplateID, &m.UserID, &missing)
 		case inserted != 1:
 			return xerrors.Errorf("enqueue messages: inserted %d of 1 rows", inserted)
 		}
 		return nil
+	}
+	ids, tmpls, users := make([]string, n), make([]string, n), make([]string, n)
+	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+	for i := range msgs {
+		// PostgreSQL validates the JSON (the column is json); invalid JSON is translated to
+		// ErrInvalidMessage and the whole batch is refused.
+		m := &msgs[i]
+		ids[i], tmpls[i], users[i], methods[i] = m.ID.String(), m.TemplateID.String(), m.UserID.String(), m.Method
+		payloads[i], targets[i], createdBy[i], keys[i] = string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy, dedupeKeyArg(&m.DedupeKey)
 	}
 	var (
 		badTemplate, badUser *uuid.UUID
 		missing              *bool
 		inserted             int
 	)
-	args := []any{s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys}
-	var err error
-	if n <= genericEnqueueMax && generic {
-		err = s.queryRowGeneric(ctx, s.q.enqueue, args, &badTemplate, &badUser, &missing, &inserted)
-	} else {
-		err = db.QueryRow(ctx, s.q.enqueue, args...).Scan(&badTemplate, &badUser, &missing, &inserted)
-	}
-	if err != nil {
+	if err := query(s.q.enqueue, []any{s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys},
+		&badTemplate, &badUser, &missing, &inserted); err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
 	}
 	if badTemplate != nil {
-		if missing != nil && *missing {
-			return xerrors.Errorf("enqueue messages: template %s: %w", *badTemplate, notifications.ErrNotFound)
-		}
-		return xerrors.Errorf("enqueue messages: template %s for user %s: %w", *badTemplate, *badUser, notifications.ErrCannotEnqueueDisabledNotification)
+		return enqueueRefusal(badTemplate, badUser, missing)
 	}
 	if inserted != n {
 		return xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
 	}
 	return nil
+}
+
+// dedupeKeyArg is a message's dedupe key as the enqueue statements take it: NULL when
+// there is none.
+func dedupeKeyArg(key *string) *string {
+	if *key == "" {
+		return nil
+	}
+	return key
+}
+
+// enqueueRefusal is the error of an enqueue refused by the store's check: the template of
+// user's message is missing or deleted (missing), or the user disabled it.
+func enqueueRefusal(template, user *uuid.UUID, missing *bool) error {
+	if missing != nil && *missing {
+		return xerrors.Errorf("enqueue messages: template %s: %w", *template, notifications.ErrNotFound)
+	}
+	return xerrors.Errorf("enqueue messages: template %s for user %s: %w", *template, *user, notifications.ErrCannotEnqueueDisabledNotification)
 }
 
 // checkNewMessage refuses message i of a batch when PostgreSQL could not store it or it

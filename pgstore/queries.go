@@ -221,16 +221,7 @@ WITH input AS (
 	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
 		WITH ORDINALITY AS r(id, template_id, user_id, method, payload, targets, created_by, dedupe_key, ord)
 ),
-bad AS (
-	SELECT i.template_id, i.user_id, t.id IS NULL OR t.deleted_at IS NOT NULL AS missing
-	FROM input i
-	LEFT JOIN {{s}}.templates t ON t.id = i.template_id
-	LEFT JOIN {{s}}.method_preferences mp ON mp.user_id = i.user_id AND mp.template_id = i.template_id AND mp.method = i.method
-	LEFT JOIN {{s}}.preferences p ON p.user_id = i.user_id AND p.template_id = i.template_id
-	WHERE t.id IS NULL OR t.deleted_at IS NOT NULL OR coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default)
-	ORDER BY i.ord
-	LIMIT 1
-),
+` + refusedCTE + `,
 ins AS (
 	INSERT INTO {{s}}.messages (id, template_id, user_id, method, payload, targets, created_by, dedupe_key, created_at, updated_at)
 	SELECT id, template_id, user_id, method, payload::json, targets::uuid[], created_by, dedupe_key,
@@ -249,16 +240,7 @@ SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing
 WITH input AS (
 	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]) WITH ORDINALITY AS r(template_id, user_id, method, ord)
 ),
-bad AS (
-	SELECT i.template_id, i.user_id, t.id IS NULL OR t.deleted_at IS NOT NULL AS missing
-	FROM input i
-	LEFT JOIN {{s}}.templates t ON t.id = i.template_id
-	LEFT JOIN {{s}}.method_preferences mp ON mp.user_id = i.user_id AND mp.template_id = i.template_id AND mp.method = i.method
-	LEFT JOIN {{s}}.preferences p ON p.user_id = i.user_id AND p.template_id = i.template_id
-	WHERE t.id IS NULL OR t.deleted_at IS NOT NULL OR coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default)
-	ORDER BY i.ord
-	LIMIT 1
-)
+` + refusedCTE + `
 SELECT coalesce($1::timestamptz, now()), (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad)`),
 
 		// enqueue for one message, the common case (and the one inside a host's
@@ -419,6 +401,20 @@ SELECT (SELECT status FROM before), (SELECT count(*) FROM upd)::int`),
 // and read by every write of the statement. A store bound to the host's transaction
 // (WithTx) leases without it.
 const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`
+
+// refusedCTE is the check an enqueue makes before it writes, over its input CTE (template_id,
+// user_id, method, ord): bad is the first row, in input order, whose template is missing or
+// deleted (missing) or that the recipient disabled or did not opt in to.
+const refusedCTE = `bad AS (
+	SELECT i.template_id, i.user_id, t.id IS NULL OR t.deleted_at IS NOT NULL AS missing
+	FROM input i
+	LEFT JOIN {{s}}.templates t ON t.id = i.template_id
+	LEFT JOIN {{s}}.method_preferences mp ON mp.user_id = i.user_id AND mp.template_id = i.template_id AND mp.method = i.method
+	LEFT JOIN {{s}}.preferences p ON p.user_id = i.user_id AND p.template_id = i.template_id
+	WHERE t.id IS NULL OR t.deleted_at IS NOT NULL OR coalesce(mp.disabled, p.disabled, NOT t.enabled_by_default)
+	ORDER BY i.ord
+	LIMIT 1
+)`
 
 const templateColumns = `id, name, grp, kind, title_template, body_template, actions::text, methods, exclude_methods, enabled_by_default`
 

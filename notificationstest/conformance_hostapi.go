@@ -15,53 +15,18 @@ import (
 	"github.com/notifykit/notifications/driver"
 )
 
-// runHostAPITests runs the cases of RunStoreTests for the methods hosts call: preferences
-// per method, template listing and deletion, the inbox view, message search, operator
-// actions and the attempt history.
-func runHostAPITests(t *testing.T, newStore NewStoreFunc) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, h *suiteV1)
-	}{
-		{"PreferencesPerMethod", testPreferencesPerMethod},
-		{"TemplatesListed", testTemplatesListed},
-		{"DeleteTemplateCancelsItsMessages", testDeleteTemplate},
-		{"InboxPagesAreStable", testInboxPaging},
-		{"InboxFilters", testInboxFilters},
-		{"InboxReadArchiveDelete", testInboxStates},
-		{"MessageQuery", testMessageQuery},
-		{"MessageQueryPages", testMessageQueryPages},
-		{"RetryMessage", testRetryMessage},
-		{"CancelMessage", testCancelMessage},
-		{"ResendMessage", testResendMessage},
-		{"AttemptHistory", testAttemptHistory},
-		{"AttemptHistoryIsBounded", testAttemptHistoryBounded},
-		{"CanceledIsPurged", testCanceledPurged},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := suiteClock(t)
-			store := newStore(t, clk)
-			h := &suiteV1{suite: &suite{t: t, clk: clk, store: store, ctx: testContext(t)}, v1: store}
-			h.tmpl = h.template(true)
-			tc.fn(t, h)
-		})
-	}
-}
+// The cases of RunStoreTests for the methods hosts call: preferences per method, template
+// listing and deletion, the inbox view, message search, operator actions and the attempt
+// history.
 
-type suiteV1 struct {
-	*suite
-	v1 notifications.Store
-}
-
-func (h *suiteV1) setPref(user uuid.UUID, p notifications.Preference) {
+func (h *suite) setPref(user uuid.UUID, p notifications.Preference) {
 	h.t.Helper()
-	if err := h.v1.SetPreference(h.ctx, user, p); err != nil {
+	if err := h.store.SetPreference(h.ctx, user, p); err != nil {
 		h.t.Fatalf("set preference %+v: %v", p, err)
 	}
 }
 
-func (h *suiteV1) enqueueMethod(tmpl, user uuid.UUID, method notifications.Method) error {
+func (h *suite) enqueueMethod(tmpl, user uuid.UUID, method notifications.Method) error {
 	h.t.Helper()
 	msg := driver.NewMessage{ID: uuid.New(), TemplateID: tmpl, UserID: user, Method: string(method), Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
 	refused, err := h.store.EnqueueMessages(h.ctx, []driver.NewMessage{msg}, false)
@@ -74,9 +39,9 @@ func (h *suiteV1) enqueueMethod(tmpl, user uuid.UUID, method notifications.Metho
 	return nil
 }
 
-func (h *suiteV1) attempts(id uuid.UUID) []notifications.Attempt {
+func (h *suite) attempts(id uuid.UUID) []notifications.Attempt {
 	h.t.Helper()
-	as, err := h.v1.MessageAttempts(h.ctx, id)
+	as, err := h.store.MessageAttempts(h.ctx, id)
 	if err != nil {
 		h.t.Fatalf("attempts of %s: %v", id, err)
 	}
@@ -85,7 +50,7 @@ func (h *suiteV1) attempts(id uuid.UUID) []notifications.Attempt {
 
 // testPreferencesPerMethod: a method's row overrides the all-methods row, at enqueue and
 // at lease; Preferences returns the rows; a row is replaced, not added.
-func testPreferencesPerMethod(t *testing.T, h *suiteV1) {
+func testPreferencesPerMethod(t *testing.T, h *suite) {
 	user, other := uuid.New(), uuid.New()
 	h.setPref(user, notifications.Preference{TemplateID: h.tmpl.ID, Disabled: true})
 	h.setPref(user, notifications.Preference{TemplateID: h.tmpl.ID, Method: notifications.MethodInbox, Disabled: false})
@@ -98,14 +63,14 @@ func testPreferencesPerMethod(t *testing.T, h *suiteV1) {
 	if err := h.enqueueMethod(h.tmpl.ID, other, notifications.MethodWebhook); err != nil {
 		t.Fatalf("another user: %v", err)
 	}
-	prefs, err := h.v1.Preferences(h.ctx, user)
+	prefs, err := h.store.Preferences(h.ctx, user)
 	if err != nil || len(prefs) != 2 {
 		t.Fatalf("preferences: %+v, %v; want the two rows", prefs, err)
 	}
 	// Replace the inbox row; the webhook message of the other user is inhibited at lease
 	// once they disable the webhook only.
 	h.setPref(user, notifications.Preference{TemplateID: h.tmpl.ID, Method: notifications.MethodInbox, Disabled: true})
-	if prefs, _ := h.v1.Preferences(h.ctx, user); len(prefs) != 2 || !slices.ContainsFunc(prefs, func(p notifications.Preference) bool {
+	if prefs, _ := h.store.Preferences(h.ctx, user); len(prefs) != 2 || !slices.ContainsFunc(prefs, func(p notifications.Preference) bool {
 		return p.Method == notifications.MethodInbox && p.Disabled
 	}) {
 		t.Fatalf("preferences after replacing a row: %+v", prefs)
@@ -116,15 +81,15 @@ func testPreferencesPerMethod(t *testing.T, h *suiteV1) {
 	if len(got) != 1 || !got[0].Disabled {
 		t.Fatalf("lease after disabling the webhook: %+v, want the message with Disabled", got)
 	}
-	if err := h.v1.SetPreference(h.ctx, user, notifications.Preference{TemplateID: uuid.New()}); !errors.Is(err, notifications.ErrNotFound) {
+	if err := h.store.SetPreference(h.ctx, user, notifications.Preference{TemplateID: uuid.New()}); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("preference for an unknown template: %v, want ErrNotFound", err)
 	}
-	if prefs, err := h.v1.Preferences(h.ctx, uuid.New()); err != nil || len(prefs) != 0 {
+	if prefs, err := h.store.Preferences(h.ctx, uuid.New()); err != nil || len(prefs) != 0 {
 		t.Fatalf("preferences of a user without any: %+v, %v", prefs, err)
 	}
 }
 
-func testTemplatesListed(t *testing.T, h *suiteV1) {
+func testTemplatesListed(t *testing.T, h *suite) {
 	b := notifications.Template{ID: uuid.New(), Name: "b " + uuid.NewString(), TitleTemplate: "x",
 		Methods: []notifications.Method{notifications.MethodSMTP, notifications.MethodInbox}, EnabledByDefault: true}
 	a := notifications.Template{ID: uuid.New(), Name: "a " + uuid.NewString(), TitleTemplate: "y",
@@ -132,7 +97,7 @@ func testTemplatesListed(t *testing.T, h *suiteV1) {
 	if err := h.store.UpsertTemplates(h.ctx, b, a); err != nil {
 		t.Fatal(err)
 	}
-	list, err := h.v1.Templates(h.ctx)
+	list, err := h.store.Templates(h.ctx)
 	if err != nil || len(list) != 3 {
 		t.Fatalf("templates: %d, %v; want 3", len(list), err)
 	}
@@ -147,7 +112,7 @@ func testTemplatesListed(t *testing.T, h *suiteV1) {
 // testDeleteTemplate: deleting a template cancels its unfinished messages (a leased one
 // when its result arrives, unless it succeeded), keeps the finished ones, hides the
 // template from lists, lookups, enqueues and preferences, and registering it restores it.
-func testDeleteTemplate(t *testing.T, h *suiteV1) {
+func testDeleteTemplate(t *testing.T, h *suite) {
 	keep := h.template(true)
 	ids := h.enqueue(5) // 0 sent, 1 retrying, 2 leased then failing, 3 leased then sent, 4 pending
 	kept := h.newMessage(keep.ID, uuid.New())
@@ -158,7 +123,7 @@ func testDeleteTemplate(t *testing.T, h *suiteV1) {
 	user := uuid.New()
 	h.setPref(user, notifications.Preference{TemplateID: h.tmpl.ID, Disabled: true})
 
-	if err := h.v1.DeleteTemplate(h.ctx, h.tmpl.ID); err != nil {
+	if err := h.store.DeleteTemplate(h.ctx, h.tmpl.ID); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	h.wantStatus(ids[0], notifications.StatusSent)
@@ -178,19 +143,19 @@ func testDeleteTemplate(t *testing.T, h *suiteV1) {
 	if _, err := h.store.Template(h.ctx, h.tmpl.ID); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("deleted template: %v, want ErrNotFound", err)
 	}
-	if list, _ := h.v1.Templates(h.ctx); len(list) != 1 || list[0].ID != keep.ID {
+	if list, _ := h.store.Templates(h.ctx); len(list) != 1 || list[0].ID != keep.ID {
 		t.Fatalf("templates after delete: %+v", list)
 	}
 	if err := h.enqueueMethod(h.tmpl.ID, uuid.New(), notifications.MethodWebhook); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("enqueue of a deleted template: %v, want ErrNotFound", err)
 	}
-	if prefs, _ := h.v1.Preferences(h.ctx, user); len(prefs) != 0 {
+	if prefs, _ := h.store.Preferences(h.ctx, user); len(prefs) != 0 {
 		t.Fatalf("preferences of a deleted template listed: %+v", prefs)
 	}
-	if err := h.v1.DeleteTemplate(h.ctx, h.tmpl.ID); !errors.Is(err, notifications.ErrNotFound) {
+	if err := h.store.DeleteTemplate(h.ctx, h.tmpl.ID); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("second delete: %v, want ErrNotFound", err)
 	}
-	if err := h.v1.DeleteTemplate(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
+	if err := h.store.DeleteTemplate(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("delete of an unknown template: %v, want ErrNotFound", err)
 	}
 	if got := h.lease(uuid.New(), 10); len(got) != 1 || got[0].ID != kept {
@@ -204,7 +169,7 @@ func testDeleteTemplate(t *testing.T, h *suiteV1) {
 	}
 }
 
-func (h *suiteV1) insertItem(user uuid.UUID, tmpl uuid.UUID, targets ...uuid.UUID) uuid.UUID {
+func (h *suite) insertItem(user uuid.UUID, tmpl uuid.UUID, targets ...uuid.UUID) uuid.UUID {
 	h.t.Helper()
 	item := notifications.InboxItem{ID: uuid.New(), UserID: user, TemplateID: tmpl, Title: "T", Targets: targets}
 	if _, err := h.store.InsertInboxItem(h.ctx, item); err != nil {
@@ -214,9 +179,9 @@ func (h *suiteV1) insertItem(user uuid.UUID, tmpl uuid.UUID, targets ...uuid.UUI
 	return item.ID
 }
 
-func (h *suiteV1) page(user uuid.UUID, q notifications.InboxQuery) notifications.InboxPage {
+func (h *suite) page(user uuid.UUID, q notifications.InboxQuery) notifications.InboxPage {
 	h.t.Helper()
-	p, err := h.v1.InboxItems(h.ctx, user, q)
+	p, err := h.store.InboxItems(h.ctx, user, q)
 	if err != nil {
 		h.t.Fatalf("inbox items %+v: %v", q, err)
 	}
@@ -230,7 +195,7 @@ func itemIDs(items []notifications.InboxItem) []uuid.UUID {
 // testInboxPaging: newest first, pages joined give every item once, items inserted while
 // paging do not shift later pages, the last page has no cursor, and a cursor the store did
 // not make is refused.
-func testInboxPaging(t *testing.T, h *suiteV1) {
+func testInboxPaging(t *testing.T, h *suite) {
 	user := uuid.New()
 	var want []uuid.UUID
 	for range 5 {
@@ -253,18 +218,18 @@ func testInboxPaging(t *testing.T, h *suiteV1) {
 	if first := h.page(user, notifications.InboxQuery{}); len(first.Items) != 6 || first.Items[0].ID != newer || first.NextCursor != "" {
 		t.Fatalf("a fresh first page: %v", itemIDs(first.Items))
 	}
-	if _, err := h.v1.InboxItems(h.ctx, user, notifications.InboxQuery{Cursor: "not-a-cursor"}); !errors.Is(err, notifications.ErrInvalidCursor) {
+	if _, err := h.store.InboxItems(h.ctx, user, notifications.InboxQuery{Cursor: "not-a-cursor"}); !errors.Is(err, notifications.ErrInvalidCursor) {
 		t.Fatalf("bad cursor: %v, want ErrInvalidCursor", err)
 	}
 }
 
-func testInboxFilters(t *testing.T, h *suiteV1) {
+func testInboxFilters(t *testing.T, h *suite) {
 	user, target := uuid.New(), uuid.New()
 	other := h.template(true)
 	a := h.insertItem(user, h.tmpl.ID, target)
 	b := h.insertItem(user, other.ID)
 	c := h.insertItem(user, h.tmpl.ID)
-	if err := h.v1.MarkInboxRead(h.ctx, user, c); err != nil {
+	if err := h.store.MarkInboxRead(h.ctx, user, c); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]struct {
@@ -289,11 +254,11 @@ func testInboxFilters(t *testing.T, h *suiteV1) {
 }
 
 // testInboxStates: mark all read, archive and delete; another user's item is ErrNotFound.
-func testInboxStates(t *testing.T, h *suiteV1) {
+func testInboxStates(t *testing.T, h *suite) {
 	user, other := uuid.New(), uuid.New()
 	a, b, c := h.insertItem(user, h.tmpl.ID), h.insertItem(user, h.tmpl.ID), h.insertItem(user, h.tmpl.ID)
 	theirs := h.insertItem(other, h.tmpl.ID)
-	if err := h.v1.ArchiveInboxItem(h.ctx, user, a); err != nil {
+	if err := h.store.ArchiveInboxItem(h.ctx, user, a); err != nil {
 		t.Fatalf("archive: %v", err)
 	}
 	if got := itemIDs(h.page(user, notifications.InboxQuery{}).Items); !slices.Equal(got, []uuid.UUID{c, b}) {
@@ -303,31 +268,31 @@ func testInboxStates(t *testing.T, h *suiteV1) {
 	if len(archived) != 1 || archived[0].ID != a || archived[0].ArchivedAt.IsZero() {
 		t.Fatalf("archived listing: %+v", archived)
 	}
-	if n, _ := h.v1.UnreadInboxCount(h.ctx, user); n != 2 {
+	if n, _ := h.store.UnreadInboxCount(h.ctx, user); n != 2 {
 		t.Fatalf("unread after archiving one of three: %d, want 2", n)
 	}
-	n, err := h.v1.MarkAllInboxRead(h.ctx, user)
+	n, err := h.store.MarkAllInboxRead(h.ctx, user)
 	if err != nil || n != 3 {
 		t.Fatalf("mark all read: %d, %v; want 3", n, err)
 	}
-	if n, _ := h.v1.MarkAllInboxRead(h.ctx, user); n != 0 {
+	if n, _ := h.store.MarkAllInboxRead(h.ctx, user); n != 0 {
 		t.Fatalf("mark all read again: %d, want 0", n)
 	}
-	if n, _ := h.v1.UnreadInboxCount(h.ctx, other); n != 1 {
+	if n, _ := h.store.UnreadInboxCount(h.ctx, other); n != 1 {
 		t.Fatalf("the other user's unread: %d, want 1", n)
 	}
-	if err := h.v1.DeleteInboxItem(h.ctx, user, b); err != nil {
+	if err := h.store.DeleteInboxItem(h.ctx, user, b); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
 	if got := itemIDs(h.page(user, notifications.InboxQuery{}).Items); !slices.Equal(got, []uuid.UUID{c}) {
 		t.Fatalf("listing after delete: %v", got)
 	}
 	for name, err := range map[string]error{
-		"mark read":   h.v1.MarkInboxRead(h.ctx, user, theirs),
-		"archive":     h.v1.ArchiveInboxItem(h.ctx, user, theirs),
-		"delete":      h.v1.DeleteInboxItem(h.ctx, user, theirs),
-		"deleted":     h.v1.MarkInboxRead(h.ctx, user, b),
-		"delete gone": h.v1.DeleteInboxItem(h.ctx, user, b),
+		"mark read":   h.store.MarkInboxRead(h.ctx, user, theirs),
+		"archive":     h.store.ArchiveInboxItem(h.ctx, user, theirs),
+		"delete":      h.store.DeleteInboxItem(h.ctx, user, theirs),
+		"deleted":     h.store.MarkInboxRead(h.ctx, user, b),
+		"delete gone": h.store.DeleteInboxItem(h.ctx, user, b),
 	} {
 		if !errors.Is(err, notifications.ErrNotFound) {
 			t.Errorf("%s: %v, want ErrNotFound", name, err)
@@ -342,16 +307,16 @@ func msgIDs(ms []notifications.Message) []uuid.UUID {
 	return idsOf(ms, func(m notifications.Message) uuid.UUID { return m.ID })
 }
 
-func (h *suiteV1) query(q notifications.MessageQuery) notifications.MessagePage {
+func (h *suite) query(q notifications.MessageQuery) notifications.MessagePage {
 	h.t.Helper()
-	p, err := h.v1.Messages(h.ctx, q)
+	p, err := h.store.Messages(h.ctx, q)
 	if err != nil {
 		h.t.Fatalf("messages %+v: %v", q, err)
 	}
 	return p
 }
 
-func testMessageQuery(t *testing.T, h *suiteV1) {
+func testMessageQuery(t *testing.T, h *suite) {
 	other := h.template(true)
 	user := uuid.New()
 	start := h.clk.Now()
@@ -383,14 +348,14 @@ func testMessageQuery(t *testing.T, h *suiteV1) {
 			t.Errorf("%s: %v, want %v", name, got, tc.want)
 		}
 	}
-	if _, err := h.v1.Messages(h.ctx, notifications.MessageQuery{Cursor: "x"}); !errors.Is(err, notifications.ErrInvalidCursor) {
+	if _, err := h.store.Messages(h.ctx, notifications.MessageQuery{Cursor: "x"}); !errors.Is(err, notifications.ErrInvalidCursor) {
 		t.Fatalf("bad cursor: %v, want ErrInvalidCursor", err)
 	}
 }
 
 // testMessageQueryPages: pages join up without gaps or repeats, new messages do not shift
 // them; Limit 0 is 50 and a Limit over 1,000 is 1,000.
-func testMessageQueryPages(t *testing.T, h *suiteV1) {
+func testMessageQueryPages(t *testing.T, h *suite) {
 	const total = 1010
 	batch := make([]driver.NewMessage, total)
 	for i := range batch {
@@ -430,7 +395,7 @@ func testMessageQueryPages(t *testing.T, h *suiteV1) {
 	}
 }
 
-func testRetryMessage(t *testing.T, h *suiteV1) {
+func testRetryMessage(t *testing.T, h *suite) {
 	ids := h.enqueue(4)
 	a := uuid.New()
 	leased := h.lease(a, 3)
@@ -438,7 +403,7 @@ func testRetryMessage(t *testing.T, h *suiteV1) {
 	h.markFailed(a, notifications.StatusTemporaryFailure, time.Hour, leased[1])
 	h.markSent(a, leased[2])
 	for _, id := range ids[:2] {
-		if err := h.v1.RetryMessage(h.ctx, id); err != nil {
+		if err := h.store.RetryMessage(h.ctx, id); err != nil {
 			t.Fatalf("retry: %v", err)
 		}
 		if m := h.wantStatus(id, notifications.StatusPending); m.AttemptCount != 0 || !m.NextRetryAfter.IsZero() || !strings.Contains(m.StatusReason, "boom") {
@@ -453,30 +418,30 @@ func testRetryMessage(t *testing.T, h *suiteV1) {
 		t.Fatalf("lease after retry: %v, want both retried and the pending one", leasedIDs(got))
 	}
 	for name, id := range map[string]uuid.UUID{"sent": ids[2], "leased": ids[3]} {
-		if err := h.v1.RetryMessage(h.ctx, id); !errors.Is(err, notifications.ErrWrongStatus) {
+		if err := h.store.RetryMessage(h.ctx, id); !errors.Is(err, notifications.ErrWrongStatus) {
 			t.Errorf("retry of a %s message: %v, want ErrWrongStatus", name, err)
 		}
 	}
-	if err := h.v1.RetryMessage(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
+	if err := h.store.RetryMessage(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("retry of an unknown message: %v, want ErrNotFound", err)
 	}
 	canceled := h.enqueue(1)[0]
-	if err := h.v1.CancelMessage(h.ctx, canceled); err != nil {
+	if err := h.store.CancelMessage(h.ctx, canceled); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.v1.RetryMessage(h.ctx, canceled); err != nil {
+	if err := h.store.RetryMessage(h.ctx, canceled); err != nil {
 		t.Fatalf("retry of a canceled message: %v", err)
 	}
 	h.wantStatus(canceled, notifications.StatusPending)
 }
 
-func testCancelMessage(t *testing.T, h *suiteV1) {
+func testCancelMessage(t *testing.T, h *suite) {
 	ids := h.enqueue(4) // 0 retrying, 1 leased then failing, 2 leased then expiring, 3 pending
 	a := uuid.New()
 	leased := h.lease(a, 3)
 	h.markFailed(a, notifications.StatusTemporaryFailure, time.Hour, leased[0])
 	for _, id := range ids {
-		if err := h.v1.CancelMessage(h.ctx, id); err != nil {
+		if err := h.store.CancelMessage(h.ctx, id); err != nil {
 			t.Fatalf("cancel %s: %v", id, err)
 		}
 	}
@@ -484,7 +449,7 @@ func testCancelMessage(t *testing.T, h *suiteV1) {
 	h.wantStatus(ids[3], notifications.StatusCanceled)
 	h.wantStatus(ids[1], notifications.StatusLeased) // canceled when its result arrives
 	h.wantStatus(ids[2], notifications.StatusLeased)
-	if err := h.v1.CancelMessage(h.ctx, ids[1]); err != nil {
+	if err := h.store.CancelMessage(h.ctx, ids[1]); err != nil {
 		t.Fatalf("cancel of a leased message again: %v", err)
 	}
 	h.markFailed(a, notifications.StatusTemporaryFailure, time.Minute, leased[1])
@@ -500,11 +465,11 @@ func testCancelMessage(t *testing.T, h *suiteV1) {
 	sent := h.enqueue(1)[0]
 	h.markSent(a, h.lease(a, 1)...)
 	for _, id := range []uuid.UUID{sent, ids[0]} {
-		if err := h.v1.CancelMessage(h.ctx, id); !errors.Is(err, notifications.ErrWrongStatus) {
+		if err := h.store.CancelMessage(h.ctx, id); !errors.Is(err, notifications.ErrWrongStatus) {
 			t.Errorf("cancel of a finished message: %v, want ErrWrongStatus", err)
 		}
 	}
-	if err := h.v1.CancelMessage(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
+	if err := h.store.CancelMessage(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("cancel of an unknown message: %v, want ErrNotFound", err)
 	}
 	h.clk.Advance(2 * time.Hour).MustWait(h.ctx)
@@ -513,7 +478,7 @@ func testCancelMessage(t *testing.T, h *suiteV1) {
 	}
 }
 
-func testResendMessage(t *testing.T, h *suiteV1) {
+func testResendMessage(t *testing.T, h *suite) {
 	user := uuid.New()
 	target := uuid.New()
 	orig := driver.NewMessage{ID: uuid.New(), TemplateID: h.tmpl.ID, UserID: user, Method: string(notifications.MethodWebhook),
@@ -523,7 +488,7 @@ func testResendMessage(t *testing.T, h *suiteV1) {
 	}
 	a := uuid.New()
 	h.markSent(a, h.lease(a, 1)...)
-	id, err := h.v1.ResendMessage(h.ctx, orig.ID)
+	id, err := h.store.ResendMessage(h.ctx, orig.ID)
 	if err != nil || id == uuid.Nil || id == orig.ID {
 		t.Fatalf("resend: %s, %v", id, err)
 	}
@@ -538,22 +503,22 @@ func testResendMessage(t *testing.T, h *suiteV1) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("payload %s, want %s", m.Payload, orig.Payload)
 	}
-	if _, err := h.v1.ResendMessage(h.ctx, orig.ID); err != nil {
+	if _, err := h.store.ResendMessage(h.ctx, orig.ID); err != nil {
 		t.Fatalf("a second resend (fresh dedupe key): %v", err)
 	}
 	h.wantStatus(orig.ID, notifications.StatusSent)
 	h.setPref(user, notifications.Preference{TemplateID: h.tmpl.ID, Disabled: true})
-	if _, err := h.v1.ResendMessage(h.ctx, orig.ID); !errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
+	if _, err := h.store.ResendMessage(h.ctx, orig.ID); !errors.Is(err, notifications.ErrCannotEnqueueDisabledNotification) {
 		t.Fatalf("resend to a user who disabled the template: %v", err)
 	}
-	if _, err := h.v1.ResendMessage(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
+	if _, err := h.store.ResendMessage(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("resend of an unknown message: %v, want ErrNotFound", err)
 	}
 }
 
 // testAttemptHistory: each lease is an attempt with its notifier, times, outcome, reason
 // and duration; an expired lease is recorded when the message is leased again.
-func testAttemptHistory(t *testing.T, h *suiteV1) {
+func testAttemptHistory(t *testing.T, h *suite) {
 	id := h.enqueue(1)[0]
 	n1, n2, n3 := uuid.New(), uuid.New(), uuid.New()
 	t1 := h.clk.Now()
@@ -575,7 +540,7 @@ func testAttemptHistory(t *testing.T, h *suiteV1) {
 	h.clk.Advance(time.Second).MustWait(h.ctx)
 	// A cancellation asked for during the delivery changes neither the attempt's lease
 	// time nor, since the delivery succeeds, its outcome.
-	if err := h.v1.CancelMessage(h.ctx, id); err != nil {
+	if err := h.store.CancelMessage(h.ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	if as := h.attempts(id); len(as) != 3 || !as[2].LeasedAt.Equal(t3) || as[2].Outcome != notifications.StatusLeased {
@@ -600,7 +565,7 @@ func testAttemptHistory(t *testing.T, h *suiteV1) {
 			t.Errorf("attempt %d: %+v, want %+v", i, g, w)
 		}
 	}
-	if _, err := h.v1.MessageAttempts(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
+	if _, err := h.store.MessageAttempts(h.ctx, uuid.New()); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("attempts of an unknown message: %v, want ErrNotFound", err)
 	}
 	// Purged with the message.
@@ -608,13 +573,13 @@ func testAttemptHistory(t *testing.T, h *suiteV1) {
 	if _, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.v1.MessageAttempts(h.ctx, id); !errors.Is(err, notifications.ErrNotFound) {
+	if _, err := h.store.MessageAttempts(h.ctx, id); !errors.Is(err, notifications.ErrNotFound) {
 		t.Fatalf("attempts of a purged message: %v, want ErrNotFound", err)
 	}
 }
 
 // testAttemptHistoryIsBounded: only the newest 50 attempts are kept.
-func testAttemptHistoryBounded(t *testing.T, h *suiteV1) {
+func testAttemptHistoryBounded(t *testing.T, h *suite) {
 	id := h.enqueue(1)[0]
 	a := uuid.New()
 	const n = 55
@@ -649,9 +614,9 @@ func testAttemptHistoryBounded(t *testing.T, h *suiteV1) {
 	}
 }
 
-func testCanceledPurged(t *testing.T, h *suiteV1) {
+func testCanceledPurged(t *testing.T, h *suite) {
 	id := h.enqueue(1)[0]
-	if err := h.v1.CancelMessage(h.ctx, id); err != nil {
+	if err := h.store.CancelMessage(h.ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	h.clk.Advance(time.Hour).MustWait(h.ctx)
