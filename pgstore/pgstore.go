@@ -286,7 +286,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 	if s.inTx {
 		lease = s.q.leaseInTx
 	}
-	rows, done, err := s.queryGeneric(ctx, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, p.Methods)
+	rows, done, err := s.queryHot(ctx, noJITGeneric, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, p.Methods)
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
@@ -312,9 +312,22 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 	return out, nil
 }
 
-// genericPlan makes the statements after it in the same transaction reuse a prepared
-// statement's generic plan instead of planning it again for each call's parameters.
-const genericPlan = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
+// The statements of a drain and of an enqueue run after a prelude, sent in the same round
+// trip and run in the same implicit transaction (queryHot), whose settings last for that
+// transaction only:
+//
+//   - jit off: PostgreSQL JIT-compiles a statement whose estimated cost is above
+//     jit_above_cost, and a lease on a large backlog (its generic plan cannot know its
+//     LIMIT) is estimated above the default threshold: compiling it took 80–100 ms, more
+//     than running it, on every lease. These statements touch a few rows each; compiling
+//     never pays.
+//   - plan_cache_mode force_generic_plan (the lease and small enqueues): reuse the prepared
+//     statement's generic plan instead of planning the statement for every call's
+//     parameters (about 1 ms each, more than running them).
+const (
+	noJIT        = `SELECT set_config('jit', 'off', true)`
+	noJITGeneric = `SELECT set_config('jit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`
+)
 
 // genericEnqueueMax is the largest enqueue that runs on the statement's generic plan: a
 // single enqueue is dominated by planning the statement (about 1 ms, more than its
@@ -322,9 +335,9 @@ const genericPlan = `SELECT set_config('plan_cache_mode', 'force_generic_plan', 
 // actual arrays stays.
 const genericEnqueueMax = 8
 
-// queryRowGeneric is queryGeneric for a statement that returns one row, scanned into dest.
-func (s *Store) queryRowGeneric(ctx context.Context, query string, args []any, dest ...any) error {
-	rows, done, err := s.queryGeneric(ctx, query, args...)
+// queryRowHot is queryHot for a statement that returns one row, scanned into dest.
+func (s *Store) queryRowHot(ctx context.Context, prelude, query string, args []any, dest ...any) error {
+	rows, done, err := s.queryHot(ctx, prelude, query, args...)
 	if err != nil {
 		return err
 	}
@@ -342,17 +355,18 @@ func (s *Store) queryRowGeneric(ctx context.Context, query string, args []any, d
 	return err
 }
 
-// queryGeneric runs query with genericPlan before it, in one round trip and one implicit
-// transaction (a batch), and returns its rows and a function that ends the batch (call it
-// after closing the rows). In a WithTx store (or one without a pool) it runs the query alone: the setting would
-// outlive the statement in the host's transaction.
-func (s *Store) queryGeneric(ctx context.Context, query string, args ...any) (pgx.Rows, func() error, error) {
+// queryHot runs query with prelude (noJIT or noJITGeneric) before it, in one round trip
+// and one implicit transaction (a batch), and returns its rows and a function that ends
+// the batch (call it after closing the rows). In a WithTx store (or one without a pool) it
+// runs the query alone: the settings would outlive the statement in the host's
+// transaction.
+func (s *Store) queryHot(ctx context.Context, prelude, query string, args ...any) (pgx.Rows, func() error, error) {
 	if s.inTx || s.pool == nil {
 		rows, err := s.db.Query(ctx, query, args...)
 		return rows, func() error { return nil }, err
 	}
 	b := &pgx.Batch{}
-	b.Queue(genericPlan)
+	b.Queue(prelude)
 	b.Queue(query, args...)
 	br := s.pool.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
@@ -379,7 +393,7 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []dr
 		ids[i], attempts[i], took[i] = r.ID.String(), int32(r.AttemptCount), int64(r.Duration)
 	}
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.markSent, s.now(), notifierID, ids, attempts, took).Scan(&n); err != nil {
+	if err := s.queryRowHot(ctx, noJIT, s.q.markSent, []any{s.now(), notifierID, ids, attempts, took}, &n); err != nil {
 		return 0, xerrors.Errorf("mark sent: %w", translate(err))
 	}
 	return n, nil
@@ -405,7 +419,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		delays[i], took[i] = r.RetryDelay.Microseconds(), int64(r.Duration)
 	}
 	var n int
-	if err := s.db.QueryRow(ctx, s.q.markFailed, s.now(), notifierID, ids, attempts, statuses, reasons, delays, took).Scan(&n); err != nil {
+	if err := s.queryRowHot(ctx, noJIT, s.q.markFailed, []any{s.now(), notifierID, ids, attempts, statuses, reasons, delays, took}, &n); err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", translate(err))
 	}
 	return n, nil
@@ -439,7 +453,7 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 	for {
 		var got bool
 		var n int
-		if err := s.db.QueryRow(ctx, query, s.now(), olderThan.Microseconds(), "notifications.purge."+s.o.schema, batch).Scan(&got, &n); err != nil {
+		if err := s.queryRowHot(ctx, noJIT, query, []any{s.now(), olderThan.Microseconds(), "notifications.purge." + s.o.schema, batch}, &got, &n); err != nil {
 			return total, translate(err)
 		}
 		total += n
@@ -465,14 +479,18 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 	if n >= copyEnqueueMin {
 		return s.enqueueCopy(ctx, db, msgs)
 	}
-	// Outside the host's transaction, small enqueues run on their statement's generic plan
-	// (see queryGeneric); a larger batch keeps the plan made for its arrays.
-	generic := !s.inTx && db == dbtx(s.pool) && n <= genericEnqueueMax
+	// Outside the host's transaction, an enqueue runs without JIT, and a small one on its
+	// statement's generic plan (see noJITGeneric); a larger batch keeps the plan made for
+	// its arrays.
 	query := func(sql string, args []any, dest ...any) error {
-		if generic {
-			return s.queryRowGeneric(ctx, sql, args, dest...)
+		if s.inTx || db != dbtx(s.pool) {
+			return db.QueryRow(ctx, sql, args...).Scan(dest...)
 		}
-		return db.QueryRow(ctx, sql, args...).Scan(dest...)
+		prelude := noJIT
+		if n <= genericEnqueueMax {
+			prelude = noJITGeneric
+		}
+		return s.queryRowHot(ctx, prelude, sql, args, dest...)
 	}
 	if n == 1 {
 		m := &msgs[0]

@@ -3,12 +3,15 @@ package pgstore_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/driver"
@@ -95,5 +98,129 @@ func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 	}
 	if !found["lease"] || !found["enqueue"] {
 		t.Fatalf("prepared statements found: %v; want the lease and the enqueue", found)
+	}
+}
+
+// TestHotPathStatementsAreNotJITCompiled: the statements a drain and an enqueue run (the
+// lease, the enqueues, the result writes, the purge) never JIT-compile. PostgreSQL
+// compiles a statement whose estimated cost is above jit_above_cost (100,000 by default),
+// and the lease's generic plan, which cannot know its LIMIT, is estimated above that on a
+// backlog of about 100,000 messages: compiling its 170-odd expressions took 80–100 ms on
+// every lease, more than the lease itself, and cut the drain of a large backlog to a
+// third. The test lowers jit_above_cost to 0, so that any statement left to the server's
+// setting compiles, and reads each statement's plan through auto_explain (as a notice).
+func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
+	t.Parallel()
+	_, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var plans []string
+	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if strings.Contains(n.Message, "Query Text:") {
+			mu.Lock()
+			plans = append(plans, n.Message)
+			mu.Unlock()
+		}
+	}
+	var setupErr error
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		for _, sql := range []string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+			"SET auto_explain.log_level = notice", "SET jit = on", "SET jit_above_cost = 0"} {
+			if _, err := c.Exec(ctx, sql); err != nil {
+				setupErr = xerrors.Errorf("%s: %w", sql, err)
+				return nil // reported below: the test needs a superuser and auto_explain
+			}
+		}
+		return nil
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var jit bool
+	if err := pool.QueryRow(ctx, "SELECT pg_jit_available()").Scan(&jit); err != nil {
+		t.Fatal(err)
+	}
+	if setupErr != nil || !jit {
+		pgtest.Unavailable(t, "JIT available: %v; auto_explain: %v", jit, setupErr)
+	}
+	// The control: a statement of the test's own, run on the server's settings, compiles.
+	mu.Lock()
+	plans = nil
+	mu.Unlock()
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_class").Scan(new(int)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	control := strings.Join(plans, "\n")
+	mu.Unlock()
+	if !strings.Contains(control, "JIT:") {
+		t.Fatalf("the control statement did not JIT-compile; its plan: %s", control)
+	}
+
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	plans = nil
+	mu.Unlock()
+	newMessage := func() driver.NewMessage {
+		return driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
+	}
+	batch := []driver.NewMessage{newMessage(), newMessage(), newMessage()}
+	for _, msgs := range [][]driver.NewMessage{{newMessage()}, batch} {
+		if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notifier := uuid.New()
+	leased, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: notifier, Methods: []string{"smtp"},
+		Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 3})
+	if err != nil || len(leased) != 4 {
+		t.Fatalf("lease: %d, %v", len(leased), err)
+	}
+	if n, err := store.MarkSent(ctx, notifier, []driver.SentResult{{ID: leased[0].ID, AttemptCount: 1}}); err != nil || n != 1 {
+		t.Fatalf("mark sent: %d, %v", n, err)
+	}
+	if n, err := store.MarkFailed(ctx, notifier, []driver.FailedResult{{ID: leased[1].ID, AttemptCount: 1,
+		Status: string(notifications.StatusTemporaryFailure), Reason: "x", RetryDelay: time.Minute}}); err != nil || n != 1 {
+		t.Fatalf("mark failed: %d, %v", n, err)
+	}
+	if _, err := store.PurgeMessages(ctx, driver.PurgeParams{MessagesOlderThan: time.Hour, ReadInboxOlderThan: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	seen := map[string]bool{}
+	for _, plan := range plans {
+		text := plan[strings.Index(plan, "Query Text:"):]
+		if strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(text, "Query Text:")), "SELECT set_config(") {
+			continue // the settings before a statement: cost 0.01, never above a real threshold
+		}
+		for name, marker := range map[string]string{"lease": "\nleased AS (", "single enqueue": "FROM chk WHERE NOT chk.missing",
+			"batch enqueue": "FROM input WHERE NOT EXISTS", "mark sent": "sent_at = coalesce", "mark failed": "\nfinished AS (\n\tINSERT",
+			"purge": "pg_try_advisory_xact_lock"} {
+			if strings.Contains(text, marker) {
+				seen[name] = true
+				if strings.Contains(plan, "JIT:") {
+					t.Errorf("%s was JIT-compiled:\n%s", name, plan)
+				}
+			}
+		}
+	}
+	if len(seen) != 6 {
+		t.Fatalf("plans seen: %v; want the six statements (%d plans logged)", seen, len(plans))
 	}
 }

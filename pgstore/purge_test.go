@@ -37,6 +37,21 @@ func (d *deleteTracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.
 	}
 }
 
+// The store sends its purge statements in a batch, after their settings (see noJIT).
+func (d *deleteTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (d *deleteTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if strings.Contains(data.SQL, "pg_try_advisory_xact_lock") && data.Err == nil {
+		d.mu.Lock()
+		d.batches++
+		d.mu.Unlock()
+	}
+}
+
+func (d *deleteTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
 // TestPurgeStatementsAreBounded: a purge of 7 finished messages with BatchSize 3 runs three
 // statements (3, 3 and 1 rows: a statement deleting fewer than BatchSize ends the purge, so
 // three statements for seven rows means none deleted more than three), each its own short

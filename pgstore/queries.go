@@ -247,7 +247,7 @@ SELECT coalesce($1::timestamptz, now()), (SELECT template_id FROM bad), (SELECT 
 		// transaction): scalar parameters and a join on fixed keys, so that it plans in a
 		// fraction of the batch statement's time, and a prepared generic plan costs what a
 		// custom one does, so PostgreSQL reuses it after its first five calls even where
-		// the store cannot ask for it (in the host's transaction, see queryGeneric). chk
+		// the store cannot ask for it (in the host's transaction, see queryHot). chk
 		// has no row for an unknown template.
 		enqueueOne: q(`
 WITH chk AS (
