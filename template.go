@@ -294,10 +294,11 @@ func (r *renderer) titleBody(titleSrc, bodySrc string, payload MessagePayload) (
 }
 
 // planPart is a piece of a plan: literal text, or the payload field field names (when
-// it is not fieldNone).
+// it is not fieldNone), or for fieldLabel the label named label.
 type planPart struct {
 	text  string
 	field planField
+	label string
 }
 
 // planField names a MessagePayload field a plan may print.
@@ -312,6 +313,7 @@ const (
 	fieldUserEmail
 	fieldUserName
 	fieldUserUsername
+	fieldLabel // {{.Labels.key}}
 )
 
 // planFields are the fields a plan may print, by name.
@@ -320,29 +322,46 @@ var planFields = map[string]planField{
 	"UserID": fieldUserID, "UserEmail": fieldUserEmail, "UserName": fieldUserName, "UserUsername": fieldUserUsername,
 }
 
-// value is f's value in p as escapedPayload gives it to templates.
-func (f planField) value(p *MessagePayload) string {
-	switch f {
+// noValue is what text/template prints for a map key that is not there.
+const noValue = "<no value>"
+
+// value is the part's value in p as escapedPayload gives it to templates; ok is false
+// when only text/template can tell (two labels whose keys escape alike).
+func (part *planPart) value(p *MessagePayload) (string, bool) {
+	switch part.field {
 	case fieldVersion:
-		return p.Version
+		return p.Version, true
 	case fieldNotificationName:
-		return markdown.Escape(p.NotificationName)
+		return markdown.Escape(p.NotificationName), true
 	case fieldNotificationTemplateID:
-		return p.NotificationTemplateID
+		return p.NotificationTemplateID, true
 	case fieldUserID:
-		return p.UserID
+		return p.UserID, true
 	case fieldUserEmail:
-		return markdown.Escape(p.UserEmail)
+		return markdown.Escape(p.UserEmail), true
 	case fieldUserName:
-		return markdown.Escape(p.UserName)
+		return markdown.Escape(p.UserName), true
 	case fieldUserUsername:
-		return markdown.Escape(p.UserUsername)
+		return markdown.Escape(p.UserUsername), true
+	case fieldLabel:
+		// The escaped labels are keyed by markdown.EscapeKey: part.label (a plain key)
+		// itself, or another key that escapes to it.
+		v, found := p.Labels[part.label]
+		for k := range p.Labels {
+			if k != part.label && markdown.EscapeKey(k) == part.label {
+				return "", false
+			}
+		}
+		if !found {
+			return noValue, true
+		}
+		return markdown.Escape(v), true
 	}
-	return ""
+	return part.text, true
 }
 
 // planOf returns the plan of t, or nil when t has anything besides text and {{.Field}}
-// actions on the fields in planFields.
+// actions on the fields in planFields or on a label with a plain key ({{.Labels.key}}).
 func planOf(t *template.Template) []planPart {
 	if t.Tree == nil || t.Tree.Root == nil {
 		return nil
@@ -357,10 +376,16 @@ func planOf(t *template.Template) []planPart {
 				return nil
 			}
 			f, ok := n.Pipe.Cmds[0].Args[0].(*parse.FieldNode)
-			if !ok || len(f.Ident) != 1 || planFields[f.Ident[0]] == fieldNone {
+			switch {
+			case !ok:
+				return nil
+			case len(f.Ident) == 1 && planFields[f.Ident[0]] != fieldNone:
+				plan = append(plan, planPart{field: planFields[f.Ident[0]]})
+			case len(f.Ident) == 2 && f.Ident[0] == "Labels" && markdown.EscapeKey(f.Ident[1]) == f.Ident[1]:
+				plan = append(plan, planPart{field: fieldLabel, label: f.Ident[1]})
+			default:
 				return nil
 			}
-			plan = append(plan, planPart{field: planFields[f.Ident[0]]})
 		default:
 			return nil
 		}
@@ -388,10 +413,10 @@ func (r *renderer) renderPlan(src string, p *MessagePayload) (out string, ok boo
 	var values [8]string
 	parts := values[:0]
 	n := 0
-	for _, part := range t.plan {
-		s := part.text
-		if part.field != fieldNone {
-			s = part.field.value(p)
+	for i := range t.plan {
+		s, ok := t.plan[i].value(p)
+		if !ok {
+			return "", false
 		}
 		if len(parts) < cap(parts) {
 			parts = append(parts, s)
@@ -400,15 +425,13 @@ func (r *renderer) renderPlan(src string, p *MessagePayload) (out string, ok boo
 	}
 	var b strings.Builder
 	b.Grow(n)
-	for i, part := range t.plan {
-		switch {
-		case i < len(parts):
+	for i := range t.plan {
+		if i < len(parts) {
 			b.WriteString(parts[i])
-		case part.field != fieldNone:
-			b.WriteString(part.field.value(p))
-		default:
-			b.WriteString(part.text)
+			continue
 		}
+		s, _ := t.plan[i].value(p) // ok above
+		b.WriteString(s)
 	}
 	return b.String(), true
 }

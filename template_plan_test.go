@@ -3,6 +3,8 @@ package notifications
 import (
 	"strings"
 	"testing"
+
+	"github.com/notifykit/notifications/internal/markdown"
 )
 
 // planSources are title and body sources, with whether they have a plan.
@@ -16,7 +18,11 @@ var planSources = []struct {
 	{"{{- .UserName -}}  !", true},
 	{"{{/* c */}}", true},
 	{`{{define "x"}}y{{end}}z`, true},
-	{"{{.Labels.x}}", false},
+	{"{{.Labels.x}}", true},
+	{"Build **{{.Labels.build}}** {{.UserName}}", true},
+	{"{{.Labels.missing}}", true},
+	{"{{.Labels.a__b}}", false},
+	{"{{.Labels.x.y}}", false},
 	{"{{.Data.y}}", false},
 	{"{{.Actions}}", false},
 	{"{{.}}", false},
@@ -53,15 +59,27 @@ func TestRenderPlan(t *testing.T) {
 }
 
 // FuzzRenderPlan: a plan renders exactly what text/template renders over the escaped
-// payload, for every pair of sources.
+// payload, for every pair of sources. key is one more label's key: where it escapes like a
+// label a plan prints, which of the two text/template prints depends on map order, and
+// the plan must step aside.
 func FuzzRenderPlan(f *testing.F) {
 	for _, s := range []string{"plain", "[x](https://evil.example)", "  1. x", "=== h", "<b>&amp;</b>", "a\r\nb", "\\*_`~|", "ünï"} {
-		f.Add(s, s, s, s)
+		f.Add(s, s, s, s, "k")
 	}
+	f.Add("a", "b", "c", "d", " x")
+	f.Add("a", "b", "c", "d", "missing")
+	f.Add("a", "b", "c", "d", "\tbuild")
 	r := newRenderer(nil)
-	f.Fuzz(func(t *testing.T, name, username, email, tmplName string) {
+	f.Fuzz(func(t *testing.T, name, username, email, tmplName, key string) {
 		p := MessagePayload{Version: "1.2", NotificationName: tmplName, NotificationTemplateID: "t", UserID: "u",
-			UserName: name, UserUsername: username, UserEmail: email, Labels: map[string]string{"x": name}, Data: map[string]any{"y": email}}
+			UserName: name, UserUsername: username, UserEmail: email, Labels: map[string]string{"x": name, "build": username, key: email},
+			Data: map[string]any{"y": email}}
+		if key != "x" && key != "build" && (markdown.EscapeKey(key) == "x" || markdown.EscapeKey(key) == "build") {
+			if _, ok := r.renderPlan("{{.Labels.x}}{{.Labels.build}}", &p); ok {
+				t.Fatalf("label key %q escapes like a printed label's, and the plan rendered anyway", key)
+			}
+			return
+		}
 		for _, title := range planSources {
 			for _, body := range append(planSources, struct {
 				src  string
