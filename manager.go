@@ -43,9 +43,9 @@ type Manager struct {
 	// notifier is the lease loop and its deliveries.
 	notifier *notifier
 
-	// templateLabels caches templateLabel; templateLabelsMu serialises its writers.
-	templateLabels   atomic.Pointer[map[uuid.UUID]string]
-	templateLabelsMu sync.Mutex
+	// seriesCache caches series; seriesMu serialises its writers.
+	seriesCache atomic.Pointer[map[seriesKey]*deliverySeries]
+	seriesMu    sync.Mutex
 
 	// syncMu serialises flushes (and so guards each buffer's pending batch).
 	syncMu sync.Mutex
@@ -139,7 +139,7 @@ func NewManager(store NotifierStore, handlers map[Method]Handler, cfg Config) (*
 	for _, method := range slices.Sorted(maps.Keys(hs)) {
 		m.methodNames = append(m.methodNames, string(method))
 	}
-	m.templateLabels.Store(&map[uuid.UUID]string{})
+	m.seriesCache.Store(&map[seriesKey]*deliverySeries{})
 	m.notifier = &notifier{m: m}
 	return m, nil
 }

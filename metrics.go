@@ -19,7 +19,9 @@ const (
 )
 
 // Metrics are the Prometheus metrics of a Manager. Create them once per registry with
-// NewMetrics and pass them in Config.Metrics; several Managers may share one Metrics.
+// NewMetrics and pass them in Config.Metrics; several Managers may share one Metrics. A
+// Manager resolves the series of each method and template once and keeps them: do not
+// Reset or Delete series of these vectors while a Manager runs.
 type Metrics struct {
 	// DispatchAttempts counts delivery outcomes by method, template and result.
 	DispatchAttempts *prometheus.CounterVec
@@ -140,24 +142,49 @@ func NewMetrics(reg prometheus.Registerer, cfg MetricsConfig) *Metrics {
 	return m
 }
 
-// templateLabel is id as the notification_template_id label value, formatted once per
-// template: the Manager keeps a copy-on-write map, so a lookup neither locks nor allocates.
-func (m *Manager) templateLabel(id uuid.UUID) string {
-	if s, ok := (*m.templateLabels.Load())[id]; ok {
+// seriesKey names the metric series of one method and template.
+type seriesKey struct {
+	method   string
+	template uuid.UUID
+}
+
+// deliverySeries are the metric series a delivery of one method and template updates,
+// resolved once: WithLabelValues hashes its labels and locks its vector on every call.
+type deliverySeries struct {
+	template     string // the notification_template_id label value
+	queued, send prometheus.Observer
+	retries      prometheus.Observer
+	inflight     prometheus.Gauge
+	sent         prometheus.Counter
+}
+
+// series returns the series of method and template id. The Manager keeps them in a
+// copy-on-write map, so a lookup neither locks nor allocates.
+func (m *Manager) series(method string, id uuid.UUID) *deliverySeries {
+	key := seriesKey{method, id}
+	if s, ok := (*m.seriesCache.Load())[key]; ok {
 		return s
 	}
-	s := id.String()
-	m.templateLabelsMu.Lock()
-	defer m.templateLabelsMu.Unlock()
-	old := *m.templateLabels.Load()
-	next := make(map[uuid.UUID]string, len(old)+1)
-	if len(old) < maxTemplateLabels {
+	tmpl := id.String()
+	s := &deliverySeries{
+		template: tmpl,
+		queued:   m.metrics.QueuedSeconds.WithLabelValues(method),
+		send:     m.metrics.DispatcherSendSeconds.WithLabelValues(method),
+		retries:  m.metrics.RetryCount.WithLabelValues(method, tmpl),
+		inflight: m.metrics.InflightDispatches.WithLabelValues(method, tmpl),
+		sent:     m.metrics.DispatchAttempts.WithLabelValues(method, tmpl, ResultSent),
+	}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	old := *m.seriesCache.Load()
+	next := make(map[seriesKey]*deliverySeries, len(old)+1)
+	if len(old) < maxCachedSeries {
 		maps.Copy(next, old)
 	}
-	next[id] = s
-	m.templateLabels.Store(&next)
+	next[key] = s
+	m.seriesCache.Store(&next)
 	return s
 }
 
-// maxTemplateLabels bounds the label cache; it starts over when full.
-const maxTemplateLabels = 1024
+// maxCachedSeries bounds the series cache; it starts over when full.
+const maxCachedSeries = 1024

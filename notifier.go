@@ -160,20 +160,19 @@ func (n *notifier) running() int {
 // released only once the result is buffered, so full buffers hold back leasing.
 func (n *notifier) deliver(runCtx context.Context, msg driver.LeasedMessage) {
 	m := n.m
-	tmplID := m.templateLabel(msg.TemplateID)
-	method := string(msg.Method)
+	series := m.series(msg.Method, msg.TemplateID)
 	if msg.AttemptCount <= 1 {
 		// Enqueue to first lease only: later leases would count retry backoff as queueing.
-		m.metrics.QueuedSeconds.WithLabelValues(method).Observe(msg.LeasedAt.Sub(msg.CreatedAt).Seconds())
+		series.queued.Observe(msg.LeasedAt.Sub(msg.CreatedAt).Seconds())
 	} else {
-		m.metrics.RetryCount.WithLabelValues(method, tmplID).Observe(float64(msg.AttemptCount))
+		series.retries.Observe(float64(msg.AttemptCount))
 	}
 
 	if msg.Disabled {
 		n.fail(runCtx, msg, StatusInhibited, "disabled by user", 0, 0)
 		return
 	}
-	retryable, delivered, took, err := n.attempt(runCtx, msg)
+	retryable, delivered, took, err := n.attempt(runCtx, msg, series)
 	if !delivered {
 		return // the handler ended the goroutine; attempt recorded the failure
 	}
@@ -185,7 +184,8 @@ func (n *notifier) deliver(runCtx context.Context, msg driver.LeasedMessage) {
 	}
 	switch {
 	case err == nil:
-		n.succeed(runCtx, msg, took)
+		series.sent.Inc()
+		push(runCtx, m, m.sent.ch, driver.SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount, Duration: took})
 	case retryable && msg.AttemptCount < m.cfg.MaxSendAttempts:
 		n.fail(runCtx, msg, StatusTemporaryFailure, err.Error(), n.retryDelay(msg.AttemptCount, err), took)
 	case retryable:
@@ -201,7 +201,7 @@ func (n *notifier) deliver(runCtx context.Context, msg driver.LeasedMessage) {
 // carries the panic text. If the handler ends the goroutine (runtime.Goexit, which
 // t.FailNow calls), attempt records a permanent failure on the way out and reports
 // delivered=false; the goroutine then ends. took is how long the DeliveryFunc ran.
-func (n *notifier) attempt(runCtx context.Context, msg driver.LeasedMessage) (retryable, delivered bool, took time.Duration, err error) {
+func (n *notifier) attempt(runCtx context.Context, msg driver.LeasedMessage, series *deliverySeries) (retryable, delivered bool, took time.Duration, err error) {
 	m := n.m
 	returned := false
 	defer func() {
@@ -222,16 +222,15 @@ func (n *notifier) attempt(runCtx context.Context, msg driver.LeasedMessage) (re
 		returned = true
 		return isRetryable(err, false), true, 0, err
 	}
-	inflight := m.metrics.InflightDispatches.WithLabelValues(string(msg.Method), m.templateLabel(msg.TemplateID))
-	inflight.Inc()
-	defer inflight.Dec()
+	series.inflight.Inc()
+	defer series.inflight.Dec()
 	start := m.clock.Now()
 	ctx := newDispatchContext(n.dispatches, m.clock, m.cfg.DispatchTimeout)
 	defer ctx.stop()
 	retryable, err = deliver(ctx, msg.ID)
 	returned = true
 	took = m.clock.Since(start)
-	m.metrics.DispatcherSendSeconds.WithLabelValues(string(msg.Method)).Observe(took.Seconds())
+	series.send.Observe(took.Seconds())
 	if err != nil && ctx.exceeded() {
 		err = xerrors.Errorf("delivery exceeded DispatchTimeout (%s): %w", m.cfg.DispatchTimeout, err)
 	}
@@ -285,15 +284,9 @@ func (n *notifier) retryDelay(attempt int, err error) time.Duration {
 	return min(max(d, 0), cfg.MaxRetryInterval)
 }
 
-func (n *notifier) succeed(ctx context.Context, msg driver.LeasedMessage, took time.Duration) {
-	m := n.m
-	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), m.templateLabel(msg.TemplateID), ResultSent).Inc()
-	push(ctx, m, m.sent.ch, driver.SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount, Duration: took})
-}
-
 func (n *notifier) fail(ctx context.Context, msg driver.LeasedMessage, status Status, reason string, delay, took time.Duration) {
 	m := n.m
-	m.metrics.DispatchAttempts.WithLabelValues(string(msg.Method), m.templateLabel(msg.TemplateID), string(status)).Inc()
+	m.metrics.DispatchAttempts.WithLabelValues(msg.Method, m.series(msg.Method, msg.TemplateID).template, string(status)).Inc()
 	if status != StatusInhibited {
 		m.log.Debug(ctx, "delivery failed", slog.F("msg_id", msg.ID), slog.F("status", status),
 			slog.F("attempt", msg.AttemptCount), slog.F("reason", reason))

@@ -169,23 +169,35 @@ func (b *bench) oursDrain(ctx context.Context, managers int) (float64, cpuCost, 
 	if err := b.analyze(ctx, schema, "messages"); err != nil {
 		return 0, cpuCost{}, err
 	}
-	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return 0, cpuCost{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return 0, cpuCost{}, err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startProfile("BENCH_CPUPROFILE")
+	if err != nil {
+		return 0, cpuCost{}, err
 	}
+	defer stop()
 	before := sampleCPU()
 	elapsed, err := drain(ctx, store, managers, b.o.n)
 	if err != nil {
 		return 0, cpuCost{}, err
 	}
 	return float64(b.o.n) / elapsed.Seconds(), sampleCPU().since(before, b.o.n), nil
+}
+
+// startProfile starts a CPU profile into the file the environment variable names, if it
+// is set, and returns the function that stops it.
+func startProfile(env string) (func(), error) {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func (b *bench) memstoreDrain(ctx context.Context) error {
@@ -196,7 +208,12 @@ func (b *bench) memstoreDrain(ctx context.Context) error {
 	if _, err := enqueueBatches(ctx, store, b.o.n); err != nil {
 		return err
 	}
+	stop, err := startProfile("BENCH_MEMSTORE_CPUPROFILE")
+	if err != nil {
+		return err
+	}
 	elapsed, err := drain(ctx, store, 1, b.o.n)
+	stop()
 	if err != nil {
 		return err
 	}
