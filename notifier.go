@@ -25,7 +25,7 @@ type notifier struct {
 	// per message: rendering grows a goroutine's stack, and copying fresh stacks was a
 	// quarter of the Go CPU of a drain. There are at most LeaseCount workers (the slots
 	// bound them); idle ones wait on tasks, which run closes when it returns.
-	tasks chan driver.LeasedMessage
+	tasks chan *driver.LeasedMessage
 	wg    sync.WaitGroup
 	// dispatches ends the deliveries' contexts when the run context ends.
 	dispatches *dispatchGroup
@@ -37,7 +37,7 @@ type notifier struct {
 func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct{}) {
 	m := n.m
 	n.freed = make(chan struct{}, 1)
-	n.tasks = make(chan driver.LeasedMessage)
+	n.tasks = make(chan *driver.LeasedMessage)
 	n.dispatches = newDispatchGroup(runCtx)
 	defer func() {
 		close(n.tasks) // idle workers exit; busy ones exit after their delivery
@@ -87,8 +87,8 @@ func (n *notifier) run(runCtx, leaseCtx context.Context, listening <-chan struct
 			m.log.Error(leaseCtx, "the store returned more messages than asked for, which breaks the Store contract; delivering them all",
 				slog.F("limit", avail), slog.F("returned", len(msgs)))
 		}
-		for _, msg := range msgs {
-			n.start(runCtx, msg)
+		for i := range msgs {
+			n.start(runCtx, &msgs[i])
 		}
 		if h := m.testHooks.leased; h != nil && err == nil {
 			h(len(msgs))
@@ -111,13 +111,12 @@ func (n *notifier) available() int {
 }
 
 // start hands msg to an idle worker, or starts a worker for it.
-func (n *notifier) start(runCtx context.Context, msg driver.LeasedMessage) {
+func (n *notifier) start(runCtx context.Context, msg *driver.LeasedMessage) {
 	n.inflight.Add(1)
 	select {
 	case n.tasks <- msg:
 	default:
-		first := msg // only this copy is captured (and so moved to the heap)
-		n.wg.Go(func() { n.work(runCtx, first) })
+		n.wg.Go(func() { n.work(runCtx, msg) })
 	}
 }
 
@@ -125,7 +124,7 @@ func (n *notifier) start(runCtx context.Context, msg driver.LeasedMessage) {
 // that ends its goroutine (runtime.Goexit) ends this worker too, after its slot is
 // released and its message recorded; start makes a new worker when no idle one takes a
 // message.
-func (n *notifier) work(runCtx context.Context, msg driver.LeasedMessage) {
+func (n *notifier) work(runCtx context.Context, msg *driver.LeasedMessage) {
 	for {
 		n.deliverAndRelease(runCtx, msg)
 		next, ok := <-n.tasks
@@ -138,7 +137,7 @@ func (n *notifier) work(runCtx context.Context, msg driver.LeasedMessage) {
 
 // deliverAndRelease delivers msg and frees its slot, even if the handler ends the
 // goroutine.
-func (n *notifier) deliverAndRelease(runCtx context.Context, msg driver.LeasedMessage) {
+func (n *notifier) deliverAndRelease(runCtx context.Context, msg *driver.LeasedMessage) {
 	defer n.release()
 	n.deliver(runCtx, msg)
 }
@@ -158,7 +157,7 @@ func (n *notifier) running() int {
 
 // deliver renders and delivers one message and buffers its result. The delivery slot is
 // released only once the result is buffered, so full buffers hold back leasing.
-func (n *notifier) deliver(runCtx context.Context, msg driver.LeasedMessage) {
+func (n *notifier) deliver(runCtx context.Context, msg *driver.LeasedMessage) {
 	m := n.m
 	series := m.series(msg.Method, msg.TemplateID)
 	if msg.AttemptCount <= 1 {
@@ -201,7 +200,7 @@ func (n *notifier) deliver(runCtx context.Context, msg driver.LeasedMessage) {
 // carries the panic text. If the handler ends the goroutine (runtime.Goexit, which
 // t.FailNow calls), attempt records a permanent failure on the way out and reports
 // delivered=false; the goroutine then ends. took is how long the DeliveryFunc ran.
-func (n *notifier) attempt(runCtx context.Context, msg driver.LeasedMessage, series *deliverySeries) (retryable, delivered bool, took time.Duration, err error) {
+func (n *notifier) attempt(runCtx context.Context, msg *driver.LeasedMessage, series *deliverySeries) (retryable, delivered bool, took time.Duration, err error) {
 	m := n.m
 	returned := false
 	defer func() {
@@ -239,7 +238,7 @@ func (n *notifier) attempt(runCtx context.Context, msg driver.LeasedMessage, ser
 
 // prepare decodes the payload, renders title and body and asks the method's handler for a
 // delivery function. Its errors are permanent unless marked with Retryable.
-func (n *notifier) prepare(msg driver.LeasedMessage) (DeliveryFunc, error) {
+func (n *notifier) prepare(msg *driver.LeasedMessage) (DeliveryFunc, error) {
 	m := n.m
 	h, ok := m.handlers[Method(msg.Method)]
 	if !ok {
@@ -284,7 +283,7 @@ func (n *notifier) retryDelay(attempt int, err error) time.Duration {
 	return min(max(d, 0), cfg.MaxRetryInterval)
 }
 
-func (n *notifier) fail(ctx context.Context, msg driver.LeasedMessage, status Status, reason string, delay, took time.Duration) {
+func (n *notifier) fail(ctx context.Context, msg *driver.LeasedMessage, status Status, reason string, delay, took time.Duration) {
 	m := n.m
 	m.metrics.DispatchAttempts.WithLabelValues(msg.Method, m.series(msg.Method, msg.TemplateID).template, string(status)).Inc()
 	if status != StatusInhibited {
