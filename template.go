@@ -145,7 +145,8 @@ type renderer struct {
 type parsedTemplate struct {
 	t *template.Template
 	// plan, when not nil, renders t over a MessagePayload without text/template: t is only
-	// text and actions that print one of the payload's string fields ({{.UserName}}).
+	// text and actions that print one of the payload's string fields ({{.UserName}}) or a
+	// label with a plain key ({{.Labels.build}}).
 	plan []planPart
 }
 

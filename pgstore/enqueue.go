@@ -38,7 +38,7 @@ func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, a
 		}
 		return []error{err}, nil
 	}
-	tx, err := s.db.Begin(ctx)
+	tx, err := s.beginHot(ctx, s.db)
 	if err != nil {
 		return nil, xerrors.Errorf("enqueue messages: %w", translate(err))
 	}

@@ -40,7 +40,7 @@ func (s *Store) enqueueCopy(ctx context.Context, db dbtx, msgs []driver.NewMessa
 		seen[k] = struct{}{}
 		tmpls, users, methods = append(tmpls, m.TemplateID.String()), append(users, m.UserID.String()), append(methods, m.Method)
 	}
-	tx, err := db.Begin(ctx)
+	tx, err := s.beginHot(ctx, db)
 	if err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
 	}

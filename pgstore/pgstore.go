@@ -312,18 +312,22 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 	return out, nil
 }
 
-// The statements of a drain and of an enqueue run after a prelude, sent in the same round
-// trip and run in the same implicit transaction (queryHot), whose settings last for that
-// transaction only:
+// Outside a host's transaction, the statements of a drain and of an enqueue run after a
+// prelude, sent in the same round trip and run in the same implicit transaction
+// (queryHot), or at the start of the store's own transaction (beginHot), whose settings
+// last for that transaction only:
 //
 //   - jit off: PostgreSQL JIT-compiles a statement whose estimated cost is above
-//     jit_above_cost, and a lease on a large backlog (its generic plan cannot know its
-//     LIMIT) is estimated above the default threshold: compiling it took 80–100 ms, more
-//     than running it, on every lease. These statements touch a few rows each; compiling
-//     never pays.
+//     jit_above_cost, and the lease's generic plan (which cannot know its LIMIT) is
+//     estimated above the default threshold on a backlog of about 100,000 messages.
+//     Compiling it costs 80–100 ms, more than running it. These statements touch a few
+//     rows each; compiling never pays.
 //   - plan_cache_mode force_generic_plan (the lease and small enqueues): reuse the prepared
 //     statement's generic plan instead of planning the statement for every call's
 //     parameters (about 1 ms each, more than running them).
+//
+// In a host's transaction (InTx, WithTx) the statements run on the host's settings: a
+// setting made there would outlive the statement.
 const (
 	noJIT        = `SELECT set_config('jit', 'off', true)`
 	noJITGeneric = `SELECT set_config('jit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`
@@ -334,6 +338,20 @@ const (
 // execution), a batch of hundreds by its execution, for which the plan made for its
 // actual arrays stays.
 const genericEnqueueMax = 8
+
+// beginHot begins a transaction on db and, when it is the store's own (not in a host's
+// transaction), turns JIT off for it (see noJIT).
+func (s *Store) beginHot(ctx context.Context, db dbtx) (pgx.Tx, error) {
+	tx, err := db.Begin(ctx)
+	if err != nil || s.inTx || db != dbtx(s.pool) {
+		return tx, err
+	}
+	if _, err := tx.Exec(ctx, noJIT); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return tx, nil
+}
 
 // queryRowHot is queryHot for a statement that returns one row, scanned into dest.
 func (s *Store) queryRowHot(ctx context.Context, prelude, query string, args []any, dest ...any) error {
