@@ -168,7 +168,7 @@ func (n *notifier) deliver(runCtx context.Context, msg *driver.LeasedMessage) {
 	}
 
 	if msg.Disabled {
-		n.fail(runCtx, msg, StatusInhibited, "disabled by user", 0, 0)
+		n.fail(runCtx, msg, series, StatusInhibited, "disabled by user", 0, 0)
 		return
 	}
 	retryable, delivered, took, err := n.attempt(runCtx, msg, series)
@@ -186,12 +186,12 @@ func (n *notifier) deliver(runCtx context.Context, msg *driver.LeasedMessage) {
 		series.sent.Inc()
 		push(runCtx, m, m.sent.ch, driver.SentResult{ID: msg.ID, AttemptCount: msg.AttemptCount, Duration: took})
 	case retryable && msg.AttemptCount < m.cfg.MaxSendAttempts:
-		n.fail(runCtx, msg, StatusTemporaryFailure, err.Error(), n.retryDelay(msg.AttemptCount, err), took)
+		n.fail(runCtx, msg, series, StatusTemporaryFailure, err.Error(), n.retryDelay(msg.AttemptCount, err), took)
 	case retryable:
-		n.fail(runCtx, msg, StatusPermanentFailure,
+		n.fail(runCtx, msg, series, StatusPermanentFailure,
 			fmt.Sprintf("giving up after %d attempts: %s", msg.AttemptCount, err), 0, took)
 	default:
-		n.fail(runCtx, msg, StatusPermanentFailure, err.Error(), 0, took)
+		n.fail(runCtx, msg, series, StatusPermanentFailure, err.Error(), 0, took)
 	}
 }
 
@@ -212,7 +212,7 @@ func (n *notifier) attempt(runCtx context.Context, msg *driver.LeasedMessage, se
 		}
 		if !returned {
 			m.log.Error(runCtx, "handler called runtime.Goexit", slog.F("msg_id", msg.ID))
-			n.fail(runCtx, msg, StatusPermanentFailure, "handler called runtime.Goexit (t.FailNow?) instead of returning", 0, 0)
+			n.fail(runCtx, msg, series, StatusPermanentFailure, "handler called runtime.Goexit (t.FailNow?) instead of returning", 0, 0)
 		}
 	}()
 
@@ -283,9 +283,9 @@ func (n *notifier) retryDelay(attempt int, err error) time.Duration {
 	return min(max(d, 0), cfg.MaxRetryInterval)
 }
 
-func (n *notifier) fail(ctx context.Context, msg *driver.LeasedMessage, status Status, reason string, delay, took time.Duration) {
+func (n *notifier) fail(ctx context.Context, msg *driver.LeasedMessage, series *deliverySeries, status Status, reason string, delay, took time.Duration) {
 	m := n.m
-	m.metrics.DispatchAttempts.WithLabelValues(msg.Method, m.series(msg.Method, msg.TemplateID).template, string(status)).Inc()
+	m.metrics.DispatchAttempts.WithLabelValues(msg.Method, series.template, string(status)).Inc()
 	if status != StatusInhibited {
 		m.log.Debug(ctx, "delivery failed", slog.F("msg_id", msg.ID), slog.F("status", status),
 			slog.F("attempt", msg.AttemptCount), slog.F("reason", reason))

@@ -286,7 +286,7 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 	if s.inTx {
 		lease = s.q.leaseInTx
 	}
-	rows, done, err := s.queryHot(ctx, noJITGeneric, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, p.Methods)
+	rows, done, err := s.queryHot(ctx, s.db, noJITGeneric, lease, s.now(), p.NotifierID, p.Limit, p.LeasePeriod.Microseconds(), p.MaxAttempts, p.Methods)
 	if err != nil {
 		return nil, xerrors.Errorf("lease messages: %w", translate(err))
 	}
@@ -339,11 +339,18 @@ const (
 // actual arrays stays.
 const genericEnqueueMax = 8
 
-// beginHot begins a transaction on db and, when it is the store's own (not in a host's
-// transaction), turns JIT off for it (see noJIT).
+// ownPool reports whether db is the store's pool, where the prelude's settings end with
+// the statement's transaction (in a host's transaction, InTx or WithTx, db is the host's
+// transaction or a savepoint of it).
+func (s *Store) ownPool(db dbtx) bool {
+	return s.pool != nil && db == dbtx(s.pool)
+}
+
+// beginHot begins a transaction on db and, when db is the store's pool, turns JIT off for
+// it (see noJIT).
 func (s *Store) beginHot(ctx context.Context, db dbtx) (pgx.Tx, error) {
 	tx, err := db.Begin(ctx)
-	if err != nil || s.inTx || db != dbtx(s.pool) {
+	if err != nil || !s.ownPool(db) {
 		return tx, err
 	}
 	if _, err := tx.Exec(ctx, noJIT); err != nil {
@@ -354,8 +361,8 @@ func (s *Store) beginHot(ctx context.Context, db dbtx) (pgx.Tx, error) {
 }
 
 // queryRowHot is queryHot for a statement that returns one row, scanned into dest.
-func (s *Store) queryRowHot(ctx context.Context, prelude, query string, args []any, dest ...any) error {
-	rows, done, err := s.queryHot(ctx, prelude, query, args...)
+func (s *Store) queryRowHot(ctx context.Context, db dbtx, prelude, query string, args []any, dest ...any) error {
+	rows, done, err := s.queryHot(ctx, db, prelude, query, args...)
 	if err != nil {
 		return err
 	}
@@ -373,14 +380,14 @@ func (s *Store) queryRowHot(ctx context.Context, prelude, query string, args []a
 	return err
 }
 
-// queryHot runs query with prelude (noJIT or noJITGeneric) before it, in one round trip
-// and one implicit transaction (a batch), and returns its rows and a function that ends
-// the batch (call it after closing the rows). In a WithTx store (or one without a pool) it
-// runs the query alone: the settings would outlive the statement in the host's
-// transaction.
-func (s *Store) queryHot(ctx context.Context, prelude, query string, args ...any) (pgx.Rows, func() error, error) {
-	if s.inTx || s.pool == nil {
-		rows, err := s.db.Query(ctx, query, args...)
+// queryHot runs query on db, with prelude (noJIT or noJITGeneric) before it in one round
+// trip and one implicit transaction (a batch) when db is the store's pool, and returns its
+// rows and a function that ends the batch (call it after closing the rows). On any other
+// db (the host's transaction, a transaction of the store's own) it runs the query alone:
+// the settings would outlive the statement there.
+func (s *Store) queryHot(ctx context.Context, db dbtx, prelude, query string, args ...any) (pgx.Rows, func() error, error) {
+	if !s.ownPool(db) {
+		rows, err := db.Query(ctx, query, args...)
 		return rows, func() error { return nil }, err
 	}
 	b := &pgx.Batch{}
@@ -411,7 +418,7 @@ func (s *Store) MarkSent(ctx context.Context, notifierID uuid.UUID, results []dr
 		ids[i], attempts[i], took[i] = r.ID.String(), int32(r.AttemptCount), int64(r.Duration)
 	}
 	var n int
-	if err := s.queryRowHot(ctx, noJIT, s.q.markSent, []any{s.now(), notifierID, ids, attempts, took}, &n); err != nil {
+	if err := s.queryRowHot(ctx, s.db, noJIT, s.q.markSent, []any{s.now(), notifierID, ids, attempts, took}, &n); err != nil {
 		return 0, xerrors.Errorf("mark sent: %w", translate(err))
 	}
 	return n, nil
@@ -437,7 +444,7 @@ func (s *Store) MarkFailed(ctx context.Context, notifierID uuid.UUID, results []
 		delays[i], took[i] = r.RetryDelay.Microseconds(), int64(r.Duration)
 	}
 	var n int
-	if err := s.queryRowHot(ctx, noJIT, s.q.markFailed, []any{s.now(), notifierID, ids, attempts, statuses, reasons, delays, took}, &n); err != nil {
+	if err := s.queryRowHot(ctx, s.db, noJIT, s.q.markFailed, []any{s.now(), notifierID, ids, attempts, statuses, reasons, delays, took}, &n); err != nil {
 		return 0, xerrors.Errorf("mark failed: %w", translate(err))
 	}
 	return n, nil
@@ -471,7 +478,7 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 	for {
 		var got bool
 		var n int
-		if err := s.queryRowHot(ctx, noJIT, query, []any{s.now(), olderThan.Microseconds(), "notifications.purge." + s.o.schema, batch}, &got, &n); err != nil {
+		if err := s.queryRowHot(ctx, s.db, noJIT, query, []any{s.now(), olderThan.Microseconds(), "notifications.purge." + s.o.schema, batch}, &got, &n); err != nil {
 			return total, translate(err)
 		}
 		total += n
@@ -497,18 +504,14 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 	if n >= copyEnqueueMin {
 		return s.enqueueCopy(ctx, db, msgs)
 	}
-	// Outside the host's transaction, an enqueue runs without JIT, and a small one on its
-	// statement's generic plan (see noJITGeneric); a larger batch keeps the plan made for
-	// its arrays.
+	// On the store's pool, an enqueue runs without JIT, and a small one on its statement's
+	// generic plan (see noJITGeneric); a larger batch keeps the plan made for its arrays.
+	prelude := noJIT
+	if n <= genericEnqueueMax {
+		prelude = noJITGeneric
+	}
 	query := func(sql string, args []any, dest ...any) error {
-		if s.inTx || db != dbtx(s.pool) {
-			return db.QueryRow(ctx, sql, args...).Scan(dest...)
-		}
-		prelude := noJIT
-		if n <= genericEnqueueMax {
-			prelude = noJITGeneric
-		}
-		return s.queryRowHot(ctx, prelude, sql, args, dest...)
+		return s.queryRowHot(ctx, db, prelude, sql, args, dest...)
 	}
 	if n == 1 {
 		m := &msgs[0]

@@ -19,6 +19,27 @@ import (
 	"github.com/notifykit/notifications/pgstore"
 )
 
+// storeOnPool opens a pool with cfg, migrates a schema of its own, and returns the pool, a
+// store on it and a registered template.
+func storeOnPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, *pgstore.Store, notifications.Template) {
+	t.Helper()
+	_, schema := pgtest.Schema(t)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	return pool, store, tmpl
+}
+
 // TestLeaseAndSingleEnqueueAreNotPlannedPerCall: the lease and a single enqueue, the
 // statements on the path from an enqueue to its delivery, run on their prepared
 // statement's generic plan instead of being planned again for every call (planning these
@@ -28,27 +49,14 @@ import (
 // for its arrays.
 func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 	t.Parallel()
-	_, schema := pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MaxConns = 1 // every statement below on one connection, whose prepared statements we read
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
-		t.Fatal(err)
-	}
-	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
-	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
-	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
-		t.Fatal(err)
-	}
+	cfg.MaxConns = 1 // every statement on the one connection whose prepared statements and settings the test reads
+	pool, store, tmpl := storeOnPool(t, ctx, cfg)
 	const calls = 8 // PostgreSQL plans the first five executions of a statement for their parameters anyway
 	notifier := uuid.New()
 	for range calls {
@@ -111,7 +119,6 @@ func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 // setting compiles, and reads each statement's plan through auto_explain (as a notice).
 func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 	t.Parallel()
-	_, schema := pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
@@ -138,12 +145,8 @@ func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 		}
 		return nil
 	}
-	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	cfg.MaxConns = 1 // every statement on the one connection whose prepared statements and settings the test reads
+	pool, store, tmpl := storeOnPool(t, ctx, cfg)
 	var jit bool
 	if err := pool.QueryRow(ctx, "SELECT pg_jit_available()").Scan(&jit); err != nil {
 		t.Fatal(err)
@@ -163,15 +166,6 @@ func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 	mu.Unlock()
 	if !strings.Contains(control, "JIT:") {
 		t.Fatalf("the control statement did not JIT-compile; its plan: %s", control)
-	}
-
-	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
-		t.Fatal(err)
-	}
-	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
-	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
-	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
-		t.Fatal(err)
 	}
 	mu.Lock()
 	plans = nil

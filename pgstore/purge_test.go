@@ -86,7 +86,6 @@ func TestPurgeStatementsAreBounded(t *testing.T) {
 // report to tracer, with one template; its context ends with the test (a minute at most).
 func tracedStore(t *testing.T, tracer pgx.QueryTracer) (context.Context, *pgstore.Store, notifications.Template) {
 	t.Helper()
-	_, schema := pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
@@ -94,19 +93,7 @@ func tracedStore(t *testing.T, tracer pgx.QueryTracer) (context.Context, *pgstor
 		t.Fatal(err)
 	}
 	cfg.ConnConfig.Tracer = tracer
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
-		t.Fatal(err)
-	}
-	store := pgstore.New(pool, pgstore.Config{Schema: schema})
-	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
-	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
-		t.Fatal(err)
-	}
+	_, store, tmpl := storeOnPool(t, ctx, cfg)
 	return ctx, store, tmpl
 }
 
