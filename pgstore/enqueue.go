@@ -17,16 +17,19 @@ import (
 // than one message, each message is tried on its own under a savepoint, inside one
 // transaction (or a savepoint of the host's, in a transaction), so every refusal is
 // attributed to its message; atomic then rolls everything back, otherwise the accepted
-// messages are committed. Once messages are stored it wakes the notifiers: at once
-// outside a transaction (Wake); inside one (InTx, WithTx), a wake-up TxWakeDelay later,
-// committed or not (the store cannot see the commit).
+// messages are committed. Once messages are stored it wakes the notifiers: outside a
+// transaction, by a NOTIFY in the enqueue's own statement when none is in flight, or else
+// by Wake; inside one (InTx, WithTx), by a wake-up TxWakeDelay later, committed or not (the
+// store cannot see the commit).
 func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, atomic bool) ([]error, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	err := s.enqueueBatch(ctx, s.db, msgs)
+	woke, err := s.enqueueBatch(ctx, s.db, msgs)
 	if err == nil {
-		s.wakeAfterEnqueue()
+		if !woke {
+			s.wakeAfterEnqueue()
+		}
 		return nil, nil
 	}
 	if !refusal(err) || ctx.Err() != nil {
@@ -79,7 +82,7 @@ func (s *Store) enqueueSavepoint(ctx context.Context, tx dbtx, m driver.NewMessa
 	if err != nil {
 		return nil, translate(err)
 	}
-	if rerr := s.enqueueBatch(ctx, sp, []driver.NewMessage{m}); rerr != nil {
+	if _, rerr := s.enqueueBatch(ctx, sp, []driver.NewMessage{m}); rerr != nil {
 		if err := sp.Rollback(ctx); err != nil {
 			return nil, translate(err)
 		}

@@ -16,3 +16,10 @@ func (cfg Config) WithTestClock(c quartz.Clock) Config {
 	cfg.clock = c
 	return cfg
 }
+
+// WakerIdle reports whether s has no wake-up in flight or pacing.
+func (s *Store) WakerIdle() bool {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return !s.w.running
+}

@@ -8,17 +8,21 @@ import (
 	"cdr.dev/slog"
 )
 
-// Wake-ups are sent after commit, from a connection of the pool, and coalesced: never
-// inside the enqueuing transaction. PostgreSQL serialises the commits of every transaction
-// that sent a NOTIFY (a cluster-wide lock is held through the commit and its WAL flush), so
-// a pg_notify in the host's transaction would serialise the host's own writes.
+// Wake-ups are never sent inside the host's transaction: PostgreSQL serialises the commits
+// of every transaction that sent a NOTIFY (a cluster-wide lock is held through the commit
+// and its WAL flush), so a pg_notify in the host's transaction would serialise the host's
+// own writes. An enqueue in the host's transaction leaves the wake-up to Wake, called after
+// the commit, or to the one the store sends TxWakeDelay later.
 //
-// At most one NOTIFY per store is in flight, and at most one starts per wake interval
-// (Config.WakeInterval, default DefaultWakeInterval): wake-ups asked for meanwhile are folded
-// into a single NOTIFY sent when the interval ends. An idle store notifies at once. The
-// NOTIFY's own transaction commits with synchronous_commit off: it carries no data, so it
-// need not wait for a WAL flush. The notifiers' poll (Config.FetchInterval) remains the
-// safety net for a lost wake-up.
+// Wake-ups are coalesced per store: at most one NOTIFY is in flight, and at most one starts
+// per wake interval (Config.WakeInterval, default DefaultWakeInterval); wake-ups asked for
+// meanwhile are folded into a single NOTIFY sent when the interval ends. An idle store
+// notifies at once: an enqueue outside a transaction then carries the NOTIFY in its own
+// statement's implicit transaction (claimInlineWake), so that the listeners are woken by
+// its commit, one round trip sooner than by a NOTIFY sent after it. Wake sends
+// its NOTIFY from a connection of the pool, in a transaction that commits with
+// synchronous_commit off: it carries no data, so it need not wait for a WAL flush. The
+// notifiers' poll (Config.FetchInterval) remains the safety net for a lost wake-up.
 
 // DefaultWakeInterval is the shortest time between two wake-up NOTIFYs of a store (see
 // Config.WakeInterval). Under a stream of enqueues it bounds the NOTIFYs to 200 a second per
@@ -35,13 +39,22 @@ const TxWakeDelay = 20 * time.Millisecond
 // wakeSQL notifies channel $1 in a transaction that does not wait for its WAL flush.
 const wakeSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`
 
+// inlineWakeIdle, in wake intervals, is how long a store must have sent no wake-up for an
+// enqueue to carry the next one in its own transaction (claimInlineWake): an idle store's
+// first enqueue wakes the notifiers one round trip sooner, and under a stream of enqueues,
+// where that round trip does not matter, the NOTIFYs stay off the enqueues' commits. A
+// transaction that notified holds PostgreSQL's notification lock through its commit and its
+// WAL flush, which Wake's own NOTIFY does not wait for.
+const inlineWakeIdle = 10
+
 // waker sends the coalesced wake-ups of one store and of its WithTx copies.
 type waker struct {
 	mu      sync.Mutex
-	running bool // a goroutine is sending
-	dirty   bool // a wake-up was asked for since the last NOTIFY started
-	timer   bool // a TxWakeDelay wake-up is scheduled
-	sent    int  // NOTIFY statements sent (for tests)
+	running bool      // a goroutine is sending or pacing, or an enqueue carries a NOTIFY
+	dirty   bool      // a wake-up was asked for since the last NOTIFY started
+	timer   bool      // a TxWakeDelay wake-up is scheduled
+	last    time.Time // when the last NOTIFY started
+	sent    int       // NOTIFY statements sent (for tests)
 }
 
 // Wake tells the notifiers listening on this store's schema, in every process, that new
@@ -66,7 +79,7 @@ func (s *Store) Wake() {
 	}
 	w.running = true
 	w.mu.Unlock()
-	go s.sendWakes()
+	go s.sendWakes(false)
 }
 
 // wakeLater schedules one Wake TxWakeDelay from now unless one is already scheduled.
@@ -89,9 +102,34 @@ func (s *Store) wakeLater() {
 	}, "pgstore", "txWake")
 }
 
-// sendWakes sends NOTIFYs until no wake-up was asked for during the last one.
-func (s *Store) sendWakes() {
+// claimInlineWake reports whether the caller's statement, about to run in an implicit
+// transaction on the store's pool, is to carry the store's next wake-up: pg_notify in that
+// transaction, delivered by its commit and dropped if it rolls back (then nothing was
+// stored, and there is nothing to wake for). It is when the store is idle: no wake-up in
+// flight or pacing, and none for inlineWakeIdle wake intervals. The wake interval starts
+// at once, as after one of Wake's NOTIFYs, so a statement that waits (on a lock, say)
+// holds back no other wake-up for longer than the interval.
+func (s *Store) claimInlineWake() bool {
 	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := s.o.clock.Now("pgstore", "inlineWake")
+	if s.pool == nil || w.running || (!w.last.IsZero() && now.Sub(w.last) < inlineWakeIdle*s.o.wakeInterval) {
+		return false
+	}
+	w.running, w.dirty, w.last = true, false, now
+	w.sent++
+	go s.sendWakes(true)
+	return true
+}
+
+// sendWakes sends NOTIFYs until no wake-up was asked for during the last one; with pace,
+// it first waits out the wake interval of the NOTIFY an enqueue carries (claimInlineWake).
+func (s *Store) sendWakes(pace bool) {
+	w := s.w
+	if pace {
+		s.paceWakes()
+	}
 	for {
 		w.mu.Lock()
 		if !w.dirty {
@@ -101,6 +139,7 @@ func (s *Store) sendWakes() {
 		}
 		w.dirty = false
 		w.sent++
+		w.last = s.o.clock.Now("pgstore", "wake")
 		w.mu.Unlock()
 
 		// No deadline of its own: a NOTIFY stuck on an unreachable server holds back only
@@ -110,10 +149,15 @@ func (s *Store) sendWakes() {
 			s.o.log.Warn(context.Background(), "send wake-up notification (notifiers will find the work at their next poll)",
 				slog.F("channel", s.channel()), slog.Error(err))
 		}
-		if s.o.wakeInterval > 0 {
-			t := s.o.clock.NewTimer(s.o.wakeInterval, "pgstore", "wakeInterval")
-			<-t.C
-		}
+		s.paceWakes()
+	}
+}
+
+// paceWakes waits out the wake interval after a NOTIFY.
+func (s *Store) paceWakes() {
+	if s.o.wakeInterval > 0 {
+		t := s.o.clock.NewTimer(s.o.wakeInterval, "pgstore", "wakeInterval")
+		<-t.C
 	}
 }
 

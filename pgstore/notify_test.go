@@ -2,14 +2,19 @@ package pgstore_test
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/quartz"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/driver"
+	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -191,4 +196,113 @@ func TestWakeInterval(t *testing.T) {
 		t.Fatalf("%d NOTIFYs for a Wake and a burst of 50, want 2", n)
 	}
 	time.Sleep(interval + 200*time.Millisecond) // the sender waits out its interval, then ends
+}
+
+// countWakes returns a tracer that counts the wake-up NOTIFYs a pool's statements carry:
+// inline ones run in an enqueue's implicit transaction, after the enqueue's settings;
+// separate ones are Wake's own statement.
+func countWakes(inline, separate *atomic.Int64) sqlTracer {
+	return func(sql string) {
+		switch {
+		case !strings.Contains(sql, "pg_notify"):
+		case strings.Contains(sql, "synchronous_commit"):
+			separate.Add(1)
+		case strings.Contains(sql, "jit"):
+			inline.Add(1)
+		}
+	}
+}
+
+// An enqueue outside a transaction on an idle store carries the wake-up NOTIFY in its own
+// statement, so its commit wakes the listeners, and no separate NOTIFY follows. An
+// enqueue while a wake-up is pacing, or in the host's transaction, carries none: its
+// wake-up is Wake's, at the end of the interval. Once the store has sent no wake-up for
+// ten intervals it is idle again.
+func TestIdleEnqueueCarriesItsWakeUp(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inline, separate atomic.Int64
+	cfg.ConnConfig.Tracer = countWakes(&inline, &separate)
+	pool, schema := migratedPool(t, ctx, cfg)
+	clk := quartz.NewMock(t)
+	const interval = 10 * time.Millisecond
+	trap := clk.Trap().NewTimer("pgstore", "wakeInterval")
+	defer trap.Close()
+	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: interval}.WithTestClock(clk))
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{ctx: ctx}
+	woken := listenFor(t, f, store)
+	enqueue := func(s *pgstore.Store) {
+		t.Helper()
+		msg := driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
+		if _, err := s.EnqueueMessages(ctx, []driver.NewMessage{msg}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts := func(what string, wantInline, wantSeparate int64) {
+		t.Helper()
+		if i, s := inline.Load(), separate.Load(); i != wantInline || s != wantSeparate {
+			t.Fatalf("%s: %d inline and %d separate NOTIFYs, want %d and %d", what, i, s, wantInline, wantSeparate)
+		}
+	}
+
+	// waitIdle ends the interval the sender paces (it stops, having nothing to send), then
+	// lets the rest of d pass.
+	waitIdle := func(d time.Duration) {
+		t.Helper()
+		clk.Advance(interval).MustWait(ctx)
+		for !store.WakerIdle() {
+			if ctx.Err() != nil {
+				t.Fatal("the wake-up sender did not stop after an interval with nothing to send")
+			}
+			time.Sleep(time.Millisecond) // the sender's goroutine, not the clock
+		}
+		if d > interval {
+			clk.Advance(d - interval).MustWait(ctx)
+		}
+	}
+	enqueue(store)
+	trap.MustWait(ctx).MustRelease(ctx) // the interval starts with the enqueue's NOTIFY
+	counts("an enqueue on an idle store", 1, 0)
+	waitWake(t, f, woken, "from the commit of an enqueue on an idle store")
+
+	enqueue(store) // within the interval: Wake's NOTIFY, when it ends
+	counts("an enqueue within the wake interval", 1, 0)
+	clk.Advance(interval).MustWait(ctx)
+	trap.MustWait(ctx).MustRelease(ctx) // sent, and pacing again
+	counts("the end of the wake interval", 1, 1)
+	waitWake(t, f, woken, "at the end of the wake interval")
+
+	waitIdle(interval) // nothing asked for meanwhile: the sender stops
+	enqueue(store)     // an interval after the last NOTIFY: not idle yet, and Wake sends at once
+	trap.MustWait(ctx).MustRelease(ctx)
+	counts("an enqueue an interval after a NOTIFY", 1, 2)
+	waitWake(t, f, woken, "from Wake an interval after a NOTIFY")
+
+	waitIdle(10 * interval)
+	enqueue(store) // ten intervals after the last NOTIFY: idle again
+	trap.MustWait(ctx).MustRelease(ctx)
+	counts("an enqueue ten intervals after the last NOTIFY", 2, 2)
+	waitWake(t, f, woken, "from the commit of an enqueue on a store idle again")
+
+	// In the host's transaction, on an idle store: no NOTIFY inside it (its wake-up is the
+	// TxWakeDelay one, which the mock clock holds back).
+	waitIdle(10 * interval)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueue(store.WithTx(tx))
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	counts("an enqueue in the host's transaction", 2, 2)
 }

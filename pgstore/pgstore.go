@@ -328,10 +328,23 @@ func (s *Store) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([]driv
 //
 // In a host's transaction (InTx, WithTx) the statements run on the host's settings: a
 // setting made there would outlive the statement.
-const (
-	noJIT        = `SELECT set_config('jit', 'off', true)`
-	noJITGeneric = `SELECT set_config('jit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`
+var (
+	noJIT        = prelude{sql: `SELECT set_config('jit', 'off', true)`}
+	noJITGeneric = prelude{sql: `SELECT set_config('jit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`}
 )
+
+// prelude is a statement run before a hot-path statement, in its round trip and its
+// implicit transaction (queryHot).
+type prelude struct {
+	sql  string
+	args []any
+}
+
+// notifying is p that also sends a NOTIFY on channel: delivered when the statement's
+// implicit transaction commits, and dropped if it rolls back (see claimInlineWake).
+func (p prelude) notifying(channel string) prelude {
+	return prelude{sql: p.sql + `, pg_notify($1, '')`, args: []any{channel}}
+}
 
 // genericEnqueueMax is the largest enqueue that runs on the statement's generic plan: a
 // single enqueue is dominated by planning the statement (about 1 ms, more than its
@@ -353,7 +366,7 @@ func (s *Store) beginHot(ctx context.Context, db dbtx) (pgx.Tx, error) {
 	if err != nil || !s.ownPool(db) {
 		return tx, err
 	}
-	if _, err := tx.Exec(ctx, noJIT); err != nil {
+	if _, err := tx.Exec(ctx, noJIT.sql); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -361,8 +374,8 @@ func (s *Store) beginHot(ctx context.Context, db dbtx) (pgx.Tx, error) {
 }
 
 // queryRowHot is queryHot for a statement that returns one row, scanned into dest.
-func (s *Store) queryRowHot(ctx context.Context, db dbtx, prelude, query string, args []any, dest ...any) error {
-	rows, done, err := s.queryHot(ctx, db, prelude, query, args...)
+func (s *Store) queryRowHot(ctx context.Context, db dbtx, pre prelude, query string, args []any, dest ...any) error {
+	rows, done, err := s.queryHot(ctx, db, pre, query, args...)
 	if err != nil {
 		return err
 	}
@@ -380,18 +393,18 @@ func (s *Store) queryRowHot(ctx context.Context, db dbtx, prelude, query string,
 	return err
 }
 
-// queryHot runs query on db, with prelude (noJIT or noJITGeneric) before it in one round
+// queryHot runs query on db, with pre (noJIT or noJITGeneric) before it in one round
 // trip and one implicit transaction (a batch) when db is the store's pool, and returns its
 // rows and a function that ends the batch (call it after closing the rows). On any other
 // db (the host's transaction, a transaction of the store's own) it runs the query alone:
 // the settings would outlive the statement there.
-func (s *Store) queryHot(ctx context.Context, db dbtx, prelude, query string, args ...any) (pgx.Rows, func() error, error) {
+func (s *Store) queryHot(ctx context.Context, db dbtx, pre prelude, query string, args ...any) (pgx.Rows, func() error, error) {
 	if !s.ownPool(db) {
 		rows, err := db.Query(ctx, query, args...)
 		return rows, func() error { return nil }, err
 	}
 	b := &pgx.Batch{}
-	b.Queue(prelude)
+	b.Queue(pre.sql, pre.args...)
 	b.Queue(query, args...)
 	br := s.pool.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
@@ -489,29 +502,34 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 }
 
 // enqueueBatch stores every message or none: one statement on db inserts every row and
-// checks templates and preferences (from copyEnqueueMin messages, enqueueCopy). The
-// caller wakes the notifiers (wakeAfterEnqueue).
-func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMessage) error {
+// checks templates and preferences (from copyEnqueueMin messages, enqueueCopy). On the
+// store's pool, when no wake-up is in flight, the statement carries the wake-up NOTIFY
+// itself (claimInlineWake) and woke reports it; otherwise the caller wakes the notifiers
+// once the messages are committed (wakeAfterEnqueue).
+func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMessage) (woke bool, err error) {
 	if len(msgs) == 0 {
-		return nil
+		return false, nil
 	}
 	for i := range msgs {
 		if err := checkNewMessage(i, &msgs[i]); err != nil {
-			return err
+			return false, err
 		}
 	}
 	n := len(msgs)
 	if n >= copyEnqueueMin {
-		return s.enqueueCopy(ctx, db, msgs)
+		return false, s.enqueueCopy(ctx, db, msgs)
 	}
 	// On the store's pool, an enqueue runs without JIT, and a small one on its statement's
 	// generic plan (see noJITGeneric); a larger batch keeps the plan made for its arrays.
-	prelude := noJIT
+	pre := noJIT
 	if n <= genericEnqueueMax {
-		prelude = noJITGeneric
+		pre = noJITGeneric
+	}
+	if s.ownPool(db) && s.claimInlineWake() {
+		pre, woke = pre.notifying(s.channel()), true
 	}
 	query := func(sql string, args []any, dest ...any) error {
-		return s.queryRowHot(ctx, db, prelude, sql, args, dest...)
+		return s.queryRowHot(ctx, db, pre, sql, args, dest...)
 	}
 	if n == 1 {
 		m := &msgs[0]
@@ -521,13 +539,13 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 			string(m.Payload), uuidArrayLiteral(m.Targets), m.CreatedBy, dedupeKeyArg(&m.DedupeKey)}, &missing, &disabled, &inserted)
 		switch {
 		case err != nil:
-			return xerrors.Errorf("enqueue messages: %w", translate(err))
+			return false, xerrors.Errorf("enqueue messages: %w", translate(err))
 		case missing || disabled:
-			return enqueueRefusal(&m.TemplateID, &m.UserID, &missing)
+			return false, enqueueRefusal(&m.TemplateID, &m.UserID, &missing)
 		case inserted != 1:
-			return xerrors.Errorf("enqueue messages: inserted %d of 1 rows", inserted)
+			return false, xerrors.Errorf("enqueue messages: inserted %d of 1 rows", inserted)
 		}
-		return nil
+		return woke, nil
 	}
 	ids, tmpls, users := make([]string, n), make([]string, n), make([]string, n)
 	methods, payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
@@ -545,15 +563,15 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 	)
 	if err := query(s.q.enqueue, []any{s.now(), ids, tmpls, users, methods, payloads, targets, createdBy, keys},
 		&badTemplate, &badUser, &missing, &inserted); err != nil {
-		return xerrors.Errorf("enqueue messages: %w", translate(err))
+		return false, xerrors.Errorf("enqueue messages: %w", translate(err))
 	}
 	if badTemplate != nil {
-		return enqueueRefusal(badTemplate, badUser, missing)
+		return false, enqueueRefusal(badTemplate, badUser, missing)
 	}
 	if inserted != n {
-		return xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
+		return false, xerrors.Errorf("enqueue messages: inserted %d of %d rows", inserted, n)
 	}
-	return nil
+	return woke, nil
 }
 
 // dedupeKeyArg is a message's dedupe key as the enqueue statements take it: NULL when

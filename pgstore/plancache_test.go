@@ -19,9 +19,8 @@ import (
 	"github.com/notifykit/notifications/pgstore"
 )
 
-// storeOnPool opens a pool with cfg, migrates a schema of its own, and returns the pool, a
-// store on it and a registered template.
-func storeOnPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, *pgstore.Store, notifications.Template) {
+// migratedPool opens a pool with cfg and migrates a schema of its own on it.
+func migratedPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, string) {
 	t.Helper()
 	_, schema := pgtest.Schema(t)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -32,6 +31,14 @@ func storeOnPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpo
 	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
+	return pool, schema
+}
+
+// storeOnPool opens a pool with cfg, migrates a schema of its own, and returns the pool, a
+// store on it and a registered template.
+func storeOnPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, *pgstore.Store, notifications.Template) {
+	t.Helper()
+	pool, schema := migratedPool(t, ctx, cfg)
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {

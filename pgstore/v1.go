@@ -383,12 +383,15 @@ func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, err
 		Payload: old.Payload, Targets: old.Targets, CreatedBy: old.CreatedBy,
 		DedupeKey: "resend:" + newID.String(),
 	}
-	if err := s.enqueueBatch(ctx, s.db, []driver.NewMessage{m}); err != nil {
+	woke, err := s.enqueueBatch(ctx, s.db, []driver.NewMessage{m})
+	if err != nil {
 		if errors.Is(err, notifications.ErrNotFound) {
 			return uuid.Nil, xerrors.Errorf("resend message %s: template %s: %w", id, old.TemplateID, err)
 		}
 		return uuid.Nil, xerrors.Errorf("resend message %s: %w", id, err)
 	}
-	s.wakeAfterEnqueue()
+	if !woke {
+		s.wakeAfterEnqueue()
+	}
 	return newID, nil
 }

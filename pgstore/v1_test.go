@@ -46,36 +46,44 @@ func TestTamperedCursors(t *testing.T) {
 	}
 }
 
-// statementCounter counts the statements on messages or attempts (not the wake-ups an
-// enqueue sends from another connection of the pool, whenever they go).
-type statementCounter struct{ n atomic.Int64 }
+// sqlTracer is called with the SQL of every statement a pool starts, alone or in a batch
+// (the store sends its hot-path statements in batches, after their settings: see noJIT).
+type sqlTracer func(sql string)
 
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(data.SQL, ".messages") || strings.Contains(data.SQL, ".attempts") {
-		c.n.Add(1)
+func (f sqlTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	f(data.SQL)
+	return ctx
+}
+
+func (sqlTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (sqlTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (f sqlTracer) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	f(data.SQL)
+}
+
+func (sqlTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// countStatements returns a tracer that counts the statements on messages or attempts in
+// n (not the wake-ups an enqueue sends from another connection of the pool, whenever they
+// go).
+func countStatements(n *atomic.Int64) sqlTracer {
+	return func(sql string) {
+		if strings.Contains(sql, ".messages") || strings.Contains(sql, ".attempts") {
+			n.Add(1)
+		}
 	}
-	return ctx
 }
-
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
-// The store sends its hot-path statements in a batch, after their settings (see noJIT).
-func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	return ctx
-}
-
-func (c *statementCounter) TraceBatchQuery(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchQueryData) {
-	c.TraceQueryStart(ctx, conn, pgx.TraceQueryStartData{SQL: data.SQL})
-}
-
-func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // TestResultWritesStayBulk: MarkSent and MarkFailed of a batch, with its attempt history,
 // are one statement each, whatever the batch size.
 func TestResultWritesStayBulk(t *testing.T) {
 	t.Parallel()
-	counter := &statementCounter{}
-	ctx, store, tmpl := tracedStore(t, counter)
+	var statements atomic.Int64
+	ctx, store, tmpl := tracedStore(t, countStatements(&statements))
 	notifier, leased := leaseNew(t, ctx, store, tmpl, 40)
 	var sent []driver.SentResult
 	var failed []driver.FailedResult
@@ -87,18 +95,18 @@ func TestResultWritesStayBulk(t *testing.T) {
 				Reason: "later", RetryDelay: time.Minute, Duration: time.Duration(i) * time.Millisecond})
 		}
 	}
-	counter.n.Store(0)
+	statements.Store(0)
 	if got, err := store.MarkSent(ctx, notifier, sent); err != nil || got != len(sent) {
 		t.Fatalf("mark sent: %d, %v", got, err)
 	}
-	if got := counter.n.Load(); got != 1 {
+	if got := statements.Load(); got != 1 {
 		t.Fatalf("MarkSent of %d results ran %d statements, want 1", len(sent), got)
 	}
-	counter.n.Store(0)
+	statements.Store(0)
 	if got, err := store.MarkFailed(ctx, notifier, failed); err != nil || got != len(failed) {
 		t.Fatalf("mark failed: %d, %v", got, err)
 	}
-	if got := counter.n.Load(); got != 1 {
+	if got := statements.Load(); got != 1 {
 		t.Fatalf("MarkFailed of %d results ran %d statements, want 1", len(failed), got)
 	}
 	for i, m := range leased {
