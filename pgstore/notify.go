@@ -41,11 +41,12 @@ const wakeSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify
 
 // inlineWakeIdle, in wake intervals, is how long a store must have sent no wake-up for an
 // enqueue to carry the next one in its own transaction (claimInlineWake): an idle store's
-// first enqueue wakes the notifiers one round trip sooner, and under a stream of enqueues,
-// where that round trip does not matter, the NOTIFYs stay off the enqueues' commits. A
-// transaction that notified holds PostgreSQL's notification lock through its commit and its
-// WAL flush, which Wake's own NOTIFY does not wait for.
-const inlineWakeIdle = 10
+// first enqueue wakes the notifiers one round trip sooner. Enqueues that come more often
+// than that keep their NOTIFYs off their commits: a transaction that notified holds
+// PostgreSQL's notification lock through its commit and its WAL flush, which Wake's own
+// NOTIFY does not wait for, so at most one enqueue per two intervals of a store (100 a
+// second by default) holds it that long.
+const inlineWakeIdle = 2
 
 // waker sends the coalesced wake-ups of one store and of its WithTx copies.
 type waker struct {

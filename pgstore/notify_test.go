@@ -217,7 +217,7 @@ func countWakes(inline, separate *atomic.Int64) sqlTracer {
 // statement, so its commit wakes the listeners, and no separate NOTIFY follows. An
 // enqueue while a wake-up is pacing, or in the host's transaction, carries none: its
 // wake-up is Wake's, at the end of the interval. Once the store has sent no wake-up for
-// ten intervals it is idle again.
+// two intervals it is idle again.
 func TestIdleEnqueueCarriesItsWakeUp(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -287,15 +287,15 @@ func TestIdleEnqueueCarriesItsWakeUp(t *testing.T) {
 	counts("an enqueue an interval after a NOTIFY", 1, 2)
 	waitWake(t, f, woken, "from Wake an interval after a NOTIFY")
 
-	waitIdle(10 * interval)
-	enqueue(store) // ten intervals after the last NOTIFY: idle again
+	waitIdle(2 * interval)
+	enqueue(store) // two intervals after the last NOTIFY: idle again
 	trap.MustWait(ctx).MustRelease(ctx)
-	counts("an enqueue ten intervals after the last NOTIFY", 2, 2)
+	counts("an enqueue two intervals after the last NOTIFY", 2, 2)
 	waitWake(t, f, woken, "from the commit of an enqueue on a store idle again")
 
 	// In the host's transaction, on an idle store: no NOTIFY inside it (its wake-up is the
 	// TxWakeDelay one, which the mock clock holds back).
-	waitIdle(10 * interval)
+	waitIdle(2 * interval)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -102,7 +102,7 @@ type Config struct {
 	// WakeInterval is the shortest time between two wake-up NOTIFYs of the store (see
 	// Store.Wake). Default (0): DefaultWakeInterval. A negative value turns the pacing off:
 	// then the only coalescing is that one NOTIFY is in flight at a time. An enqueue
-	// outside a transaction on a store that has sent no wake-up for ten intervals carries
+	// outside a transaction on a store that has sent no wake-up for two intervals carries
 	// its NOTIFY in its own transaction (with the pacing off: whenever none is in flight).
 	WakeInterval time.Duration
 
