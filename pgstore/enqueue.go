@@ -18,9 +18,9 @@ import (
 // transaction (or a savepoint of the host's, in a transaction), so every refusal is
 // attributed to its message; atomic then rolls everything back, otherwise the accepted
 // messages are committed. Once messages are stored it wakes the notifiers: outside a
-// transaction, by a NOTIFY in the enqueue's own statement when none is in flight, or else
-// by Wake; inside one (InTx, WithTx), by a wake-up TxWakeDelay later, committed or not (the
-// store cannot see the commit).
+// transaction, by a NOTIFY in the enqueue's own implicit transaction when the store is
+// idle (see Config.WakeInterval), or else by Wake; inside one (InTx, WithTx), by a
+// wake-up TxWakeDelay later, committed or not (the store cannot see the commit).
 func (s *Store) EnqueueMessages(ctx context.Context, msgs []driver.NewMessage, atomic bool) ([]error, error) {
 	if len(msgs) == 0 {
 		return nil, nil

@@ -14,12 +14,13 @@ import (
 // own writes. An enqueue in the host's transaction leaves the wake-up to Wake, called after
 // the commit, or to the one the store sends TxWakeDelay later.
 //
-// Wake-ups are coalesced per store: at most one NOTIFY is in flight, and at most one starts
-// per wake interval (Config.WakeInterval, default DefaultWakeInterval); wake-ups asked for
-// meanwhile are folded into a single NOTIFY sent when the interval ends. An idle store
-// notifies at once: an enqueue outside a transaction then carries the NOTIFY in its own
-// statement's implicit transaction (claimInlineWake), so that the listeners are woken by
-// its commit, one round trip sooner than by a NOTIFY sent after it. Wake sends
+// Wake-ups are coalesced per store: at most one starts per wake interval
+// (Config.WakeInterval, default DefaultWakeInterval), and Wake has at most one NOTIFY in
+// flight; wake-ups asked for meanwhile are folded into a single NOTIFY sent when the
+// interval ends. An idle store notifies at once: an enqueue outside a transaction then
+// carries the NOTIFY in its own implicit transaction (claimInlineWake), so that the
+// listeners are woken by its commit, one round trip sooner than by a NOTIFY sent after
+// it. Wake sends
 // its NOTIFY from a connection of the pool, in a transaction that commits with
 // synchronous_commit off: it carries no data, so it need not wait for a WAL flush. The
 // notifiers' poll (Config.FetchInterval) remains the safety net for a lost wake-up.
@@ -51,7 +52,7 @@ const inlineWakeIdle = 2
 // waker sends the coalesced wake-ups of one store and of its WithTx copies.
 type waker struct {
 	mu      sync.Mutex
-	running bool      // a goroutine is sending or pacing, or an enqueue carries a NOTIFY
+	running bool      // a goroutine is sending or pacing
 	dirty   bool      // a wake-up was asked for since the last NOTIFY started
 	timer   bool      // a TxWakeDelay wake-up is scheduled
 	last    time.Time // when the last NOTIFY started
@@ -104,18 +105,23 @@ func (s *Store) wakeLater() {
 }
 
 // claimInlineWake reports whether the caller's statement, about to run in an implicit
-// transaction on the store's pool, is to carry the store's next wake-up: pg_notify in that
-// transaction, delivered by its commit and dropped if it rolls back (then nothing was
-// stored, and there is nothing to wake for). It is when the store is idle: no wake-up in
-// flight or pacing, and none for inlineWakeIdle wake intervals. The wake interval starts
-// at once, as after one of Wake's NOTIFYs, so a statement that waits (on a lock, say)
-// holds back no other wake-up for longer than the interval.
+// transaction on the store's pool, is to carry the store's next wake-up: pg_notify after
+// it in that transaction, if it stored its messages, delivered by its commit (a refused
+// or failed enqueue notifies nobody: there is nothing to wake for). It is when the store
+// is idle: pacing is on, no wake-up is in flight or pacing, and none has started for
+// inlineWakeIdle wake intervals. The wake interval starts at once, as after one of Wake's
+// NOTIFYs, so a statement that waits (on a lock, say) holds back no other wake-up for
+// longer than the interval, and at most one enqueue per inlineWakeIdle intervals carries
+// a NOTIFY.
 func (s *Store) claimInlineWake() bool {
+	if s.pool == nil || s.o.wakeInterval <= 0 {
+		return false
+	}
+	now := s.o.clock.Now("pgstore", "inlineWake")
 	w := s.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := s.o.clock.Now("pgstore", "inlineWake")
-	if s.pool == nil || w.running || (!w.last.IsZero() && now.Sub(w.last) < inlineWakeIdle*s.o.wakeInterval) {
+	if w.running || (!w.last.IsZero() && now.Sub(w.last) < inlineWakeIdle*s.o.wakeInterval) {
 		return false
 	}
 	w.running, w.dirty, w.last = true, false, now
@@ -132,15 +138,15 @@ func (s *Store) sendWakes(pace bool) {
 		s.paceWakes()
 	}
 	for {
+		now := s.o.clock.Now("pgstore", "wake")
 		w.mu.Lock()
 		if !w.dirty {
 			w.running = false
 			w.mu.Unlock()
 			return
 		}
-		w.dirty = false
+		w.dirty, w.last = false, now
 		w.sent++
-		w.last = s.o.clock.Now("pgstore", "wake")
 		w.mu.Unlock()
 
 		// No deadline of its own: a NOTIFY stuck on an unreachable server holds back only

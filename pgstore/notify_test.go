@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
@@ -199,15 +201,15 @@ func TestWakeInterval(t *testing.T) {
 }
 
 // countWakes returns a tracer that counts the wake-up NOTIFYs a pool's statements carry:
-// inline ones run in an enqueue's implicit transaction, after the enqueue's settings;
-// separate ones are Wake's own statement.
+// inline ones run in an enqueue's implicit transaction, after the enqueue, if it stored
+// its messages; separate ones are Wake's own statement.
 func countWakes(inline, separate *atomic.Int64) sqlTracer {
 	return func(sql string) {
 		switch {
 		case !strings.Contains(sql, "pg_notify"):
 		case strings.Contains(sql, "synchronous_commit"):
 			separate.Add(1)
-		case strings.Contains(sql, "jit"):
+		case strings.Contains(sql, ".messages"):
 			inline.Add(1)
 		}
 	}
@@ -305,4 +307,42 @@ func TestIdleEnqueueCarriesItsWakeUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts("an enqueue in the host's transaction", 2, 2)
+}
+
+// A refused enqueue on an idle store wakes nobody: its statement commits (a refusal is an
+// answer, not an error), but the NOTIFY it carries goes out only if the message was
+// stored. NOTIFYs reach a listener in commit order, so the first one after the refusal
+// is the test's own marker.
+func TestRefusedEnqueueOnAnIdleStoreWakesNobody(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	store := pgstore.New(f.pool, pgstore.Config{Schema: f.schema, WakeInterval: 50 * time.Millisecond})
+	defer func() { // the sender paces the interval the refused enqueue started, then ends
+		for !store.WakerIdle() && f.ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	conn, err := pgx.Connect(f.ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(f.ctx))
+	channel := f.schema + ".wake"
+	if _, err := conn.Exec(f.ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	refused := driver.NewMessage{ID: uuid.New(), TemplateID: uuid.New(), UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
+	if _, err := store.EnqueueMessages(f.ctx, []driver.NewMessage{refused}, true); !errors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("enqueue for a missing template: %v, want ErrNotFound", err)
+	}
+	if _, err := f.pool.Exec(f.ctx, "SELECT pg_notify($1, 'marker')", channel); err != nil {
+		t.Fatal(err)
+	}
+	n, err := conn.WaitForNotification(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Payload != "marker" {
+		t.Fatalf("first notification after a refused enqueue has payload %q, want the marker: the refusal woke the notifiers", n.Payload)
+	}
 }

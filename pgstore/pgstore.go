@@ -101,9 +101,9 @@ type Config struct {
 
 	// WakeInterval is the shortest time between two wake-up NOTIFYs of the store (see
 	// Store.Wake). Default (0): DefaultWakeInterval. A negative value turns the pacing off:
-	// then the only coalescing is that one NOTIFY is in flight at a time. An enqueue
-	// outside a transaction on a store that has sent no wake-up for two intervals carries
-	// its NOTIFY in its own transaction (with the pacing off: whenever none is in flight).
+	// then the only coalescing is that one NOTIFY is in flight at a time. With pacing, an
+	// enqueue outside a transaction on a store that has sent no wake-up for two intervals
+	// carries its NOTIFY in its own transaction; with the pacing off none does.
 	WakeInterval time.Duration
 
 	// clock, set only by tests (export_test.go), replaces the database's now().
@@ -336,16 +336,20 @@ var (
 )
 
 // prelude is a statement run before a hot-path statement, in its round trip and its
-// implicit transaction (queryHot).
+// implicit transaction (queryHot), and optionally one run after it (then).
 type prelude struct {
-	sql  string
-	args []any
+	sql      string
+	args     []any
+	then     string
+	thenArgs []any
 }
 
-// notifying is p that also sends a NOTIFY on channel: delivered when the statement's
-// implicit transaction commits, and dropped if it rolls back (see claimInlineWake).
-func (p prelude) notifying(channel string) prelude {
-	return prelude{sql: p.sql + `, pg_notify($1, '')`, args: []any{channel}}
+// wakingIfStored is p followed by the store's wake-up NOTIFY if the enqueue statement
+// stored the message id (wakeIfStored): delivered when the implicit transaction commits
+// (see claimInlineWake).
+func (s *Store) wakingIfStored(p prelude, id uuid.UUID) prelude {
+	p.then, p.thenArgs = s.q.wakeIfStored, []any{s.channel(), id.String()}
+	return p
 }
 
 // genericEnqueueMax is the largest enqueue that runs on the statement's generic plan: a
@@ -408,6 +412,9 @@ func (s *Store) queryHot(ctx context.Context, db dbtx, pre prelude, query string
 	b := &pgx.Batch{}
 	b.Queue(pre.sql, pre.args...)
 	b.Queue(query, args...)
+	if pre.then != "" {
+		b.Queue(pre.then, pre.thenArgs...)
+	}
 	br := s.pool.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
@@ -505,9 +512,10 @@ func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.D
 
 // enqueueBatch stores every message or none: one statement on db inserts every row and
 // checks templates and preferences (from copyEnqueueMin messages, enqueueCopy). On the
-// store's pool, when no wake-up is in flight, the statement carries the wake-up NOTIFY
-// itself (claimInlineWake) and woke reports it; otherwise the caller wakes the notifiers
-// once the messages are committed (wakeAfterEnqueue).
+// store's pool, when the store is idle (claimInlineWake) and the batch is smaller than
+// copyEnqueueMin, the statement's implicit transaction carries the wake-up NOTIFY itself
+// and woke reports it; otherwise the caller wakes the notifiers once the messages are
+// committed (wakeAfterEnqueue).
 func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMessage) (woke bool, err error) {
 	if len(msgs) == 0 {
 		return false, nil
@@ -528,7 +536,7 @@ func (s *Store) enqueueBatch(ctx context.Context, db dbtx, msgs []driver.NewMess
 		pre = noJITGeneric
 	}
 	if s.ownPool(db) && s.claimInlineWake() {
-		pre, woke = pre.notifying(s.channel()), true
+		pre, woke = s.wakingIfStored(pre, msgs[0].ID), true
 	}
 	query := func(sql string, args []any, dest ...any) error {
 		return s.queryRowHot(ctx, db, pre, sql, args, dest...)

@@ -13,7 +13,7 @@ import (
 // explicit "now" (NULL: the database's now()).
 type queries struct {
 	lease, leaseInTx, markSent, markFailed, purge, purgeInbox, enqueue string
-	enqueueOne, enqueueCheck                                           string
+	enqueueOne, enqueueCheck, wakeIfStored                             string
 	template, templates, upsertTemplates, deleteTemplate               string
 	message, countByStatus, setPaused, paused                          string
 	setPreference, setMethodPreference, preferences                    string
@@ -215,7 +215,8 @@ del AS (DELETE FROM {{s}}.inbox i USING victims v WHERE i.id = v.id RETURNING 1)
 SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
 
 		// One statement: refuse the whole batch if a template is missing or a recipient
-		// disabled it, otherwise insert every row. (No pg_notify here: see notify.go.)
+		// disabled it, otherwise insert every row. (No pg_notify here: an enqueue on an
+		// idle store follows it with wakeIfStored; see notify.go.)
 		enqueue: q(`
 WITH input AS (
 	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
@@ -359,6 +360,11 @@ SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns
 	ORDER BY k DESC LIMIT {{max}}
 ) h ORDER BY k`),
 		messageExists: q(`SELECT EXISTS (SELECT FROM {{s}}.messages WHERE id = $1)`),
+
+		// The wake-up an enqueue on an idle store carries (claimInlineWake): after the
+		// enqueue statement, in its implicit transaction, and only if it stored the batch
+		// (all or nothing: its first message); a refused batch notifies nobody.
+		wakeIfStored: q(`SELECT pg_notify($1, '') FROM {{s}}.messages WHERE id = $2::uuid`),
 
 		// Retry: a failed or canceled message of a template that is not deleted becomes
 		// pending now. It returns the message's status before (NULL:
