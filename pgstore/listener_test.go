@@ -23,12 +23,7 @@ import (
 func TestListenerUsesPoolHooks(t *testing.T) {
 	t.Parallel()
 	direct, schema := pgtest.Schema(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cfg := poolConfig(t)
 	app := "hooked-" + schema
 	cfg.BeforeConnect = func(_ context.Context, cc *pgx.ConnConfig) error {
 		cc.RuntimeParams["application_name"] = app

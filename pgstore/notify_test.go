@@ -12,7 +12,6 @@ import (
 	"github.com/coder/quartz"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/driver"
@@ -197,7 +196,20 @@ func TestWakeInterval(t *testing.T) {
 	if n := store.WakesSent(); n != 2 {
 		t.Fatalf("%d NOTIFYs for a Wake and a burst of 50, want 2", n)
 	}
-	time.Sleep(interval + 200*time.Millisecond) // the sender waits out its interval, then ends
+	waitWakerIdle(t, f.ctx, store) // the sender waits out its interval, then ends
+}
+
+// waitWakerIdle waits for store's wake-up sender to end: it paces each NOTIFY's interval
+// on the store's clock (a real one here, or one the test has advanced), then stops when
+// nothing more was asked for.
+func waitWakerIdle(t *testing.T, ctx context.Context, store *pgstore.Store) {
+	t.Helper()
+	for !store.WakerIdle() {
+		if ctx.Err() != nil {
+			t.Fatal("the wake-up sender did not stop after an interval with nothing to send")
+		}
+		time.Sleep(time.Millisecond) // the sender's goroutine, not a clock the test controls
+	}
 }
 
 // countWakes returns a tracer that counts the wake-up NOTIFYs a pool's statements carry:
@@ -222,12 +234,7 @@ func countWakes(inline, separate *atomic.Int64) sqlTracer {
 // two intervals it is idle again.
 func TestIdleEnqueueCarriesItsWakeUp(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cfg := poolConfig(t)
 	var inline, separate atomic.Int64
 	cfg.ConnConfig.Tracer = countWakes(&inline, &separate)
 	pool, schema := migratedPool(t, ctx, cfg)
@@ -261,12 +268,7 @@ func TestIdleEnqueueCarriesItsWakeUp(t *testing.T) {
 	waitIdle := func(d time.Duration) {
 		t.Helper()
 		clk.Advance(interval).MustWait(ctx)
-		for !store.WakerIdle() {
-			if ctx.Err() != nil {
-				t.Fatal("the wake-up sender did not stop after an interval with nothing to send")
-			}
-			time.Sleep(time.Millisecond) // the sender's goroutine, not the clock
-		}
+		waitWakerIdle(t, ctx, store)
 		if d > interval {
 			clk.Advance(d - interval).MustWait(ctx)
 		}
@@ -317,11 +319,7 @@ func TestRefusedEnqueueOnAnIdleStoreWakesNobody(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	store := pgstore.New(f.pool, pgstore.Config{Schema: f.schema, WakeInterval: 50 * time.Millisecond})
-	defer func() { // the sender paces the interval the refused enqueue started, then ends
-		for !store.WakerIdle() && f.ctx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
+	defer waitWakerIdle(t, f.ctx, store) // the sender paces the interval the refused enqueue started
 	conn, err := pgx.Connect(f.ctx, pgtest.URL(t))
 	if err != nil {
 		t.Fatal(err)

@@ -335,11 +335,10 @@ var (
 	noJITGeneric = prelude{sql: `SELECT set_config('jit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`}
 )
 
-// prelude is a statement run before a hot-path statement, in its round trip and its
-// implicit transaction (queryHot), and optionally one run after it (then).
+// prelude is the settings statement run before a hot-path statement, in its round trip
+// and its implicit transaction (queryHot), and optionally a statement run after it (then).
 type prelude struct {
 	sql      string
-	args     []any
 	then     string
 	thenArgs []any
 }
@@ -410,7 +409,7 @@ func (s *Store) queryHot(ctx context.Context, db dbtx, pre prelude, query string
 		return rows, func() error { return nil }, err
 	}
 	b := &pgx.Batch{}
-	b.Queue(pre.sql, pre.args...)
+	b.Queue(pre.sql)
 	b.Queue(query, args...)
 	if pre.then != "" {
 		b.Queue(pre.then, pre.thenArgs...)

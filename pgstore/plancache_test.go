@@ -19,6 +19,19 @@ import (
 	"github.com/notifykit/notifications/pgstore"
 )
 
+// poolConfig returns a context that ends with the test (a minute at most) and a pool
+// configuration for the test database, for tests that set up a pool of their own.
+func poolConfig(t *testing.T) (context.Context, *pgxpool.Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, cfg
+}
+
 // migratedPool opens a pool with cfg and migrates a schema of its own on it.
 func migratedPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, string) {
 	t.Helper()
@@ -56,12 +69,7 @@ func storeOnPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpo
 // for its arrays.
 func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cfg := poolConfig(t)
 	cfg.MaxConns = 1 // every statement on the one connection whose prepared statements and settings the test reads
 	pool, store, tmpl := storeOnPool(t, ctx, cfg)
 	const calls = 8 // PostgreSQL plans the first five executions of a statement for their parameters anyway
@@ -126,12 +134,7 @@ func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 // setting compiles, and reads each statement's plan through auto_explain (as a notice).
 func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cfg := poolConfig(t)
 	var mu sync.Mutex
 	var plans []string
 	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {

@@ -9,11 +9,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/driver"
-	"github.com/notifykit/notifications/internal/pgtest"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -86,12 +84,7 @@ func TestPurgeStatementsAreBounded(t *testing.T) {
 // report to tracer, with one template; its context ends with the test (a minute at most).
 func tracedStore(t *testing.T, tracer pgx.QueryTracer) (context.Context, *pgstore.Store, notifications.Template) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, cfg := poolConfig(t)
 	cfg.ConnConfig.Tracer = tracer
 	_, store, tmpl := storeOnPool(t, ctx, cfg)
 	return ctx, store, tmpl
