@@ -42,7 +42,8 @@ type Enqueuer interface {
 // SendResult is the outcome of one EnqueueRequest in Send.
 type SendResult struct {
 	// MessageIDs are the messages stored for the request, one per delivery method that
-	// the recipient has enabled.
+	// the recipient has enabled. They are UUIDv7 (RFC 9562) stamped with the enqueuer's
+	// clock, so IDs of later enqueues sort after earlier ones.
 	MessageIDs []uuid.UUID
 	// Err is why the request stored nothing, or why a method was refused for a reason
 	// other than the recipient's preference (a duplicate, say). It names the request's
@@ -403,7 +404,7 @@ func (e *StoreEnqueuer) build(ctx context.Context, req EnqueueRequest, now time.
 	out := make([]driver.NewMessage, 0, len(methods))
 	for _, m := range methods {
 		out = append(out, driver.NewMessage{
-			ID:         uuid.New(),
+			ID:         driver.NewMessageID(now),
 			TemplateID: tmpl.ID,
 			UserID:     req.UserID,
 			Method:     string(m),

@@ -1,6 +1,7 @@
 package notifications_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/quartz"
 	"github.com/google/uuid"
 
 	"github.com/notifykit/notifications"
@@ -249,5 +251,63 @@ func TestDeleteTemplateDuringDelivery(t *testing.T) {
 	as, err := h.store.MessageAttempts(h.ctx, ids[0])
 	if err != nil || len(as) != 1 || as[0].Outcome != notifications.StatusTemporaryFailure || as[0].Reason != "503 try later" {
 		t.Fatalf("attempts: %+v, %v", as, err)
+	}
+}
+
+// TestMessageIDsFollowTheClock: the enqueuer's message IDs are UUIDv7 stamped with its
+// clock's millisecond, so IDs of later enqueues sort after earlier ones (the primary key
+// grows at its right edge) while each ID stays unique.
+func TestMessageIDsFollowTheClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clock := quartz.NewMock(t)
+	clock.Set(time.Date(2026, 11, 28, 9, 30, 0, 123_000_000, time.UTC))
+	store := memstore.New(memstore.Config{Clock: clock})
+	tmpl := notifications.Template{ID: uuid.New(), Name: "ids", TitleTemplate: "x", EnabledByDefault: true}
+	if err := notifications.NewRegistry(nil).Register(ctx, store, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	enq, err := notifications.NewStoreEnqueuer(store, notifications.EnqueuerConfig{Clock: clock, DefaultMethods: emailAndInbox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func() []uuid.UUID {
+		var ids []uuid.UUID
+		for range 3 {
+			id := uuid.New()
+			res, err := enq.Send(ctx, notifications.EnqueueRequest{TemplateID: tmpl.ID, UserID: id, Recipient: &notifications.Recipient{Email: "u@example.com"}})
+			if err != nil || res[0].Err != nil {
+				t.Fatalf("send: %v, %+v", err, res)
+			}
+			ids = append(ids, res[0].MessageIDs...)
+		}
+		return ids
+	}
+	first := send()
+	clock.Advance(1500 * time.Millisecond).MustWait(ctx)
+	second := send()
+	seen := map[uuid.UUID]bool{}
+	for i, ids := range [][]uuid.UUID{first, second} {
+		wantMs := clock.Now().Add(time.Duration(i-1) * 1500 * time.Millisecond).UnixMilli()
+		for _, id := range ids {
+			if id.Version() != 7 || id.Variant() != uuid.RFC4122 {
+				t.Fatalf("message ID %s is version %d, variant %v; want version 7 (RFC 9562)", id, id.Version(), id.Variant())
+			}
+			sec, nsec := id.Time().UnixTime()
+			if got := time.Unix(sec, nsec).UnixMilli(); got != wantMs {
+				t.Fatalf("message ID %s carries %d ms; want the clock's %d", id, got, wantMs)
+			}
+			if seen[id] {
+				t.Fatalf("message ID %s given twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	for _, a := range first {
+		for _, b := range second {
+			if bytes.Compare(a[:], b[:]) >= 0 {
+				t.Fatalf("ID %s of the later enqueue does not sort after %s", b, a)
+			}
+		}
 	}
 }

@@ -146,7 +146,7 @@ func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, err
 	if !ok {
 		return uuid.Nil, xerrors.Errorf("resend message %s: %w", id, notifications.ErrNotFound)
 	}
-	newID := uuid.New()
+	newID := driver.NewMessageID(s.now())
 	m := driver.NewMessage{
 		ID: newID, TemplateID: old.TemplateID, UserID: old.UserID, Method: string(old.Method),
 		Payload: old.Payload, Targets: old.Targets, CreatedBy: old.CreatedBy,

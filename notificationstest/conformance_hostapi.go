@@ -492,6 +492,9 @@ func testResendMessage(t *testing.T, h *suite) {
 	if err != nil || id == uuid.Nil || id == orig.ID {
 		t.Fatalf("resend: %s, %v", id, err)
 	}
+	if id.Version() != 7 {
+		t.Fatalf("resent message ID %s is version %d; want 7 (driver.NewMessageID)", id, id.Version())
+	}
 	m := h.wantStatus(id, notifications.StatusPending)
 	if m.TemplateID != orig.TemplateID || m.UserID != user || string(m.Method) != orig.Method || m.CreatedBy != "ci" ||
 		len(m.Targets) != 1 || m.Targets[0] != target || m.AttemptCount != 0 {

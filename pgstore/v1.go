@@ -377,7 +377,7 @@ func (s *Store) ResendMessage(ctx context.Context, id uuid.UUID) (uuid.UUID, err
 	if err != nil {
 		return uuid.Nil, xerrors.Errorf("resend message: %w", err)
 	}
-	newID := uuid.New()
+	newID := driver.NewMessageID(s.o.clock.Now("pgstore"))
 	m := driver.NewMessage{
 		ID: newID, TemplateID: old.TemplateID, UserID: old.UserID, Method: string(old.Method),
 		Payload: old.Payload, Targets: old.Targets, CreatedBy: old.CreatedBy,
