@@ -1,0 +1,274 @@
+// Command layouts measures the server's cost of three layouts of the messages table in
+// plain SQL, before any of them is built into pgstore (BENCHMARKS.md, "Three layouts of
+// the messages table"). For each layout it creates a schema with pgstore's migrations,
+// changes it by hand, inserts -batches × 1,000 rows with INSERT … SELECT (UUIDv7 IDs, a
+// 300-byte JSON payload, a 64-character dedupe key, random users), runs ANALYZE and a
+// CHECKPOINT, then drains them with one loop of a lease (1,000 rows, FOR UPDATE SKIP
+// LOCKED, committed asynchronously, returning the payload) and a result write. It prints
+// the rates, the WAL written per message, the table and index sizes and how many updates
+// were HOT.
+//
+//	NOTIFICATIONS_PG_DURABLE=1 ./scripts/with-postgres.sh sh -c 'cd bench && go run ./layouts -rounds 3'
+//
+// Layouts: "current" is pgstore's schema as migrated; "hot" keeps a leased message
+// pending (leased_until and leased_at set, the leased index dropped, fillfactor 50), so
+// that the lease is a HOT update; "split" moves the status, attempt, lease and retry
+// columns with the queue indexes and the status search index into a narrow state table
+// beside an immutable messages row.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// idExpr is a UUIDv7 made in SQL (PostgreSQL 15 has no uuidv7()): the clock's
+// milliseconds over the first six bytes of a random UUID.
+const idExpr = `encode(overlay(uuid_send(gen_random_uuid()) placing substring(int8send((extract(epoch from clock_timestamp())*1000)::bigint) from 3) from 1 for 6), 'hex')::uuid`
+
+// payloadExpr is a payload of the enqueuer's shape, about 300 bytes.
+const payloadExpr = `('{"version":1,"notification_name":"bench","notification_template_id":"b0000000-0000-4000-8000-000000000001","user_id":"' || u::text || '","user_email":"u@example.com","user_name":"U","labels":{"build":"' || g || '"},"actions":[{"label":"View","url":"https://example.com/builds/' || g || '"}]}')::json`
+
+const templateID = "b0000000-0000-4000-8000-000000000001"
+
+// layout is one schema variant: the statements that change pgstore's schema, and the
+// insert, lease and result write run on it.
+type layout struct {
+	setup                []string
+	insert, lease, write string
+	analyze              []string
+}
+
+func layoutFor(name, s string) (layout, error) {
+	rows := `SELECT ` + idExpr + `, '` + templateID + `', u, 'webhook', ` + payloadExpr + `, md5(u::text) || md5(g::text || u::text), now(), now()
+FROM generate_series(1, 1000) g, LATERAL (SELECT gen_random_uuid() AS u OFFSET 0) x`
+	insert := `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at) ` + rows
+	pending := `SELECT id FROM ` + s + `.%s WHERE status = 'pending' AND method = 'webhook'%s ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED`
+	switch name {
+	case "current":
+		return layout{
+			insert: insert,
+			lease: `WITH l AS (UPDATE ` + s + `.messages m SET status = 'leased', leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
+	attempt_count = m.attempt_count + 1, updated_at = now()
+WHERE m.id = ANY(ARRAY(` + fmt.Sprintf(pending, "messages", "") + `))
+RETURNING m.id, m.payload) SELECT id, payload::text FROM l`,
+			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL, last_leased_at = m.updated_at
+WHERE m.id = ANY($1) AND m.status = 'leased'`,
+			analyze: []string{s + ".messages"},
+		}, nil
+	case "hot":
+		return layout{
+			setup: []string{
+				"DROP INDEX " + s + ".messages_leased_by_method",
+				"ALTER TABLE " + s + ".messages SET (fillfactor = 50)",
+				"ALTER TABLE " + s + ".messages ADD COLUMN leased_at timestamptz",
+			},
+			insert: insert,
+			lease: `WITH l AS (UPDATE ` + s + `.messages m SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
+	attempt_count = m.attempt_count + 1, leased_at = now()
+WHERE m.id = ANY(ARRAY(` + fmt.Sprintf(pending, "messages", " AND (leased_until IS NULL OR leased_until <= now())") + `))
+RETURNING m.id, m.payload) SELECT id, payload::text FROM l`,
+			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL, last_leased_at = m.leased_at
+WHERE m.id = ANY($1) AND m.status = 'pending' AND m.leased_by IS NOT NULL`,
+			analyze: []string{s + ".messages"},
+		}, nil
+	case "split":
+		return layout{
+			setup: []string{
+				"DROP INDEX " + s + ".messages_pending_by_method", "DROP INDEX " + s + ".messages_retry_by_method",
+				"DROP INDEX " + s + ".messages_leased_by_method", "DROP INDEX " + s + ".messages_finished",
+				"DROP INDEX " + s + ".messages_canceled", "DROP INDEX " + s + ".messages_status_created",
+				`CREATE TABLE ` + s + `.state (id uuid PRIMARY KEY, seq bigint NOT NULL, method text NOT NULL, created_at timestamptz NOT NULL,
+	status text NOT NULL DEFAULT 'pending', attempt_count int NOT NULL DEFAULT 0, leased_by uuid, leased_until timestamptz,
+	next_retry_after timestamptz, updated_at timestamptz NOT NULL, sent_at timestamptz, last_leased_at timestamptz)`,
+				"CREATE INDEX ON " + s + ".state (method, seq) WHERE status = 'pending'",
+				"CREATE INDEX ON " + s + ".state (method, next_retry_after) WHERE status = 'temporary_failure'",
+				"CREATE INDEX ON " + s + ".state (method, leased_until) WHERE status = 'leased'",
+				"CREATE INDEX ON " + s + ".state (updated_at) WHERE status IN ('sent', 'permanent_failure', 'inhibited')",
+				"CREATE INDEX ON " + s + ".state (updated_at) WHERE status = 'canceled'",
+				"CREATE INDEX ON " + s + ".state (status, created_at, seq)",
+			},
+			insert: `WITH m AS (` + insert + ` RETURNING id, seq, method, created_at)
+INSERT INTO ` + s + `.state (id, seq, method, created_at, updated_at) SELECT id, seq, method, created_at, created_at FROM m`,
+			lease: `WITH l AS (UPDATE ` + s + `.state m SET status = 'leased', leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
+	attempt_count = m.attempt_count + 1, updated_at = now()
+WHERE m.id = ANY(ARRAY(` + fmt.Sprintf(pending, "state", "") + `))
+RETURNING m.id) SELECT l.id, x.payload::text FROM l JOIN ` + s + `.messages x ON x.id = l.id`,
+			write: `UPDATE ` + s + `.state m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL, last_leased_at = m.updated_at
+WHERE m.id = ANY($1) AND m.status = 'leased'`,
+			analyze: []string{s + ".messages", s + ".state"},
+		}, nil
+	}
+	return layout{}, fmt.Errorf("unknown layout %q: want current, hot or split", name)
+}
+
+func main() {
+	batches := flag.Int("batches", 200, "batches of 1,000 rows to insert and drain")
+	rounds := flag.Int("rounds", 1, "rounds; each runs every layout, alternating")
+	names := flag.String("layouts", "current,hot,split", "comma-separated layouts to run")
+	flag.Parse()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("NOTIFICATIONS_TEST_DATABASE_URL"))
+	if err != nil {
+		log.Fatalf("connect: %v", err)
+	}
+	defer pool.Close()
+	for r := 1; r <= *rounds; r++ {
+		for _, name := range strings.Split(*names, ",") {
+			line, err := run(ctx, pool, name, *batches)
+			if err != nil {
+				log.Fatalf("round %d, layout %s: %v", r, name, err)
+			}
+			fmt.Printf("round %d %s\n", r, line)
+		}
+	}
+}
+
+func walPosition(ctx context.Context, conn *pgxpool.Conn) (int64, error) {
+	var v int64
+	err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn() - '0/0'").Scan(&v)
+	return v, err
+}
+
+// run measures one layout on one connection of pool, so that the statistics of its
+// updates can be flushed (pg_stat_force_next_flush) before they are read.
+func run(ctx context.Context, pool *pgxpool.Pool, name string, batches int) (string, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Release()
+	s := "layout_" + name
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE"); err != nil {
+		return "", err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "DROP SCHEMA IF EXISTS "+s+" CASCADE") //nolint:errcheck // best effort
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+s); err != nil {
+		return "", err
+	}
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: s}); err != nil {
+		return "", err
+	}
+	l, err := layoutFor(name, s)
+	if err != nil {
+		return "", err
+	}
+	setup := append([]string{"INSERT INTO " + s + ".templates (id, name, title_template, body_template) VALUES ('" + templateID + "', 'bench', 'x', 'y')"}, l.setup...)
+	for _, q := range setup {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return "", fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	n := int64(batches) * 1000
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return "", err
+	}
+	w0, err := walPosition(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	for range batches {
+		if _, err := conn.Exec(ctx, l.insert); err != nil {
+			return "", fmt.Errorf("insert: %w", err)
+		}
+	}
+	insertTime := time.Since(start)
+	w1, err := walPosition(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range l.analyze {
+		if _, err := conn.Exec(ctx, "ANALYZE "+t); err != nil {
+			return "", err
+		}
+	}
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return "", err
+	}
+	w2, err := walPosition(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	start = time.Now()
+	var leaseTime, writeTime time.Duration
+	var drained int64
+	for {
+		t := time.Now()
+		ids, err := lease(ctx, conn, l.lease)
+		if err != nil {
+			return "", fmt.Errorf("lease: %w", err)
+		}
+		leaseTime += time.Since(t)
+		if len(ids) == 0 {
+			break
+		}
+		t = time.Now()
+		tag, err := conn.Exec(ctx, l.write, ids)
+		if err != nil {
+			return "", fmt.Errorf("result write: %w", err)
+		}
+		if tag.RowsAffected() != int64(len(ids)) {
+			return "", fmt.Errorf("result write updated %d of %d rows", tag.RowsAffected(), len(ids))
+		}
+		writeTime += time.Since(t)
+		drained += int64(len(ids))
+	}
+	drainTime := time.Since(start)
+	if drained != n {
+		return "", fmt.Errorf("drained %d of %d", drained, n)
+	}
+	w3, err := walPosition(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_stat_force_next_flush()"); err != nil {
+		return "", err
+	}
+	var heap, idx, hot, upd int64
+	if err := conn.QueryRow(ctx, `SELECT sum(pg_table_size(c.oid)), sum(pg_indexes_size(c.oid)) FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'`, s).Scan(&heap, &idx); err != nil {
+		return "", err
+	}
+	if err := conn.QueryRow(ctx, "SELECT sum(n_tup_hot_upd), sum(n_tup_upd) FROM pg_stat_user_tables WHERE schemaname = $1", s).Scan(&hot, &upd); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%-8s enqueue %6.0f msgs/s %5d B/msg WAL | drain %6.0f msgs/s (lease %.1fs, result write %.1fs) %5d B/msg WAL | heap %d MB, indexes %d MB | HOT %d of %d updates",
+		name, float64(n)/insertTime.Seconds(), (w1-w0)/n, float64(n)/drainTime.Seconds(), leaseTime.Seconds(), writeTime.Seconds(), (w3-w2)/n,
+		heap>>20, idx>>20, hot, upd), nil
+}
+
+// lease runs one lease in a transaction that commits asynchronously, as pgstore's does,
+// and returns the leased IDs.
+func lease(ctx context.Context, conn *pgxpool.Conn, sql string) ([][16]byte, error) {
+	var ids [][16]byte
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, sql)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id [16]byte
+			var payload string
+			if err := rows.Scan(&id, &payload); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	return ids, err
+}
