@@ -43,7 +43,7 @@ type Enqueuer interface {
 type SendResult struct {
 	// MessageIDs are the messages stored for the request, one per delivery method that
 	// the recipient has enabled. They are UUIDv7 (RFC 9562) stamped with the enqueuer's
-	// clock, so IDs of later enqueues sort after earlier ones.
+	// clock, so IDs from a later millisecond of that clock sort after earlier ones.
 	MessageIDs []uuid.UUID
 	// Err is why the request stored nothing, or why a method was refused for a reason
 	// other than the recipient's preference (a duplicate, say). It names the request's

@@ -286,6 +286,9 @@ func TestMessageIDsFollowTheClock(t *testing.T) {
 	first := send()
 	clock.Advance(1500 * time.Millisecond).MustWait(ctx)
 	second := send()
+	if len(first) != 6 || len(second) != 6 {
+		t.Fatalf("got %d and %d message IDs; want 6 each (3 sends × email and inbox)", len(first), len(second))
+	}
 	seen := map[uuid.UUID]bool{}
 	for i, ids := range [][]uuid.UUID{first, second} {
 		wantMs := clock.Now().Add(time.Duration(i-1) * 1500 * time.Millisecond).UnixMilli()
