@@ -255,8 +255,8 @@ func TestDeleteTemplateDuringDelivery(t *testing.T) {
 }
 
 // TestMessageIDsFollowTheClock: the enqueuer's message IDs are UUIDv7 stamped with its
-// clock's millisecond, so IDs of later enqueues sort after earlier ones (the primary key
-// grows at its right edge) while each ID stays unique.
+// clock's millisecond, so IDs from a later millisecond sort after earlier ones (the
+// primary key grows at its right edge) while each ID stays unique.
 func TestMessageIDsFollowTheClock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -283,16 +283,21 @@ func TestMessageIDsFollowTheClock(t *testing.T) {
 		}
 		return ids
 	}
+	firstAt := clock.Now()
 	first := send()
 	clock.Advance(1500 * time.Millisecond).MustWait(ctx)
+	secondAt := clock.Now()
 	second := send()
 	if len(first) != 6 || len(second) != 6 {
 		t.Fatalf("got %d and %d message IDs; want 6 each (3 sends × email and inbox)", len(first), len(second))
 	}
 	seen := map[uuid.UUID]bool{}
-	for i, ids := range [][]uuid.UUID{first, second} {
-		wantMs := clock.Now().Add(time.Duration(i-1) * 1500 * time.Millisecond).UnixMilli()
-		for _, id := range ids {
+	for _, batch := range []struct {
+		ids []uuid.UUID
+		at  time.Time
+	}{{first, firstAt}, {second, secondAt}} {
+		wantMs := batch.at.UnixMilli()
+		for _, id := range batch.ids {
 			if id.Version() != 7 || id.Variant() != uuid.RFC4122 {
 				t.Fatalf("message ID %s is version %d, variant %v; want version 7 (RFC 9562)", id, id.Version(), id.Variant())
 			}
