@@ -35,8 +35,8 @@ func (l *leaseTimer) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([
 	}
 }
 
-// TestMigrateWhileReplicasRun migrates a schema from version 7 (the oldest this code runs
-// on: it needs the columns of 0007_attempts_on_failure.sql) to the current one while two
+// TestMigrateWhileReplicasRun migrates a schema from version 9 (the oldest this code runs
+// on: it needs the columns of 0009_lease_in_place.sql) to the current one while two
 // Managers drain a backlog and a host keeps enqueueing, and bounds the longest enqueue and
 // lease during the migration: index builds run CONCURRENTLY and every other DDL waits at
 // most lock_timeout for its lock.
@@ -51,7 +51,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	pool, schema := pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const previous = 7 // the code needs 0007's columns
+	const previous = 9 // the code needs 0009's columns
 	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}

@@ -745,8 +745,12 @@ func (s *Store) UpsertTemplates(ctx context.Context, templates ...notifications.
 	return nil
 }
 
-const messageColumns = `id, template_id, user_id, method, status, status_reason, attempt_count, payload::text, targets,
-	created_by, created_at, updated_at, leased_by, leased_until, next_retry_after, sent_at`
+// messageColumns are the columns scanMessage reads, over a row aliased m, as the API
+// reports them: a message leased in place is leased (statusExpr), its UpdatedAt is its
+// lease time (leasedAtExpr) and it has no retry time, as when a lease set them.
+const messageColumns = `m.id, m.template_id, m.user_id, m.method, ` + statusExpr + `, m.status_reason, m.attempt_count, m.payload::text, m.targets,
+	m.created_by, m.created_at, ` + leasedAtExpr + `, m.leased_by, m.leased_until,
+	CASE WHEN m.leased_by IS NULL THEN m.next_retry_after END, m.sent_at`
 
 // scanMessage reads the messageColumns of one row, then extra.
 func scanMessage(row pgx.Row, extra ...any) (notifications.Message, error) {

@@ -36,10 +36,18 @@ func buildQueries(schema string) queries {
 		// One statement: pick eligible rows oldest first (skipping rows another notifier
 		// is leasing right now), fail those whose attempts are used up, lease the rest and
 		// return them with their template and the recipient's current preference. For each
-		// method ($6), pending messages (by enqueue order), due retries (by retry time) and
-		// expired leases (by expiry) are each read from a partial index in that order, so
-		// LIMIT stops after the rows taken: the cost does not grow with the number of due
-		// retries, expired leases, in-flight messages or messages of other methods.
+		// method ($6), pending messages (by enqueue order) and due retries (by retry time),
+		// each with the expired leases among them, and leases of the previous version
+		// (status 'leased', by enqueue order) are each read from a partial index in that
+		// order, so LIMIT stops after the rows taken: the cost does not grow with the
+		// number of due retries, expired leases or messages of other methods. Messages in
+		// flight (leased and not expired) stay in the pending and retry indexes and are
+		// read past: a cost bounded by what the running notifiers have leased.
+		//
+		// The lease is in place (0009_lease_in_place.sql): it sets leased_by,
+		// leased_until, leased_at and attempt_count, which no index reads, and leaves
+		// status, updated_at and next_retry_after as they are, so that PostgreSQL can
+		// write it as a HOT update, without index entries.
 		//
 		// {{async}}: the lease's own transaction commits without waiting for its WAL flush
 		// (see leaseAsync).
@@ -49,18 +57,19 @@ paused AS (SELECT paused FROM {{s}}.settings WHERE id = 1),
 methods AS (SELECT DISTINCT method FROM unnest($6::text[]) AS u(method) WHERE NOT (SELECT paused FROM paused)),
 pending AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason,
-			NULL::uuid AS leased_by, NULL::timestamptz AS leased_at
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, m.leased_by IS NOT NULL AS expired, m.leased_until, m.cancel_reason,
+			m.leased_by, m.leased_at
 		FROM {{s}}.messages m
-		WHERE m.status = 'pending' AND m.method = methods.method
+		WHERE m.status = 'pending' AND m.method = methods.method AND (m.leased_by IS NULL OR m.leased_until <= (SELECT ts FROM now))
 		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 due AS (
 	SELECT c.* FROM methods, LATERAL (
-		SELECT m.id, m.attempt_count, m.seq, m.template_id, false AS expired, NULL::timestamptz AS leased_until, m.cancel_reason,
-			NULL::uuid AS leased_by, NULL::timestamptz AS leased_at
+		SELECT m.id, m.attempt_count, m.seq, m.template_id, m.leased_by IS NOT NULL AS expired, m.leased_until, m.cancel_reason,
+			m.leased_by, m.leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'temporary_failure' AND m.method = methods.method AND m.next_retry_after <= (SELECT ts FROM now)
+			AND (m.leased_by IS NULL OR m.leased_until <= (SELECT ts FROM now))
 		ORDER BY m.next_retry_after LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 expired AS (
@@ -69,7 +78,7 @@ expired AS (
 			m.leased_by, m.updated_at AS leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'leased' AND m.method = methods.method AND m.leased_until <= (SELECT ts FROM now)
-		ORDER BY m.leased_until LIMIT $3 FOR UPDATE SKIP LOCKED) c
+		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
 ),
 candidates AS (
 	SELECT c.id, c.attempt_count, c.expired, c.leased_until, c.leased_by, c.leased_at,
@@ -81,7 +90,7 @@ candidates AS (
 ),
 -- An expired lease is an attempt that ended without a result: the only attempt row a lease
 -- writes (a rare path), trimmed like markFailed's to the newest attempts. Its lease time is
--- the updated_at of the leased row (nothing changes it while the message is leased).
+-- leased_at (for a lease of the previous version, the updated_at its lease set).
 lost AS (
 	INSERT INTO {{s}}.attempts (message_id, number, notifier_id, leased_at, finished_at, outcome, reason)
 	SELECT c.id, c.attempt_count, c.leased_by, c.leased_at, c.leased_until, 'leased', 'lease expired without a result'
@@ -97,21 +106,22 @@ losttrim AS (
 ),
 canceled AS (
 	UPDATE {{s}}.messages m SET status = 'canceled', status_reason = coalesce(m.cancel_reason, 'template deleted'), cancel_reason = NULL,
-		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, next_retry_after = NULL
+		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, leased_at = NULL, next_retry_after = NULL
 	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NOT NULL))
 ),
 exhausted AS (
 	UPDATE {{s}}.messages m SET status = 'permanent_failure',
 		status_reason = 'gave up after ' || m.attempt_count || ' attempts whose leases expired without a result (the delivering process probably stopped mid-delivery)',
-		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, next_retry_after = NULL
+		updated_at = (SELECT ts FROM now), leased_by = NULL, leased_until = NULL, leased_at = NULL, next_retry_after = NULL
 	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NULL AND attempt_count >= $5))
 ),
 -- No attempt row: while leased, the message row is its current attempt (MessageAttempts
--- reads leased_by, updated_at and attempt_count).
+-- reads leased_by, leased_at and attempt_count). A lease of the previous version that
+-- expired becomes a lease in place of a pending message.
 leased AS (
-	UPDATE {{s}}.messages m SET status = 'leased', leased_by = $2,
+	UPDATE {{s}}.messages m SET status = CASE WHEN m.status = 'leased' THEN 'pending' ELSE m.status END, leased_by = $2,
 		leased_until = (SELECT ts FROM now) + $4 * interval '1 microsecond',
-		attempt_count = m.attempt_count + 1, updated_at = (SELECT ts FROM now), next_retry_after = NULL
+		attempt_count = m.attempt_count + 1, leased_at = (SELECT ts FROM now)
 	WHERE m.id = ANY(ARRAY(SELECT id FROM candidates WHERE cancel_reason IS NULL AND attempt_count < $5))
 	RETURNING m.id, m.method, m.template_id, m.user_id, m.payload, m.attempt_count, m.created_at, m.seq
 )
@@ -132,16 +142,21 @@ ORDER BY l.seq`),
 		// hashes the table. Likewise the lease updates its candidates by
 		// id = ANY(ARRAY(...)) rather than by a join.
 		//
+		// The fence: the row is still leased by this notifier (leased_by, which only a lease
+		// sets and every other change of a leased row keeps or clears) at this attempt.
+		// Both writes clear leased_at, which is what tells the trigger of
+		// 0009_lease_in_place.sql that this version wrote them.
+		//
 		// A success writes no attempt row: the message row keeps its last attempt's lease
-		// time (updated_at, as the lease set it: the SET list reads the row before the
-		// update), notifier and duration, from which MessageAttempts lists it.
+		// time (leased_at; the SET list reads the row before the update), notifier and
+		// duration, from which MessageAttempts lists it.
 		markSent: q(`
 WITH done AS (
 	UPDATE {{s}}.messages m SET status = 'sent', status_reason = '', cancel_reason = NULL, sent_at = coalesce($1::timestamptz, now()),
-		updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL,
-		last_leased_at = m.updated_at, last_notifier = $2, last_duration_ns = r.took
+		updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL, leased_at = NULL, next_retry_after = NULL,
+		last_leased_at = ` + leasedAtExpr + `, last_notifier = $2, last_duration_ns = r.took
 	FROM unnest($3::text[]::uuid[], $4::int[], $5::bigint[]) AS r(id, attempt, took)
-	WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
+	WHERE m.id = r.id AND (m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
 	RETURNING 1
 )
 SELECT count(*)::int FROM done`),
@@ -158,10 +173,10 @@ WITH done AS (
 		updated_at = coalesce($1::timestamptz, now()),
 		next_retry_after = CASE WHEN r.status = 'temporary_failure' AND m.cancel_reason IS NULL
 			THEN coalesce($1::timestamptz, now()) + r.delay * interval '1 microsecond' END,
-		leased_by = NULL, leased_until = NULL, cancel_reason = NULL,
-		last_leased_at = m.updated_at, last_notifier = $2, last_duration_ns = r.took
+		leased_by = NULL, leased_until = NULL, leased_at = NULL, cancel_reason = NULL,
+		last_leased_at = ` + leasedAtExpr + `, last_notifier = $2, last_duration_ns = r.took
 	FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) AS r(id, attempt, status, reason, delay, took)
-	WHERE m.id = r.id AND (m.status = 'leased' AND m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
+	WHERE m.id = r.id AND (m.leased_by = $2 AND m.attempt_count = r.attempt) IS TRUE
 	RETURNING m.id, m.attempt_count, m.last_leased_at, r.status, r.reason, r.took
 ),
 finished AS (
@@ -283,9 +298,9 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, grp = excluded.grp, kind = 
 	method = excluded.method, enabled_by_default = excluded.enabled_by_default, updated_at = excluded.updated_at,
 	methods = excluded.methods, exclude_methods = excluded.exclude_methods, deleted_at = NULL`),
 
-		message:         q(`SELECT ` + messageColumns + ` FROM {{s}}.messages WHERE id = $1`),
-		countByStatus:   q(`SELECT status, count(*) FROM {{s}}.messages GROUP BY status`),
-		pendingByMethod: q(`SELECT method, count(*) FROM {{s}}.messages WHERE status = 'pending' GROUP BY method`),
+		message:         q(`SELECT ` + messageColumns + ` FROM {{s}}.messages m WHERE m.id = $1`),
+		countByStatus:   q(`SELECT ` + statusExpr + ` AS st, count(*) FROM {{s}}.messages m GROUP BY st`),
+		pendingByMethod: q(`SELECT method, count(*) FROM {{s}}.messages WHERE status = 'pending' AND leased_by IS NULL GROUP BY method`),
 		setPaused:       q(`UPDATE {{s}}.settings SET paused = $1 WHERE id = 1`),
 		paused:          q(`SELECT paused FROM {{s}}.settings WHERE id = 1`),
 
@@ -351,8 +366,8 @@ SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns
 	SELECT a.id AS k, a.number, a.notifier_id, a.leased_at, a.finished_at, a.outcome, a.reason, a.duration_ns
 	FROM {{s}}.attempts a WHERE a.message_id = $1 AND a.finished_at IS NOT NULL
 	UNION ALL
-	SELECT 9223372036854775807, m.attempt_count, m.leased_by, m.updated_at, NULL, 'leased', '', 0
-	FROM {{s}}.messages m WHERE m.id = $1 AND m.status = 'leased'
+	SELECT 9223372036854775807, m.attempt_count, m.leased_by, ` + leasedAtExpr + `, NULL, 'leased', '', 0
+	FROM {{s}}.messages m WHERE m.id = $1 AND m.leased_by IS NOT NULL
 	UNION ALL
 	SELECT 9223372036854775807, m.attempt_count, m.last_notifier, m.last_leased_at, m.sent_at, 'sent', '', m.last_duration_ns
 	FROM {{s}}.messages m WHERE m.id = $1 AND m.status = 'sent' AND m.last_notifier IS NOT NULL
@@ -371,14 +386,14 @@ SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns
 		// no such message), whether its template is deleted and whether it changed.
 		retry: q(`
 WITH before AS (
-	SELECT m.status, t.id IS NULL OR t.deleted_at IS NOT NULL AS deleted FROM {{s}}.messages m
+	SELECT ` + statusExpr + ` AS status, t.id IS NULL OR t.deleted_at IS NOT NULL AS deleted FROM {{s}}.messages m
 	LEFT JOIN {{s}}.templates t ON t.id = m.template_id WHERE m.id = $2
 ),
 upd AS (
 	UPDATE {{s}}.messages m SET status = 'pending', attempt_count = 0, next_retry_after = NULL, cancel_reason = NULL,
 		status_reason = 'retried by an operator after ' || m.status || ': ' || m.status_reason,
 		updated_at = coalesce($1::timestamptz, now())
-	WHERE m.id = $2 AND m.status IN ('temporary_failure', 'permanent_failure', 'canceled')
+	WHERE m.id = $2 AND m.status IN ('temporary_failure', 'permanent_failure', 'canceled') AND m.leased_by IS NULL
 	  AND NOT (SELECT deleted FROM before)
 	RETURNING 1
 )
@@ -386,7 +401,7 @@ SELECT (SELECT status FROM before), coalesce((SELECT deleted FROM before), false
 
 		// Cancel: pending and retrying messages now, a leased one when its result arrives.
 		cancel: q(`
-WITH before AS (SELECT status FROM {{s}}.messages WHERE id = $2),
+WITH before AS (SELECT ` + statusExpr + ` AS status FROM {{s}}.messages m WHERE id = $2),
 upd AS (
 	UPDATE {{s}}.messages m SET ` + cancelSet("canceled by an operator") + `
 	WHERE m.id = $2 AND m.status IN ('pending', 'leased', 'temporary_failure')
@@ -428,11 +443,25 @@ const templateColumns = `id, name, grp, kind, title_template, body_template, act
 // retrying ones now, a leased one when its result arrives (cancel_reason). Each row is
 // judged on its latest version, so a message leased while the statement waited for its
 // lock is marked rather than missed. reason is a constant of this package.
+//
+// A leased row (leased_by set: a lease in place or one of the previous version) keeps its
+// status, its retry time (an expired lease of a retry is found again by it) and its
+// updated_at.
 func cancelSet(reason string) string {
 	return `
-		status = CASE WHEN m.status = 'leased' THEN m.status ELSE 'canceled' END,
-		status_reason = CASE WHEN m.status = 'leased' THEN m.status_reason ELSE '` + reason + `' END,
-		cancel_reason = CASE WHEN m.status = 'leased' THEN '` + reason + `' END,
-		next_retry_after = NULL,
-		updated_at = CASE WHEN m.status = 'leased' THEN m.updated_at ELSE coalesce($1::timestamptz, now()) END`
+		status = CASE WHEN m.leased_by IS NOT NULL THEN m.status ELSE 'canceled' END,
+		status_reason = CASE WHEN m.leased_by IS NOT NULL THEN m.status_reason ELSE '` + reason + `' END,
+		cancel_reason = CASE WHEN m.leased_by IS NOT NULL THEN '` + reason + `' END,
+		next_retry_after = CASE WHEN m.leased_by IS NOT NULL THEN m.next_retry_after END,
+		updated_at = CASE WHEN m.leased_by IS NOT NULL THEN m.updated_at ELSE coalesce($1::timestamptz, now()) END`
 }
+
+// statusExpr is a message's status as the API reports it, over a row aliased m: a row
+// leased in place keeps its stored status (pending or temporary_failure) and is leased
+// while leased_by is set.
+const statusExpr = `CASE WHEN m.leased_by IS NOT NULL THEN 'leased' ELSE m.status END`
+
+// leasedAtExpr is, over a row aliased m, the time of its lease while it is leased in place
+// (leased_at), and otherwise updated_at: the lease time of a lease of the previous version
+// (which set updated_at and left leased_at as it was), or the time of its last change.
+const leasedAtExpr = `CASE WHEN m.leased_by IS NOT NULL AND m.status <> 'leased' THEN m.leased_at ELSE m.updated_at END`

@@ -212,7 +212,9 @@ func (s *Store) DeleteInboxItem(ctx context.Context, userID, itemID uuid.UUID) e
 // Messages implements notifications.Store: newest first by (created_at, seq). The
 // query is built for the filters given, so each shape has its own plan: by user, else by
 // template, from their (…, created_at, seq) index; by statuses alone, one ordered walk of
-// the (status, created_at, seq) index per status, merged; otherwise (a time window, a
+// the (status, created_at, seq) index per stored status, merged (leased messages are
+// read from the pending and retrying ones too, as a lease in place keeps their stored
+// status, so a search for them reads past the messages waiting there); otherwise (a time window, a
 // method, nothing) from the (created_at, seq) index. The cost of a page is its size plus
 // the rows the filters skip in that index.
 func (s *Store) Messages(ctx context.Context, q notifications.MessageQuery) (notifications.MessagePage, error) {
@@ -247,7 +249,7 @@ func (s *Store) Messages(ctx context.Context, q notifications.MessageQuery) (not
 	}
 	perStatus := len(statuses) > 0 && q.UserID == uuid.Nil && q.TemplateID == uuid.Nil
 	if len(statuses) > 0 && !perStatus {
-		where = append(where, "m.status = ANY("+a.add(statuses)+"::text[])")
+		where = append(where, statusExpr+" = ANY("+a.add(statuses)+"::text[])")
 	}
 	lim := a.add(limit + 1)
 	cond := "true"
@@ -256,12 +258,13 @@ func (s *Store) Messages(ctx context.Context, q notifications.MessageQuery) (not
 	}
 	var sql string
 	if perStatus {
-		sql = `SELECT ` + messageColumns + `, seq FROM (SELECT DISTINCT st FROM unnest(` + a.add(statuses) + `::text[]) AS u(st)) u,
-LATERAL (SELECT m.* FROM ` + s.q.schema + `.messages m WHERE m.status = u.st AND ` + cond + `
+		sql = `SELECT ` + messageColumns + `, m.seq FROM (SELECT DISTINCT st, stored FROM unnest(` + a.add(statuses) + `::text[]) AS u(st),
+	LATERAL unnest(CASE WHEN st = 'leased' THEN ARRAY['leased', 'pending', 'temporary_failure'] ELSE ARRAY[st] END) AS x(stored)) u,
+LATERAL (SELECT m.* FROM ` + s.q.schema + `.messages m WHERE m.status = u.stored AND ` + statusExpr + ` = u.st AND ` + cond + `
 	ORDER BY m.created_at DESC, m.seq DESC LIMIT ` + lim + `) m
 ORDER BY created_at DESC, seq DESC LIMIT ` + lim
 	} else {
-		sql = `SELECT ` + messageColumns + `, seq FROM ` + s.q.schema + `.messages m WHERE ` + cond + `
+		sql = `SELECT ` + messageColumns + `, m.seq FROM ` + s.q.schema + `.messages m WHERE ` + cond + `
 ORDER BY m.created_at DESC, m.seq DESC LIMIT ` + lim
 	}
 	msgs, next, err := queryPage(ctx, s.db, "m", limit, sql, a, func(rows pgx.Rows) (notifications.Message, cursor, error) {

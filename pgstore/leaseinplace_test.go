@@ -1,0 +1,200 @@
+package pgstore_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/notifykit/notifications"
+	"github.com/notifykit/notifications/driver"
+	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/pgstore"
+)
+
+// enqueueWebhooks stores n webhook messages of tmpl, in enqueue order, and returns their IDs.
+func enqueueWebhooks(t *testing.T, ctx context.Context, store *pgstore.Store, tmpl notifications.Template, n int) []uuid.UUID {
+	t.Helper()
+	msgs := make([]driver.NewMessage, n)
+	ids := make([]uuid.UUID, n)
+	for i := range msgs {
+		ids[i] = driver.NewMessageID(time.Now())
+		msgs[i] = driver.NewMessage{ID: ids[i], TemplateID: tmpl.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook),
+			Payload: []byte(`{"version":1,"labels":{"build":"a build label of some length"}}`)}
+	}
+	if _, err := store.EnqueueMessages(ctx, msgs, true); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestLeaseIsAHOTUpdate: a lease changes no indexed column, so PostgreSQL writes it as a
+// HOT update (no index entry) when the row's page has room, which the table's fillfactor
+// keeps; the result write, which changes the status, is not one.
+func TestLeaseIsAHOTUpdate(t *testing.T) {
+	t.Parallel()
+	ctx, cfg := poolConfig(t)
+	cfg.MaxConns = 1 // one backend: its statistics are flushed before they are read
+	pool, schema := migratedPool(t, ctx, cfg)
+	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	updates := func() (all, hot int64) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, "SELECT pg_stat_force_next_flush()"); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.QueryRow(ctx, "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'messages'",
+			schema).Scan(&all, &hot); err != nil {
+			t.Fatal(err)
+		}
+		return all, hot
+	}
+	const n = 300
+	enqueueWebhooks(t, ctx, store, tmpl, n)
+	all0, hot0 := updates()
+	notifier := uuid.New()
+	leased, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: notifier, Methods: []string{string(notifications.MethodWebhook)},
+		Limit: n, LeasePeriod: time.Minute, MaxAttempts: 5})
+	if err != nil || len(leased) != n {
+		t.Fatalf("leased %d of %d: %v", len(leased), n, err)
+	}
+	all1, hot1 := updates()
+	if all1-all0 != n || hot1-hot0 != n {
+		t.Fatalf("the lease of %d messages made %d updates, %d of them HOT; want every one HOT", n, all1-all0, hot1-hot0)
+	}
+	results := make([]driver.SentResult, n)
+	for i, m := range leased {
+		results[i] = driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
+	}
+	if got, err := store.MarkSent(ctx, notifier, results); err != nil || got != n {
+		t.Fatalf("marked %d of %d sent: %v", got, n, err)
+	}
+	all2, hot2 := updates()
+	t.Logf("lease: %d updates, %d HOT; result write: %d updates, %d HOT", all1-all0, hot1-hot0, all2-all1, hot2-hot1)
+	if counts, err := store.CountByStatus(ctx); err != nil || counts[notifications.StatusSent] != n {
+		t.Fatalf("statuses %v, %v: want %d sent", counts, err, n)
+	}
+}
+
+// previousStatement reads a statement of the previous version's replicas from
+// testdata/previous_version, for the schema.
+func previousStatement(t *testing.T, name, schema string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/previous_version/" + name + ".sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "{{s}}", pgx.Identifier{schema}.Sanitize())
+}
+
+// previousLease runs the previous version's lease as notifier and returns the IDs it leased.
+func previousLease(t *testing.T, ctx context.Context, pool *pgxpool.Pool, schema string, notifier uuid.UUID) map[uuid.UUID]bool {
+	t.Helper()
+	rows, err := pool.Query(ctx, previousStatement(t, "lease", schema), nil, notifier, 10, time.Minute.Microseconds(), 5,
+		[]string{string(notifications.MethodWebhook)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[uuid.UUID]bool{}
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[uuid.UUID(vals[0].([16]byte))] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestPreviousVersionLeavesLeasesInPlaceAlone: during a rolling upgrade, replicas of the
+// previous version run their own statements on the migrated schema, where a leased
+// message keeps its status. Their lease must not take a message this version leased in
+// place, nor their cancellation change it (the trigger of 0009_lease_in_place.sql), so
+// that it is delivered once and its result lands; they still lease pending messages, and
+// an expired lease in place, whose result they then write.
+func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
+	t.Parallel()
+	pool, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	ids := enqueueWebhooks(t, ctx, store, tmpl, 4)
+	ours, theirs := uuid.New(), uuid.New()
+	lease := func(limit int) []driver.LeasedMessage {
+		t.Helper()
+		msgs, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: ours, Methods: []string{string(notifications.MethodWebhook)},
+			Limit: limit, LeasePeriod: time.Minute, MaxAttempts: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	mine := lease(2) // ids[0] and ids[1], leased in place
+	if len(mine) != 2 || mine[0].ID != ids[0] || mine[1].ID != ids[1] {
+		t.Fatalf("leased %+v, want the first two messages", mine)
+	}
+	// ids[1]'s lease expires (as if its notifier had stopped).
+	if _, err := pool.Exec(ctx, "UPDATE "+pgx.Identifier{schema}.Sanitize()+".messages SET leased_until = now() - interval '1 second' WHERE id = $1", ids[1]); err != nil {
+		t.Fatal(err)
+	}
+
+	got := previousLease(t, ctx, pool, schema, theirs)
+	if got[ids[0]] || !got[ids[1]] || !got[ids[2]] || !got[ids[3]] || len(got) != 3 {
+		t.Fatalf("the previous version's lease took %v; want the expired lease and the two pending messages, not %s (leased in place)", got, ids[0])
+	}
+	if m, err := store.Message(ctx, ids[0]); err != nil || m.Status != notifications.StatusLeased || m.LeasedBy != ours {
+		t.Fatalf("message leased in place after the previous version's lease: %+v, %v; want leased by %s", m, err, ours)
+	}
+	if m, err := store.Message(ctx, ids[1]); err != nil || m.Status != notifications.StatusLeased || m.LeasedBy != theirs || m.AttemptCount != 2 {
+		t.Fatalf("expired lease in place after the previous version leased it: %+v, %v; want leased by %s, attempt 2", m, err, theirs)
+	}
+
+	var before *string
+	var canceled int
+	if err := pool.QueryRow(ctx, previousStatement(t, "cancel", schema), nil, ids[0]).Scan(&before, &canceled); err != nil {
+		t.Fatal(err)
+	}
+	if canceled != 0 {
+		t.Fatalf("the previous version's cancellation changed a message being delivered")
+	}
+
+	if n, err := store.MarkSent(ctx, ours, []driver.SentResult{{ID: ids[0], AttemptCount: mine[0].AttemptCount}}); err != nil || n != 1 {
+		t.Fatalf("our result for the message leased in place: %d written, %v", n, err)
+	}
+	var theirsSent int
+	if err := pool.QueryRow(ctx, previousStatement(t, "mark_sent", schema), nil, theirs,
+		[]string{ids[1].String()}, []int32{2}, []int64{1000}).Scan(&theirsSent); err != nil || theirsSent != 1 {
+		t.Fatalf("the previous version's result for the expired lease it took: %d written, %v", theirsSent, err)
+	}
+	if n, err := store.MarkSent(ctx, ours, []driver.SentResult{{ID: ids[1], AttemptCount: mine[1].AttemptCount}}); err != nil || n != 0 {
+		t.Fatalf("our late result for the lease that expired: %d written, %v; want none", n, err)
+	}
+	for _, id := range ids[:2] {
+		m, err := store.Message(ctx, id)
+		if err != nil || m.Status != notifications.StatusSent {
+			t.Fatalf("message %s: %+v, %v; want sent", id, m, err)
+		}
+		if !m.UpdatedAt.Equal(m.SentAt) {
+			t.Fatalf("message %s: updated %v, sent %v; want the time of its result", id, m.UpdatedAt, m.SentAt)
+		}
+	}
+}
