@@ -49,40 +49,45 @@ func findPostmaster(ctx context.Context, pool *pgxpool.Pool) {
 	if err := pool.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
 		return
 	}
-	if _, ppid, _, ok := procStat(backend); ok {
+	if _, ppid, _, _, ok := procStat(backend); ok {
 		postmasterPID = ppid
 	}
 }
 
-// procStat reads the name, parent and CPU ticks of a process.
-func procStat(pid int) (name string, ppid int, ticks int64, ok bool) {
+// procStat reads the name, parent and CPU ticks of a process, and the CPU ticks of its
+// children that have exited and been waited for.
+func procStat(pid int) (name string, ppid int, ticks, exited int64, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return "", 0, 0, false
+		return "", 0, 0, 0, false
 	}
 	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
 	if open < 0 || closing < 0 {
-		return "", 0, 0, false
+		return "", 0, 0, 0, false
 	}
 	fields := strings.Fields(string(b[closing+2:]))
-	if len(fields) < 13 {
-		return "", 0, 0, false
+	if len(fields) < 15 {
+		return "", 0, 0, 0, false
 	}
 	ppid, _ = strconv.Atoi(fields[1])
 	u, _ := strconv.ParseInt(fields[11], 10, 64)
 	s, _ := strconv.ParseInt(fields[12], 10, 64)
-	return string(b[open+1 : closing]), ppid, u + s, true
+	cu, _ := strconv.ParseInt(fields[13], 10, 64)
+	cs, _ := strconv.ParseInt(fields[14], 10, 64)
+	return string(b[open+1 : closing]), ppid, u + s, cu + cs, true
 }
 
 // postgresCPU sums user and system time of the server under test: the postmaster and its
 // children (every postgres process if the postmaster is not on this machine). Clock ticks
-// are 1/100 s on Linux. Backends that exit take their time with them.
+// are 1/100 s on Linux. A backend or autovacuum worker that exits leaves its time in the
+// postmaster's count of its exited children, which is added, so the sum never drops
+// (without the postmaster on this machine, exited processes take their time with them).
 func postgresCPU() time.Duration {
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	var total int64
 	for _, p := range stats {
 		pid, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(p, "/proc/"), "/stat"))
-		name, ppid, ticks, ok := procStat(pid)
+		name, ppid, ticks, exited, ok := procStat(pid)
 		if !ok || name != "postgres" {
 			continue
 		}
@@ -90,6 +95,9 @@ func postgresCPU() time.Duration {
 			continue
 		}
 		total += ticks
+		if pid == postmasterPID {
+			total += exited
+		}
 	}
 	return time.Duration(total) * 10 * time.Millisecond
 }
