@@ -6,23 +6,30 @@
 // CHECKPOINT, then drains them with one loop of a lease (1,000 rows, FOR UPDATE SKIP
 // LOCKED, committed asynchronously, returning the payload) and a result write. It prints
 // the rates, the WAL written per message, the table and index sizes and how many updates
-// were HOT.
+// were HOT. With -inflight k, the result of each lease is written after k more leases, so
+// that k × 1,000 messages are in flight, as in a Manager (a lease in place reads past them).
 //
-//	NOTIFICATIONS_PG_DURABLE=1 ./scripts/with-postgres.sh sh -c 'cd bench && go run ./layouts -rounds 3'
+//	NOTIFICATIONS_PG_DURABLE=1 ./scripts/with-postgres.sh sh -c 'cd bench && go run ./layouts -rounds 3 -inflight 3'
 //
-// Layouts: "current" is pgstore's schema as migrated; "hot" keeps a leased message
+// Layouts: "status" is pgstore's schema before the lease in place (schema version 8: a
+// lease sets status = 'leased'); "hot" changes it by hand to keep a leased message
 // pending (leased_until and leased_at set, the leased index dropped, fillfactor 50), so
-// that the lease is a HOT update; "split" moves the status, attempt, lease and retry
-// columns with the queue indexes and the status search index into a narrow state table
-// beside an immutable messages row.
+// that the lease is a HOT update; "inplace" is pgstore's schema as migrated now, which
+// does that (fillfactor 40, a trigger and an index for replicas of the previous
+// version); "split" moves the status, attempt, lease and retry columns of schema 8 with
+// the queue indexes and the status search index into a narrow state table beside an
+// immutable messages row.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log"
 	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,15 +54,28 @@ type layout struct {
 	setup                []string
 	insert, lease, write string
 	analyze              []string
+	// latest: the schema of every pgstore migration; otherwise that of the migrations up
+	// to schemaBefore, on which the hand changes of setup run.
+	latest bool
 }
+
+// schemaBefore is the last schema version whose lease sets status = 'leased'.
+const schemaBefore = 8
 
 func layoutFor(name, s string) (layout, error) {
 	rows := `SELECT ` + idExpr + `, '` + templateID + `', u, 'webhook', ` + payloadExpr + `, md5(u::text) || md5(g::text || u::text), now(), now()
 FROM generate_series(1, 1000) g, LATERAL (SELECT gen_random_uuid() AS u OFFSET 0) x`
 	insert := `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at) ` + rows
 	pending := `SELECT id FROM ` + s + `.%s WHERE status = 'pending' AND method = 'webhook'%s ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED`
+	// The lease in place of hot and inplace, and hot's result write.
+	hotLease := `WITH l AS (UPDATE ` + s + `.messages m SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
+	attempt_count = m.attempt_count + 1, leased_at = now()
+WHERE m.id = ANY(ARRAY(` + fmt.Sprintf(pending, "messages", " AND (leased_until IS NULL OR leased_until <= now())") + `))
+RETURNING m.id, m.payload) SELECT id, payload::text FROM l`
+	hotWrite := `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL, last_leased_at = m.leased_at
+WHERE m.id = ANY($1) AND m.status = 'pending' AND m.leased_by IS NOT NULL`
 	switch name {
-	case "current":
+	case "status":
 		return layout{
 			insert: insert,
 			lease: `WITH l AS (UPDATE ` + s + `.messages m SET status = 'leased', leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
@@ -73,13 +93,21 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 				"ALTER TABLE " + s + ".messages SET (fillfactor = 50)",
 				"ALTER TABLE " + s + ".messages ADD COLUMN leased_at timestamptz",
 			},
+			insert:  insert,
+			lease:   hotLease,
+			write:   hotWrite,
+			analyze: []string{s + ".messages"},
+		}, nil
+	case "inplace":
+		// pgstore's own schema (every migration): the lease in place of hot, with the
+		// trigger and index that keep replicas of the previous version off it.
+		return layout{
+			latest: true,
 			insert: insert,
-			lease: `WITH l AS (UPDATE ` + s + `.messages m SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
-	attempt_count = m.attempt_count + 1, leased_at = now()
-WHERE m.id = ANY(ARRAY(` + fmt.Sprintf(pending, "messages", " AND (leased_until IS NULL OR leased_until <= now())") + `))
-RETURNING m.id, m.payload) SELECT id, payload::text FROM l`,
-			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL, last_leased_at = m.leased_at
-WHERE m.id = ANY($1) AND m.status = 'pending' AND m.leased_by IS NOT NULL`,
+			lease:  hotLease,
+			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
+	leased_at = NULL, last_leased_at = m.leased_at
+WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
 			analyze: []string{s + ".messages"},
 		}, nil
 	case "split":
@@ -109,13 +137,17 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 			analyze: []string{s + ".messages", s + ".state"},
 		}, nil
 	}
-	return layout{}, fmt.Errorf("unknown layout %q: want current, hot or split", name)
+	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace or split", name)
 }
+
+// inflight is the -inflight flag.
+var inflight int
 
 func main() {
 	batches := flag.Int("batches", 200, "batches of 1,000 rows to insert and drain")
 	rounds := flag.Int("rounds", 1, "rounds; each runs every layout, alternating")
-	names := flag.String("layouts", "current,hot,split", "comma-separated layouts to run")
+	names := flag.String("layouts", "status,hot,inplace,split", "comma-separated layouts to run")
+	flag.IntVar(&inflight, "inflight", 0, "leases whose results are written only after this many later leases (messages in flight, as in a Manager)")
 	flag.Parse()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, os.Getenv("NOTIFICATIONS_TEST_DATABASE_URL"))
@@ -132,6 +164,44 @@ func main() {
 			fmt.Printf("round %d %s\n", r, line)
 		}
 	}
+}
+
+// migrateBefore applies pgstore's migrations up to schemaBefore to schema s, on conn: the
+// files of pgstore.Migrations in name order with search_path set to s, a no-transaction
+// file one statement at a time.
+func migrateBefore(ctx context.Context, conn *pgxpool.Conn, s string) error {
+	if _, err := conn.Exec(ctx, "SET search_path TO "+s); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "RESET search_path") //nolint:errcheck // best effort
+	names, err := fs.Glob(pgstore.Migrations, "*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0]); err != nil || v > schemaBefore {
+			continue
+		}
+		b, err := fs.ReadFile(pgstore.Migrations, name)
+		if err != nil {
+			return err
+		}
+		sql := string(b)
+		statements := []string{sql}
+		if strings.HasPrefix(sql, "-- pgstore:no-transaction") {
+			statements = strings.SplitAfter(sql, ";\n")
+		}
+		for _, stmt := range statements {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if err := conn.Conn().PgConn().Exec(ctx, stmt).Close(); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 func walPosition(ctx context.Context, conn *pgxpool.Conn) (int64, error) {
@@ -156,10 +226,15 @@ func run(ctx context.Context, pool *pgxpool.Pool, name string, batches int) (str
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+s); err != nil {
 		return "", err
 	}
-	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: s}); err != nil {
+	l, err := layoutFor(name, s)
+	if err != nil {
 		return "", err
 	}
-	l, err := layoutFor(name, s)
+	if l.latest {
+		err = pgstore.Migrate(ctx, pool, pgstore.Config{Schema: s})
+	} else {
+		err = migrateBefore(ctx, conn, s)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -203,6 +278,20 @@ func run(ctx context.Context, pool *pgxpool.Pool, name string, batches int) (str
 	start = time.Now()
 	var leaseTime, writeTime time.Duration
 	var drained int64
+	var fifo [][][16]byte
+	write := func(ids [][16]byte) error {
+		t := time.Now()
+		tag, err := conn.Exec(ctx, l.write, ids)
+		if err != nil {
+			return fmt.Errorf("result write: %w", err)
+		}
+		if tag.RowsAffected() != int64(len(ids)) {
+			return fmt.Errorf("result write updated %d of %d rows", tag.RowsAffected(), len(ids))
+		}
+		writeTime += time.Since(t)
+		drained += int64(len(ids))
+		return nil
+	}
 	for {
 		t := time.Now()
 		ids, err := lease(ctx, conn, l.lease)
@@ -210,19 +299,18 @@ func run(ctx context.Context, pool *pgxpool.Pool, name string, batches int) (str
 			return "", fmt.Errorf("lease: %w", err)
 		}
 		leaseTime += time.Since(t)
-		if len(ids) == 0 {
+		if len(ids) == 0 && len(fifo) == 0 {
 			break
 		}
-		t = time.Now()
-		tag, err := conn.Exec(ctx, l.write, ids)
-		if err != nil {
-			return "", fmt.Errorf("result write: %w", err)
+		if len(ids) > 0 {
+			fifo = append(fifo, ids)
 		}
-		if tag.RowsAffected() != int64(len(ids)) {
-			return "", fmt.Errorf("result write updated %d of %d rows", tag.RowsAffected(), len(ids))
+		for len(fifo) > inflight || (len(ids) == 0 && len(fifo) > 0) {
+			if err := write(fifo[0]); err != nil {
+				return "", err
+			}
+			fifo = fifo[1:]
 		}
-		writeTime += time.Since(t)
-		drained += int64(len(ids))
 	}
 	drainTime := time.Since(start)
 	if drained != n {
