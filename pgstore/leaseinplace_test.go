@@ -122,8 +122,10 @@ func previousLease(t *testing.T, ctx context.Context, pool *pgxpool.Pool, schema
 // previous version run their own statements on the migrated schema, where a leased
 // message keeps its status. Their lease must not take a message this version leased in
 // place, nor their cancellation change it (the trigger of 0009_lease_in_place.sql), so
-// that it is delivered once and its result lands; they still lease pending messages, and
-// an expired lease in place, whose result they then write.
+// that it is delivered once and its result lands. Once such a lease has expired, their
+// statements treat the message as pending and end the lease in place: they lease it and
+// write its result, or cancel it, and the late result of the notifier that held it
+// changes nothing.
 func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 	t.Parallel()
 	pool, schema := pgtest.Schema(t)
@@ -137,44 +139,45 @@ func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	ids := enqueueWebhooks(t, ctx, store, tmpl, 4)
+	ids := enqueueWebhooks(t, ctx, store, tmpl, 5)
 	ours, theirs := uuid.New(), uuid.New()
-	lease := func(limit int) []driver.LeasedMessage {
+	mine, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: ours, Methods: []string{string(notifications.MethodWebhook)},
+		Limit: 3, LeasePeriod: time.Minute, MaxAttempts: 5})
+	if err != nil || len(mine) != 3 || mine[0].ID != ids[0] || mine[1].ID != ids[1] || mine[2].ID != ids[2] {
+		t.Fatalf("leased %+v, %v; want the first three messages", mine, err)
+	}
+	// The leases of ids[1] and ids[2] expire (as if their notifier had stopped).
+	if _, err := pool.Exec(ctx, "UPDATE "+pgx.Identifier{schema}.Sanitize()+".messages SET leased_until = now() - interval '1 second' WHERE id = ANY($1)",
+		[]uuid.UUID{ids[1], ids[2]}); err != nil {
+		t.Fatal(err)
+	}
+	previousCancel := func(id uuid.UUID) int {
 		t.Helper()
-		msgs, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: ours, Methods: []string{string(notifications.MethodWebhook)},
-			Limit: limit, LeasePeriod: time.Minute, MaxAttempts: 5})
-		if err != nil {
+		var before *string
+		var n int
+		if err := pool.QueryRow(ctx, previousStatement(t, "cancel", schema), nil, id).Scan(&before, &n); err != nil {
 			t.Fatal(err)
 		}
-		return msgs
+		return n
 	}
-	mine := lease(2) // ids[0] and ids[1], leased in place
-	if len(mine) != 2 || mine[0].ID != ids[0] || mine[1].ID != ids[1] {
-		t.Fatalf("leased %+v, want the first two messages", mine)
+	if previousCancel(ids[0]) != 0 {
+		t.Fatalf("the previous version's cancellation changed a message being delivered")
 	}
-	// ids[1]'s lease expires (as if its notifier had stopped).
-	if _, err := pool.Exec(ctx, "UPDATE "+pgx.Identifier{schema}.Sanitize()+".messages SET leased_until = now() - interval '1 second' WHERE id = $1", ids[1]); err != nil {
-		t.Fatal(err)
+	if previousCancel(ids[2]) != 1 {
+		t.Fatalf("the previous version's cancellation left alone a message whose lease had expired")
 	}
 
 	got := previousLease(t, ctx, pool, schema, theirs)
-	if got[ids[0]] || !got[ids[1]] || !got[ids[2]] || !got[ids[3]] || len(got) != 3 {
-		t.Fatalf("the previous version's lease took %v; want the expired lease and the two pending messages, not %s (leased in place)", got, ids[0])
+	if len(got) != 3 || !got[ids[1]] || !got[ids[3]] || !got[ids[4]] {
+		t.Fatalf("the previous version's lease took %v; want the expired lease and the two pending messages, not %s (leased in place) nor %s (canceled)",
+			got, ids[0], ids[2])
 	}
 	if m, err := store.Message(ctx, ids[0]); err != nil || m.Status != notifications.StatusLeased || m.LeasedBy != ours {
 		t.Fatalf("message leased in place after the previous version's lease: %+v, %v; want leased by %s", m, err, ours)
 	}
-	if m, err := store.Message(ctx, ids[1]); err != nil || m.Status != notifications.StatusLeased || m.LeasedBy != theirs || m.AttemptCount != 2 {
-		t.Fatalf("expired lease in place after the previous version leased it: %+v, %v; want leased by %s, attempt 2", m, err, theirs)
-	}
-
-	var before *string
-	var canceled int
-	if err := pool.QueryRow(ctx, previousStatement(t, "cancel", schema), nil, ids[0]).Scan(&before, &canceled); err != nil {
-		t.Fatal(err)
-	}
-	if canceled != 0 {
-		t.Fatalf("the previous version's cancellation changed a message being delivered")
+	m, err := store.Message(ctx, ids[1])
+	if err != nil || m.Status != notifications.StatusLeased || m.LeasedBy != theirs || m.AttemptCount != 2 || !m.UpdatedAt.After(mine[1].LeasedAt) {
+		t.Fatalf("expired lease in place after the previous version leased it: %+v, %v; want leased by %s, attempt 2, updated at its lease", m, err, theirs)
 	}
 
 	if n, err := store.MarkSent(ctx, ours, []driver.SentResult{{ID: ids[0], AttemptCount: mine[0].AttemptCount}}); err != nil || n != 1 {
@@ -186,15 +189,19 @@ func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 		t.Fatalf("the previous version's result for the expired lease it took: %d written, %v", theirsSent, err)
 	}
 	if n, err := store.MarkSent(ctx, ours, []driver.SentResult{{ID: ids[1], AttemptCount: mine[1].AttemptCount}}); err != nil || n != 0 {
-		t.Fatalf("our late result for the lease that expired: %d written, %v; want none", n, err)
+		t.Fatalf("our late result for the lease that expired and was taken: %d written, %v; want none", n, err)
+	}
+	if n, err := store.MarkFailed(ctx, ours, []driver.FailedResult{{ID: ids[2], AttemptCount: mine[2].AttemptCount,
+		Status: string(notifications.StatusTemporaryFailure), Reason: "late", RetryDelay: time.Second}}); err != nil || n != 0 {
+		t.Fatalf("our late result for the lease that expired and was canceled: %d written, %v; want none", n, err)
 	}
 	for _, id := range ids[:2] {
 		m, err := store.Message(ctx, id)
-		if err != nil || m.Status != notifications.StatusSent {
-			t.Fatalf("message %s: %+v, %v; want sent", id, m, err)
+		if err != nil || m.Status != notifications.StatusSent || !m.UpdatedAt.Equal(m.SentAt) {
+			t.Fatalf("message %s: %+v, %v; want sent, updated at its result", id, m, err)
 		}
-		if !m.UpdatedAt.Equal(m.SentAt) {
-			t.Fatalf("message %s: updated %v, sent %v; want the time of its result", id, m.UpdatedAt, m.SentAt)
-		}
+	}
+	if m, err := store.Message(ctx, ids[2]); err != nil || m.Status != notifications.StatusCanceled || m.LeasedBy != uuid.Nil {
+		t.Fatalf("message canceled after its lease expired: %+v, %v; want canceled, leased by nobody", m, err)
 	}
 }
