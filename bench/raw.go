@@ -42,13 +42,14 @@ func (b *bench) rawDrain(ctx context.Context) (float64, error) {
 	}
 	s := pgx.Identifier{schema}.Sanitize()
 	// A lease in place, as pgstore's: the row keeps its status and gets leased_by,
-	// leased_until and leased_at, which no index reads (a HOT update).
+	// leased_until and leased_at, which no index reads (a HOT update). It returns what a
+	// delivery needs (template, recipient, payload), not only the IDs.
 	lease := `WITH c AS (SELECT id FROM ` + s + `.messages WHERE status = 'pending' AND method = '` + string(benchMethod) + `' AND (leased_by IS NULL OR leased_until <= now())
 	ORDER BY seq LIMIT ` + strconv.Itoa(rawBatch) + ` FOR UPDATE SKIP LOCKED),
 async AS (SELECT set_config('synchronous_commit', 'off', true))
 UPDATE ` + s + `.messages m SET leased_by = '00000000-0000-4000-8000-000000000001', leased_until = now() + interval '2 minutes',
 	leased_at = now(), attempt_count = m.attempt_count + 1
-WHERE m.id = ANY(ARRAY(SELECT id FROM c)) AND EXISTS (SELECT 1 FROM async) RETURNING m.id`
+WHERE m.id = ANY(ARRAY(SELECT id FROM c)) AND EXISTS (SELECT 1 FROM async) RETURNING m.id, m.template_id, m.user_id, m.payload::text`
 	complete := `UPDATE ` + s + `.messages SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL, leased_at = NULL
 WHERE id = ANY($1)`
 	var mu sync.Mutex
@@ -62,8 +63,15 @@ WHERE id = ANY($1)`
 				if err != nil {
 					return err
 				}
-				ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-				if err != nil {
+				// What a delivery needs: the message, its template and recipient, and
+				// its payload.
+				var ids []uuid.UUID
+				var id, tmpl, user uuid.UUID
+				var payload string
+				if _, err := pgx.ForEachRow(rows, []any{&id, &tmpl, &user, &payload}, func() error {
+					ids = append(ids, id)
+					return nil
+				}); err != nil {
 					return err
 				}
 				if len(ids) == 0 {
