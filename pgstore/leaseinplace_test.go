@@ -147,8 +147,8 @@ func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 		t.Fatalf("leased %+v, %v; want the first three messages", mine, err)
 	}
 	// The leases of ids[1] and ids[2] expire (as if their notifier had stopped).
-	if _, err := pool.Exec(ctx, "UPDATE "+pgx.Identifier{schema}.Sanitize()+".messages SET leased_until = now() - interval '1 second' WHERE id = ANY($1)",
-		[]uuid.UUID{ids[1], ids[2]}); err != nil {
+	if _, err := pool.Exec(ctx, "UPDATE "+pgx.Identifier{schema}.Sanitize()+".messages SET leased_until = now() - interval '1 second' WHERE id = ANY($1::text[]::uuid[])",
+		[]string{ids[1].String(), ids[2].String()}); err != nil {
 		t.Fatal(err)
 	}
 	previousCancel := func(id uuid.UUID) int {
