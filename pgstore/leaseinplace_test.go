@@ -2,18 +2,23 @@ package pgstore_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/xerrors"
 
 	"github.com/notifykit/notifications"
 	"github.com/notifykit/notifications/driver"
 	"github.com/notifykit/notifications/internal/pgtest"
+	"github.com/notifykit/notifications/notificationstest"
 	"github.com/notifykit/notifications/pgstore"
 )
 
@@ -95,27 +100,25 @@ func previousStatement(t *testing.T, name, schema string) string {
 	return strings.ReplaceAll(string(b), "{{s}}", pgx.Identifier{schema}.Sanitize())
 }
 
-// previousLease runs the previous version's lease as notifier and returns the IDs it leased.
-func previousLease(t *testing.T, ctx context.Context, pool *pgxpool.Pool, schema string, notifier uuid.UUID) map[uuid.UUID]bool {
-	t.Helper()
-	rows, err := pool.Query(ctx, previousStatement(t, "lease", schema), nil, notifier, 10, time.Minute.Microseconds(), 5,
+// previousLease runs the previous version's lease statement (previousStatement "lease")
+// of up to limit webhook messages as notifier and returns the attempt number of each
+// message it leased.
+func previousLease(ctx context.Context, pool *pgxpool.Pool, sql string, notifier uuid.UUID, limit int) (map[uuid.UUID]int32, error) {
+	rows, err := pool.Query(ctx, sql, nil, notifier, limit, time.Minute.Microseconds(), 5,
 		[]string{string(notifications.MethodWebhook)})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer rows.Close()
-	got := map[uuid.UUID]bool{}
+	got := map[uuid.UUID]int32{}
 	for rows.Next() {
 		vals, err := rows.Values()
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		got[uuid.UUID(vals[0].([16]byte))] = true
+		got[uuid.UUID(vals[0].([16]byte))] = vals[8].(int32)
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return got
+	return got, rows.Err()
 }
 
 // TestPreviousVersionLeavesLeasesInPlaceAlone: during a rolling upgrade, replicas of the
@@ -167,8 +170,11 @@ func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 		t.Fatalf("the previous version's cancellation left alone a message whose lease had expired")
 	}
 
-	got := previousLease(t, ctx, pool, schema, theirs)
-	if len(got) != 3 || !got[ids[1]] || !got[ids[3]] || !got[ids[4]] {
+	got, err := previousLease(ctx, pool, previousStatement(t, "lease", schema), theirs, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok1 := got[ids[1]]; len(got) != 3 || !ok1 || got[ids[3]] != 1 || got[ids[4]] != 1 {
 		t.Fatalf("the previous version's lease took %v; want the expired lease and the two pending messages, not %s (leased in place) nor %s (canceled)",
 			got, ids[0], ids[2])
 	}
@@ -203,5 +209,163 @@ func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 	}
 	if m, err := store.Message(ctx, ids[2]); err != nil || m.Status != notifications.StatusCanceled || m.LeasedBy != uuid.Nil {
 		t.Fatalf("message canceled after its lease expired: %+v, %v; want canceled, leased by nobody", m, err)
+	}
+}
+
+// TestUpgradeWhilePreviousVersionRuns: the rollout of the lease in place. Two replicas of
+// the previous version (its own lease and result statements, from testdata) drain a
+// backlog on schema version 8 while the schema is migrated to the current one under them,
+// then keep draining beside a Manager of this version: every message is delivered once,
+// and the previous version's leases wait at most a bounded time for the migration's
+// locks.
+func TestUpgradeWhilePreviousVersionRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 messages")
+	}
+	if !pgtest.Long() {
+		t.Skip("long test: runs in the default exec mode only")
+	}
+	t.Parallel()
+	pool, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const previous = 8
+	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.Config{Schema: schema}); err != nil {
+		t.Fatal(err)
+	}
+	store := pgstore.New(pool, pgstore.Config{Schema: schema})
+	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
+	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
+		t.Fatal(err)
+	}
+	const total = 10_000
+	var ids []uuid.UUID
+	for range total / 1000 {
+		ids = append(ids, enqueueWebhooks(t, ctx, store, tmpl, 1000)...)
+	}
+
+	// The previous version's replicas: lease 50, deliver, write the results.
+	leaseSQL, markSentSQL := previousStatement(t, "lease", schema), previousStatement(t, "mark_sent", schema)
+	var (
+		mu         sync.Mutex
+		delivered  = map[uuid.UUID]int{}
+		worstLease atomic.Int64
+		oldErr     error
+		stop       = make(chan struct{})
+		wg         sync.WaitGroup
+	)
+	for range 2 {
+		notifier := uuid.New()
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				leased, err := previousLease(ctx, pool, leaseSQL, notifier, 50)
+				if d := int64(time.Since(start)); d > worstLease.Load() {
+					worstLease.Store(d)
+				}
+				if err == nil && len(leased) > 0 {
+					var sent []string
+					var attempts []int32
+					var took []int64
+					mu.Lock()
+					for id, a := range leased {
+						delivered[id]++
+						sent, attempts, took = append(sent, id.String()), append(attempts, a), append(took, 1000)
+					}
+					mu.Unlock()
+					var n int
+					err = pool.QueryRow(ctx, markSentSQL, nil, notifier, sent, attempts, took).Scan(&n)
+					if err == nil && n != len(sent) {
+						err = xerrors.Errorf("the previous version's result write changed %d of %d messages", n, len(sent))
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					oldErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	waitDelivered := func(n int) {
+		t.Helper()
+		for {
+			mu.Lock()
+			got, err := len(delivered), oldErr
+			mu.Unlock()
+			if err != nil {
+				t.Fatalf("replica of the previous version: %v", err)
+			}
+			if got >= n {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%d of %d messages delivered by the previous version's replicas", got, n)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	waitDelivered(1000)
+	worstLease.Store(0)
+	start := time.Now()
+	if err := pgstore.Migrate(ctx, pool, pgstore.Config{Schema: schema}); err != nil {
+		t.Fatalf("migrate under the previous version's replicas: %v", err)
+	}
+	took, leaseDuring := time.Since(start), time.Duration(worstLease.Load())
+
+	h := notificationstest.NewRecordingHandler(nil)
+	cfg := notifications.DefaultConfig()
+	cfg.LeaseCount = 50
+	cfg.StoreSyncInterval = 20 * time.Millisecond
+	cfg.FetchInterval = 50 * time.Millisecond
+	m, err := notifications.NewManager(store, map[notifications.Method]notifications.Handler{notifications.MethodWebhook: h}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Run(ctx)
+	for {
+		counts, err := store.CountByStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[notifications.StatusSent] == total {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("statuses %v: want all %d sent", counts, total)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err := m.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if oldErr != nil {
+		t.Fatalf("replica of the previous version: %v", oldErr)
+	}
+	byNew := h.Deliveries()
+	for _, d := range byNew {
+		delivered[d.MsgID]++
+	}
+	for _, id := range ids {
+		if delivered[id] != 1 {
+			t.Errorf("message %s delivered %d times", id, delivered[id])
+		}
+	}
+	msg := fmt.Sprintf("migration %d -> %d took %s under two replicas of the previous version; their worst lease during it took %s; "+
+		"%d messages delivered by them, %d by a Manager of this version",
+		previous, pgstore.SchemaVersion(), took.Round(time.Millisecond), leaseDuring.Round(time.Microsecond), total-len(byNew), len(byNew))
+	t.Log(msg)
+	if leaseDuring > time.Second {
+		t.Fatalf("%s; want their leases under 1s", msg)
 	}
 }
