@@ -73,7 +73,7 @@ func TestCrashSIGKILL(t *testing.T) {
 
 	// What the database says at the kill: sent messages must never be delivered again.
 	statusAtKill := map[uuid.UUID]notifications.Status{}
-	rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT id, CASE WHEN leased_by IS NOT NULL THEN 'leased' ELSE status END FROM %q.messages`, schema))
+	rows, err := pool.Query(ctx, fmt.Sprintf(`SELECT m.id, %s FROM %q.messages m`, pgstore.StatusExpr, schema))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,10 @@ package pgstore
 
 import "github.com/coder/quartz"
 
+// StatusExpr is a message's status as the API reports it, over a row aliased m, for tests
+// that read the table directly.
+const StatusExpr = statusExpr
+
 // MigrateTo migrates up to a given version, for tests that start from an older schema.
 var MigrateTo = migrateTo
 

@@ -154,11 +154,12 @@ func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 		[]string{ids[1].String(), ids[2].String()}); err != nil {
 		t.Fatal(err)
 	}
+	cancelSQL := previousStatement(t, "cancel", schema)
 	previousCancel := func(id uuid.UUID) int {
 		t.Helper()
 		var before *string
 		var n int
-		if err := pool.QueryRow(ctx, previousStatement(t, "cancel", schema), nil, id).Scan(&before, &n); err != nil {
+		if err := pool.QueryRow(ctx, cancelSQL, nil, id).Scan(&before, &n); err != nil {
 			t.Fatal(err)
 		}
 		return n

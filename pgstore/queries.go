@@ -58,7 +58,7 @@ methods AS (SELECT DISTINCT method FROM unnest($6::text[]) AS u(method) WHERE NO
 pending AS (
 	SELECT c.* FROM methods, LATERAL (
 		SELECT m.id, m.attempt_count, m.seq, m.template_id, m.leased_by IS NOT NULL AS expired, m.leased_until, m.cancel_reason,
-			m.leased_by, coalesce(m.leased_at, m.updated_at) AS leased_at
+			m.leased_by, ` + leasedAtExpr + ` AS leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'pending' AND m.method = methods.method AND (m.leased_by IS NULL OR m.leased_until <= (SELECT ts FROM now))
 		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
@@ -66,7 +66,7 @@ pending AS (
 due AS (
 	SELECT c.* FROM methods, LATERAL (
 		SELECT m.id, m.attempt_count, m.seq, m.template_id, m.leased_by IS NOT NULL AS expired, m.leased_until, m.cancel_reason,
-			m.leased_by, coalesce(m.leased_at, m.updated_at) AS leased_at
+			m.leased_by, ` + leasedAtExpr + ` AS leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'temporary_failure' AND m.method = methods.method AND m.next_retry_after <= (SELECT ts FROM now)
 			AND (m.leased_by IS NULL OR m.leased_until <= (SELECT ts FROM now))
@@ -75,7 +75,7 @@ due AS (
 expired AS (
 	SELECT c.* FROM methods, LATERAL (
 		SELECT m.id, m.attempt_count, m.seq, m.template_id, true AS expired, m.leased_until, m.cancel_reason,
-			m.leased_by, m.updated_at AS leased_at
+			m.leased_by, ` + leasedAtExpr + ` AS leased_at
 		FROM {{s}}.messages m
 		WHERE m.status = 'leased' AND m.method = methods.method AND m.leased_until <= (SELECT ts FROM now)
 		ORDER BY m.seq LIMIT $3 FOR UPDATE SKIP LOCKED) c
@@ -142,12 +142,8 @@ ORDER BY l.seq`),
 		// hashes the table. Likewise the lease updates its candidates by
 		// id = ANY(ARRAY(...)) rather than by a join.
 		//
-		// The fence: the row is still leased (in place, as this version leases, or with
-		// status 'leased', as the previous version did) by this notifier (leased_by, which
-		// only a lease sets and every other change of a leased row keeps or clears) at this
-		// attempt.
-		// Both writes clear leased_at, which is what tells the trigger of
-		// 0009_lease_in_place.sql that this version wrote them.
+		// Both writes are fenced (resultFence) and clear leased_at, which is what tells the
+		// trigger of 0009_lease_in_place.sql that this version wrote them.
 		//
 		// A success writes no attempt row: the message row keeps its last attempt's lease
 		// time (leased_at; the SET list reads the row before the update), notifier and
@@ -158,7 +154,7 @@ WITH done AS (
 		updated_at = coalesce($1::timestamptz, now()), leased_by = NULL, leased_until = NULL, leased_at = NULL, next_retry_after = NULL,
 		last_leased_at = ` + leasedAtExpr + `, last_notifier = $2, last_duration_ns = r.took
 	FROM unnest($3::text[]::uuid[], $4::int[], $5::bigint[]) AS r(id, attempt, took)
-	WHERE m.id = r.id AND (m.leased_by = $2 AND m.attempt_count = r.attempt AND m.status IN ('pending', 'temporary_failure', 'leased')) IS TRUE
+	WHERE m.id = r.id AND ` + resultFence + `
 	RETURNING 1
 )
 SELECT count(*)::int FROM done`),
@@ -178,7 +174,7 @@ WITH done AS (
 		leased_by = NULL, leased_until = NULL, leased_at = NULL, cancel_reason = NULL,
 		last_leased_at = ` + leasedAtExpr + `, last_notifier = $2, last_duration_ns = r.took
 	FROM unnest($3::text[]::uuid[], $4::int[], $5::text[], $6::text[], $7::bigint[], $8::bigint[]) AS r(id, attempt, status, reason, delay, took)
-	WHERE m.id = r.id AND (m.leased_by = $2 AND m.attempt_count = r.attempt AND m.status IN ('pending', 'temporary_failure', 'leased')) IS TRUE
+	WHERE m.id = r.id AND ` + resultFence + `
 	RETURNING m.id, m.attempt_count, m.last_leased_at, r.status, r.reason, r.took
 ),
 finished AS (
@@ -369,7 +365,7 @@ SELECT number, notifier_id, leased_at, finished_at, outcome, reason, duration_ns
 	FROM {{s}}.attempts a WHERE a.message_id = $1 AND a.finished_at IS NOT NULL
 	UNION ALL
 	SELECT 9223372036854775807, m.attempt_count, m.leased_by, ` + leasedAtExpr + `, NULL, 'leased', '', 0
-	FROM {{s}}.messages m WHERE m.id = $1 AND m.leased_by IS NOT NULL AND m.status IN ('pending', 'temporary_failure', 'leased')
+	FROM {{s}}.messages m WHERE m.id = $1 AND ` + statusExpr + ` = 'leased'
 	UNION ALL
 	SELECT 9223372036854775807, m.attempt_count, m.last_notifier, m.last_leased_at, m.sent_at, 'sent', '', m.last_duration_ns
 	FROM {{s}}.messages m WHERE m.id = $1 AND m.status = 'sent' AND m.last_notifier IS NOT NULL
@@ -465,6 +461,14 @@ func cancelSet(reason string) string {
 const statusExpr = `CASE WHEN m.leased_by IS NOT NULL AND m.status IN ('pending', 'temporary_failure') THEN 'leased' ELSE m.status END`
 
 // leasedAtExpr is, over a row aliased m, the time of its lease while it is leased in place
-// (leased_at), and otherwise updated_at: the lease time of a lease of the previous version
-// (which set updated_at and left leased_at as it was), or the time of its last change.
-const leasedAtExpr = `CASE WHEN m.leased_by IS NOT NULL AND m.status IN ('pending', 'temporary_failure') THEN coalesce(m.leased_at, m.updated_at) ELSE m.updated_at END`
+// (leased_at, set only then: every write that ends a lease in place clears it, the
+// trigger of 0009_lease_in_place.sql included), and otherwise updated_at: the lease time
+// of a lease of the previous version, or the time of the row's last change.
+const leasedAtExpr = `coalesce(m.leased_at, m.updated_at)`
+
+// resultFence is the condition of the result writes, over a row aliased m and a result r
+// (id, attempt) written by notifier $2: the row is still leased (in place, as this version
+// leases, or with status 'leased', as the previous version did) by this notifier
+// (leased_by, which only a lease sets and every other change of a leased row keeps or
+// clears) at this attempt.
+const resultFence = `(m.leased_by = $2 AND m.attempt_count = r.attempt AND m.status IN ('pending', 'temporary_failure', 'leased')) IS TRUE`
