@@ -46,11 +46,7 @@ func TestLeaseIsAHOTUpdate(t *testing.T) {
 	ctx, cfg := poolConfig(t)
 	cfg.MaxConns = 1 // one backend: its statistics are flushed before they are read
 	pool, schema := migratedPool(t, ctx, cfg)
-	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
-	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
-	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
-		t.Fatal(err)
-	}
+	store, tmpl := storeWithTemplate(t, ctx, pool, schema)
 	updates := func() (all, hot int64) {
 		t.Helper()
 		if _, err := pool.Exec(ctx, "SELECT pg_stat_force_next_flush()"); err != nil {

@@ -78,20 +78,9 @@ func TestDatabaseOutage(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	admin := pgtest.Pool(t)
 	// A database of its own, so that taking it offline affects no other test.
-	dbName := "outage_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{dbName}.Sanitize()); err != nil {
-		pgtest.Unavailable(t, "cannot create a database for the outage (needs CREATEDB): %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{dbName}.Sanitize()+" WITH (FORCE)")
-	})
-	pcfg, err := pgxpool.ParseConfig(pgtest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcfg.ConnConfig.Database = dbName
+	pcfg, dbName := databaseOfItsOwn(t, ctx, "outage")
+	admin := pgtest.Pool(t)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		t.Fatal(err)

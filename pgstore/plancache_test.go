@@ -52,12 +52,40 @@ func migratedPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxp
 func storeOnPool(t *testing.T, ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, *pgstore.Store, notifications.Template) {
 	t.Helper()
 	pool, schema := migratedPool(t, ctx, cfg)
+	store, tmpl := storeWithTemplate(t, ctx, pool, schema)
+	return pool, store, tmpl
+}
+
+// databaseOfItsOwn creates a database for the test alone (dropped when it ends), named
+// prefix and a random suffix, and returns a pool configuration for it and its name.
+func databaseOfItsOwn(t *testing.T, ctx context.Context, prefix string) (*pgxpool.Config, string) {
+	t.Helper()
+	admin := pgtest.Pool(t)
+	name := prefix + "_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		pgtest.Unavailable(t, "cannot create a database (needs CREATEDB): %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	})
+	cfg, err := pgxpool.ParseConfig(pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.Database = name
+	return cfg, name
+}
+
+// storeWithTemplate returns a store on the schema (no periodic wake-ups) and a template
+// registered in it.
+func storeWithTemplate(t *testing.T, ctx context.Context, pool *pgxpool.Pool, schema string) (*pgstore.Store, notifications.Template) {
+	t.Helper()
 	store := pgstore.New(pool, pgstore.Config{Schema: schema, WakeInterval: -1})
 	tmpl := notifications.Template{ID: uuid.New(), Name: "t", TitleTemplate: "x", EnabledByDefault: true}
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
-	return pool, store, tmpl
+	return store, tmpl
 }
 
 // TestLeaseAndSingleEnqueueAreNotPlannedPerCall: the lease and a single enqueue, the
@@ -135,51 +163,26 @@ func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 	t.Parallel()
 	ctx, cfg := poolConfig(t)
-	var mu sync.Mutex
-	var plans []string
-	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
-		if strings.Contains(n.Message, "Query Text:") {
-			mu.Lock()
-			plans = append(plans, n.Message)
-			mu.Unlock()
-		}
-	}
-	var setupErr error
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		for _, sql := range []string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
-			"SET auto_explain.log_level = notice", "SET jit = on", "SET jit_above_cost = 0"} {
-			if _, err := c.Exec(ctx, sql); err != nil {
-				setupErr = xerrors.Errorf("%s: %w", sql, err)
-				return nil // reported below: the test needs a superuser and auto_explain
-			}
-		}
-		return nil
-	}
+	plans := autoExplain(cfg, "SET jit = on", "SET jit_above_cost = 0")
 	cfg.MaxConns = 1 // every statement on the one connection whose prepared statements and settings the test reads
 	pool, store, tmpl := storeOnPool(t, ctx, cfg)
 	var jit bool
 	if err := pool.QueryRow(ctx, "SELECT pg_jit_available()").Scan(&jit); err != nil {
 		t.Fatal(err)
 	}
-	if setupErr != nil || !jit {
-		pgtest.Unavailable(t, "JIT available: %v; auto_explain: %v", jit, setupErr)
+	if plans.setupErr != nil || !jit {
+		pgtest.Unavailable(t, "JIT available: %v; auto_explain: %v", jit, plans.setupErr)
 	}
 	// The control: a statement of the test's own, run on the server's settings, compiles.
-	mu.Lock()
-	plans = nil
-	mu.Unlock()
+	plans.take()
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_class").Scan(new(int)); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	control := strings.Join(plans, "\n")
-	mu.Unlock()
+	control := strings.Join(plans.take(), "\n")
 	if !strings.Contains(control, "JIT:") {
 		t.Fatalf("the control statement did not JIT-compile; its plan: %s", control)
 	}
-	mu.Lock()
-	plans = nil
-	mu.Unlock()
+	plans.take()
 	newMessage := func() driver.NewMessage {
 		return driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`)}
 	}
@@ -222,13 +225,12 @@ func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 	if jitSetting != "on" {
 		t.Errorf("jit on the pool's connection after the store's statements: %q, want on (the setting must not outlive them)", jitSetting)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	markers := map[string]string{"lease": "\nleased AS (", "single enqueue": "FROM chk WHERE NOT chk.missing",
 		"batch enqueue": "FROM input WHERE NOT EXISTS", "copied enqueue's check": "r(template_id, user_id, method, ord)",
 		"mark sent": "sent_at = coalesce", "mark failed": "\nfinished AS (\n\tINSERT", "purge": "pg_try_advisory_xact_lock"}
 	seen := map[string]bool{}
-	for _, plan := range plans {
+	logged := plans.take()
+	for _, plan := range logged {
 		text := plan[strings.Index(plan, "Query Text:"):]
 		if strings.HasPrefix(strings.TrimSpace(strings.TrimPrefix(text, "Query Text:")), "SELECT set_config(") {
 			continue // the settings before a statement: cost 0.01, never above a real threshold
@@ -245,6 +247,49 @@ func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 		}
 	}
 	if len(seen) != len(markers) {
-		t.Fatalf("plans seen: %v; want the %d statements (%d plans logged)", seen, len(markers), len(plans))
+		t.Fatalf("plans seen: %v; want the %d statements (%d plans logged)", seen, len(markers), len(logged))
 	}
+}
+
+// planLog collects the plans that auto_explain sends as notices on a pool's connections.
+type planLog struct {
+	mu    sync.Mutex
+	plans []string
+	// setupErr: loading auto_explain or a setting failed (the test needs a superuser).
+	setupErr error
+}
+
+// autoExplain makes every connection of cfg send the plan of each statement it runs as
+// a notice, after the given settings, and collects them.
+func autoExplain(cfg *pgxpool.Config, settings ...string) *planLog {
+	l := &planLog{}
+	cfg.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		if strings.Contains(n.Message, "Query Text:") {
+			l.mu.Lock()
+			l.plans = append(l.plans, n.Message)
+			l.mu.Unlock()
+		}
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		for _, sql := range append([]string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+			"SET auto_explain.log_level = notice"}, settings...) {
+			if _, err := c.Exec(ctx, sql); err != nil {
+				l.mu.Lock()
+				l.setupErr = xerrors.Errorf("%s: %w", sql, err)
+				l.mu.Unlock()
+				return nil // reported by the test
+			}
+		}
+		return nil
+	}
+	return l
+}
+
+// take returns the plans collected since the last call.
+func (l *planLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.plans
+	l.plans = nil
+	return p
 }
