@@ -62,6 +62,7 @@ func RunStoreTests(t *testing.T, newStore NewStoreFunc) {
 		{"EnqueueRefusesBadInput", testEnqueueBadInput},
 		{"Purge", testPurge},
 		{"PurgeInBatches", testPurgeBatches},
+		{"PurgeCountsFromTheFinish", testPurgeFromTheFinish},
 		{"PurgeReadInbox", testPurgeInbox},
 		{"Pause", testPause},
 		{"ListenWakesOnEnqueue", testListen},
@@ -747,6 +748,46 @@ func testPurgeBatches(t *testing.T, h *suite) {
 	n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: retention, BatchSize: 2})
 	if err != nil || n != 7 {
 		t.Fatalf("purge in batches of 2: %d, %v; want 7", n, err)
+	}
+	if n := countMessages(t, h); n != 0 {
+		t.Fatalf("%d messages left after the purge", n)
+	}
+}
+
+// testPurgeFromTheFinish: the retention counts from when a message finished, not from
+// when it was created. A message created first and finished last outlives one created
+// after it and finished before it, and does not hold up the purge of that one, even one
+// message per batch.
+func testPurgeFromTheFinish(t *testing.T, h *suite) {
+	const retention = time.Hour
+	first := h.enqueue(1)[0]
+	h.clk.Advance(time.Minute).MustWait(h.ctx)
+	second := h.enqueue(1)[0]
+	a := uuid.New()
+	msgs := h.lease(a, 2)
+	if len(msgs) != 2 || msgs[0].ID != first || msgs[1].ID != second {
+		t.Fatalf("leased %v; want %s then %s", msgs, first, second)
+	}
+	h.markSent(a, msgs[1])
+	h.markFailed(a, notifications.StatusTemporaryFailure, 2*time.Hour, msgs[0])
+	h.clk.Advance(2 * time.Hour).MustWait(h.ctx)
+	b := uuid.New()
+	retried := h.lease(b, 2)
+	if len(retried) != 1 || retried[0].ID != first {
+		t.Fatalf("leased %v after the retry delay; want %s", retried, first)
+	}
+	h.markSent(b, retried...)
+	h.clk.Advance(retention - time.Minute).MustWait(h.ctx)
+	if n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: retention, BatchSize: 1}); err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v; want 1 (the message finished first)", n, err)
+	}
+	if _, err := h.store.Message(h.ctx, second); !errors.Is(err, notifications.ErrNotFound) {
+		t.Fatalf("message finished %v ago: err %v, want ErrNotFound", 3*time.Hour-2*time.Minute, err)
+	}
+	h.wantStatus(first, notifications.StatusSent)
+	h.clk.Advance(time.Minute).MustWait(h.ctx)
+	if n, err := h.store.PurgeMessages(h.ctx, driver.PurgeParams{MessagesOlderThan: retention, BatchSize: 1}); err != nil || n != 1 {
+		t.Fatalf("purge a retention after the later finish: %d, %v; want 1", n, err)
 	}
 	if n := countMessages(t, h); n != 0 {
 		t.Fatalf("%d messages left after the purge", n)

@@ -25,6 +25,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/xerrors"
 
@@ -480,12 +481,12 @@ func (s *Store) PurgeMessages(ctx context.Context, p driver.PurgeParams) (int, e
 	if batch <= 0 {
 		batch = defaultPurgeBatch
 	}
-	total, err := s.purgeBatches(ctx, s.q.purge, p.MessagesOlderThan, batch)
+	total, err := s.purgeBatches(ctx, s.q.purge, p.MessagesOlderThan, batch, true)
 	if err != nil {
 		return total, xerrors.Errorf("purge messages: %w", err)
 	}
 	if p.ReadInboxOlderThan > 0 {
-		n, err := s.purgeBatches(ctx, s.q.purgeInbox, p.ReadInboxOlderThan, batch)
+		n, err := s.purgeBatches(ctx, s.q.purgeInbox, p.ReadInboxOlderThan, batch, false)
 		total += n
 		if err != nil {
 			return total, xerrors.Errorf("purge read inbox items: %w", err)
@@ -494,12 +495,22 @@ func (s *Store) PurgeMessages(ctx context.Context, p driver.PurgeParams) (int, e
 	return total, nil
 }
 
-func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.Duration, batch int) (int, error) {
+// purgeBatches runs batches of a purge statement until one deletes fewer than batch rows.
+// The message purge (cursor) also takes and returns the (created_at, seq) position of a
+// batch's last row, so that each batch starts where the previous one ended.
+func (s *Store) purgeBatches(ctx context.Context, query string, olderThan time.Duration, batch int, cursor bool) (int, error) {
 	total := 0
+	after := pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+	var afterSeq int64
 	for {
 		var got bool
 		var n int
-		if err := s.queryRowHot(ctx, s.db, noJIT, query, []any{s.now(), olderThan.Microseconds(), "notifications.purge." + s.o.schema, batch}, &got, &n); err != nil {
+		args := []any{s.now(), olderThan.Microseconds(), "notifications.purge." + s.o.schema, batch}
+		dest := []any{&got, &n}
+		if cursor {
+			args, dest = append(args, after, afterSeq), append(dest, &after, &afterSeq)
+		}
+		if err := s.queryRowHot(ctx, s.db, noJIT, query, args, dest...); err != nil {
 			return total, translate(err)
 		}
 		total += n

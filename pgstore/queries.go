@@ -191,31 +191,30 @@ trimmed AS (
 )
 SELECT count(*)::int FROM done`),
 
-		// One batch of the purge: at most $4 rows, oldest first (finished and canceled
-		// messages each from their partial index), skipping rows that are locked (a late
-		// flush), under a transaction-scoped try-lock so that one replica
-		// purges at a time. It reports whether it got the lock.
+		// One batch of the purge: at most $4 finished messages (sent, failed for good,
+		// inhibited or canceled) that finished before the retention ($2 µs), under a
+		// transaction-scoped try-lock so that one replica purges at a time. It walks the
+		// (created_at, seq) index oldest first from the position after the previous batch's
+		// last message ($5, $6; -infinity and 0 to start): a message finishes after it is
+		// created, so every message to purge is among those created before the retention,
+		// and unfinished ones among them are read past once per purge. It skips rows that
+		// are locked (a late flush), and returns whether it got the lock, how many it
+		// deleted and the position of the last one.
 		purge: q(`
 WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
-finished AS (
-	SELECT id, updated_at FROM {{s}}.messages
-	WHERE (SELECT got FROM lock)
-	  AND status IN ('sent', 'permanent_failure', 'inhibited')
-	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
-	ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED
-),
-canceled AS (
-	SELECT id, updated_at FROM {{s}}.messages
-	WHERE (SELECT got FROM lock)
-	  AND status = 'canceled'
-	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
-	ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED
-),
 victims AS (
-	SELECT id FROM (SELECT * FROM finished UNION ALL SELECT * FROM canceled) f ORDER BY updated_at LIMIT $4
+	SELECT id, created_at, seq FROM {{s}}.messages
+	WHERE (SELECT got FROM lock)
+	  AND (created_at, seq) > ($5::timestamptz, $6::bigint)
+	  AND created_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	  AND status IN ('sent', 'permanent_failure', 'inhibited', 'canceled')
+	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	ORDER BY created_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED
 ),
-del AS (DELETE FROM {{s}}.messages m USING victims v WHERE m.id = v.id RETURNING 1)
-SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
+del AS (DELETE FROM {{s}}.messages m USING victims v WHERE m.id = v.id RETURNING v.created_at, v.seq),
+last AS (SELECT created_at, seq FROM del ORDER BY created_at DESC, seq DESC LIMIT 1)
+SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int,
+	coalesce((SELECT created_at FROM last), '-infinity'), coalesce((SELECT seq FROM last), 0)`),
 		purgeInbox: q(`
 WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
 victims AS (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -211,12 +212,13 @@ func (s *Store) DeleteInboxItem(ctx context.Context, userID, itemID uuid.UUID) e
 
 // Messages implements notifications.Store: newest first by (created_at, seq). The
 // query is built for the filters given, so each shape has its own plan: by user, else by
-// template, from their (…, created_at, seq) index; by statuses alone, one ordered walk of
-// the (status, created_at, seq) index per stored status, merged (leased messages are
-// read from the pending and retrying ones too, as a lease in place keeps their stored
-// status, so a search for them reads past the messages waiting there); otherwise (a time window, a
-// method, nothing) from the (created_at, seq) index. The cost of a page is its size plus
-// the rows the filters skip in that index.
+// template, from their (…, created_at, seq) index; by statuses alone, one ordered walk
+// per stored status, merged: of the (status, created_at, seq) index of unsent messages,
+// or, for sent ones (most rows, left out of that index), of the (created_at, seq) index
+// (leased messages are read from the pending and retrying ones too, as a lease in place
+// keeps their stored status, so a search for them reads past the messages waiting
+// there); otherwise (a time window, a method, nothing) from the (created_at, seq) index.
+// The cost of a page is its size plus the rows the filters skip in that index.
 func (s *Store) Messages(ctx context.Context, q notifications.MessageQuery) (notifications.MessagePage, error) {
 	after, paged, err := decodeCursor("m", q.Cursor)
 	if err != nil {
@@ -258,10 +260,23 @@ func (s *Store) Messages(ctx context.Context, q notifications.MessageQuery) (not
 	}
 	var sql string
 	if perStatus {
-		sql = `SELECT ` + messageColumns + `, m.seq FROM (SELECT DISTINCT st, stored FROM unnest(` + a.add(statuses) + `::text[]) AS u(st),
-	LATERAL unnest(CASE WHEN st = 'leased' THEN ARRAY['leased', 'pending', 'temporary_failure'] ELSE ARRAY[st] END) AS x(stored)) u,
-LATERAL (SELECT m.* FROM ` + s.q.schema + `.messages m WHERE m.status = u.stored AND ` + statusExpr + ` = u.st AND ` + cond + `
-	ORDER BY m.created_at DESC, m.seq DESC LIMIT ` + lim + `) m
+		// A walk per stored status, each named by a literal (every one a Status
+		// constant), so that the planner can prove a partial index's predicate.
+		var walks []string
+		for _, st := range slices.Compact(slices.Sorted(slices.Values(q.Statuses))) {
+			if !st.Valid() {
+				continue // matches no message
+			}
+			for _, stored := range storedStatuses(st) {
+				walks = append(walks, `(SELECT m.* FROM `+s.q.schema+`.messages m WHERE m.status = '`+string(stored)+`' AND `+
+					statusExpr+` = '`+string(st)+`' AND `+cond+`
+	ORDER BY m.created_at DESC, m.seq DESC LIMIT `+lim+`)`)
+			}
+		}
+		if len(walks) == 0 {
+			return notifications.MessagePage{}, nil
+		}
+		sql = `SELECT ` + messageColumns + `, m.seq FROM (` + strings.Join(walks, "\nUNION ALL\n") + `) m
 ORDER BY created_at DESC, seq DESC LIMIT ` + lim
 	} else {
 		sql = `SELECT ` + messageColumns + `, m.seq FROM ` + s.q.schema + `.messages m WHERE ` + cond + `
@@ -276,6 +291,16 @@ ORDER BY m.created_at DESC, m.seq DESC LIMIT ` + lim
 		return notifications.MessagePage{}, xerrors.Errorf("list messages: %w", err)
 	}
 	return notifications.MessagePage{Messages: msgs, NextCursor: next}, nil
+}
+
+// storedStatuses returns the statuses stored for messages of status st: a message leased
+// in place keeps its stored status (pending or temporary_failure), and replicas of the
+// previous version store leased.
+func storedStatuses(st notifications.Status) []notifications.Status {
+	if st == notifications.StatusLeased {
+		return []notifications.Status{notifications.StatusLeased, notifications.StatusPending, notifications.StatusTemporaryFailure}
+	}
+	return []notifications.Status{st}
 }
 
 // queryPage runs a page query that asks for limit+1 rows: it returns the first limit, and
