@@ -1,8 +1,8 @@
-// Command layouts measures the server's cost of three layouts of the messages table in
-// plain SQL, before any of them is built into pgstore (BENCHMARKS.md, "Three layouts of
+// Command layouts measures the server's cost of layouts of the messages table in
+// plain SQL, some before they were built into pgstore (BENCHMARKS.md, "Three layouts of
 // the messages table"). For each layout it creates a schema with pgstore's migrations,
 // changes it by hand, inserts -batches × 1,000 rows with INSERT … SELECT (UUIDv7 IDs, a
-// 300-byte JSON payload, a 64-character dedupe key, random users), runs ANALYZE and a
+// 300-byte JSON payload, a 64-character dedupe key unless -dedupe=false, random users), runs ANALYZE and a
 // CHECKPOINT, then drains them with one loop of a lease (1,000 rows, FOR UPDATE SKIP
 // LOCKED, committed asynchronously, returning the payload) and a result write. It prints
 // the rates, the WAL written per message, the table and index sizes and how many updates
@@ -14,9 +14,10 @@
 // Layouts: "status" is pgstore's schema before the lease in place (schema version 8: a
 // lease sets status = 'leased'); "hot" changes it by hand to keep a leased message
 // pending (leased_until and leased_at set, the leased index dropped, fillfactor 50), so
-// that the lease is a HOT update; "inplace" is pgstore's schema as migrated now, which
-// does that (fillfactor 40, a trigger and an index for replicas of the previous
-// version); "split" moves the status, attempt, lease and retry columns of schema 8 with
+// that the lease is a HOT update; "inplace" is pgstore's schema version 10, which does
+// that (fillfactor 40, a trigger and an index for replicas of the previous version);
+// "lean" is pgstore's schema as migrated now, which leaves sent messages out of the
+// status index and drops the index of finished messages by age; "split" moves the status, attempt, lease and retry columns of schema 8 with
 // the queue indexes and the status search index into a narrow state table beside an
 // immutable messages row.
 package main
@@ -46,6 +47,9 @@ const idExpr = `encode(overlay(uuid_send(gen_random_uuid()) placing substring(in
 // payloadExpr is a payload of the enqueuer's shape, about 300 bytes.
 const payloadExpr = `('{"version":1,"notification_name":"bench","notification_template_id":"b0000000-0000-4000-8000-000000000001","user_id":"' || u::text || '","user_email":"u@example.com","user_name":"U","labels":{"build":"' || g || '"},"actions":[{"label":"View","url":"https://example.com/builds/' || g || '"}]}')::json`
 
+// dedupeExpr is each row's dedupe key (-dedupe), or NULL.
+var dedupeExpr = "NULL"
+
 const templateID = "b0000000-0000-4000-8000-000000000001"
 
 // layout is one schema variant: the statements that change pgstore's schema, and the
@@ -54,18 +58,24 @@ type layout struct {
 	setup                []string
 	insert, lease, write string
 	analyze              []string
-	// latest: the schema of every pgstore migration; otherwise that of the migrations up
-	// to schemaBefore, on which the hand changes of setup run.
-	latest bool
+	// schema: the schema version the migrations build before the hand changes of setup
+	// run; 0 is the latest (every pgstore migration).
+	schema int
 }
 
-// schemaBefore is the last schema version whose lease sets status = 'leased'.
-const schemaBefore = 8
+const (
+	// statusLease is the last schema version whose lease sets status = 'leased'.
+	statusLease = 8
+	// allIndexes is the last schema version whose result write of a sent message
+	// writes seven index entries (the lease in place with the search indexes of
+	// schema 6).
+	allIndexes = 10
+)
 
 func layoutFor(name, s string) (layout, error) {
 	rows := `SELECT ` + idExpr + `, '` + templateID + `', u, 'webhook', ` + payloadExpr + `, md5(u::text) || md5(g::text || u::text), now(), now()
 FROM generate_series(1, 1000) g, LATERAL (SELECT gen_random_uuid() AS u OFFSET 0) x`
-	insert := `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at) ` + rows
+	insert := `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at) ` + strings.Replace(rows, "md5(u::text) || md5(g::text || u::text)", dedupeExpr, 1)
 	pending := `SELECT id FROM ` + s + `.%s WHERE status = 'pending' AND method = 'webhook'%s ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED`
 	// The lease in place of hot and inplace, and hot's result write.
 	hotLease := `WITH l AS (UPDATE ` + s + `.messages m SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
@@ -77,6 +87,7 @@ WHERE m.id = ANY($1) AND m.status = 'pending' AND m.leased_by IS NOT NULL`
 	switch name {
 	case "status":
 		return layout{
+			schema: statusLease,
 			insert: insert,
 			lease: `WITH l AS (UPDATE ` + s + `.messages m SET status = 'leased', leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
 	attempt_count = m.attempt_count + 1, updated_at = now()
@@ -88,6 +99,7 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 		}, nil
 	case "hot":
 		return layout{
+			schema: statusLease,
 			setup: []string{
 				"DROP INDEX " + s + ".messages_leased_by_method",
 				"ALTER TABLE " + s + ".messages SET (fillfactor = 50)",
@@ -98,20 +110,27 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 			write:   hotWrite,
 			analyze: []string{s + ".messages"},
 		}, nil
-	case "inplace":
-		// pgstore's own schema (every migration): the lease in place of hot, with the
-		// trigger and index that keep replicas of the previous version off it.
-		return layout{
-			latest: true,
+	case "inplace", "lean":
+		// inplace: pgstore's lease in place (schema 10), that of hot with the trigger
+		// and index that keep replicas of the previous version off it. lean: pgstore's
+		// schema as migrated now, inplace with fewer index entries per status change
+		// (sent messages left out of the status search index, no index of finished
+		// messages by age).
+		l := layout{
 			insert: insert,
 			lease:  hotLease,
 			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
 	leased_at = NULL, last_leased_at = m.leased_at
 WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
 			analyze: []string{s + ".messages"},
-		}, nil
+		}
+		if name == "inplace" {
+			l.schema = allIndexes
+		}
+		return l, nil
 	case "split":
 		return layout{
+			schema: statusLease,
 			setup: []string{
 				"DROP INDEX " + s + ".messages_pending_by_method", "DROP INDEX " + s + ".messages_retry_by_method",
 				"DROP INDEX " + s + ".messages_leased_by_method", "DROP INDEX " + s + ".messages_finished",
@@ -137,7 +156,7 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 			analyze: []string{s + ".messages", s + ".state"},
 		}, nil
 	}
-	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace or split", name)
+	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace, lean or split", name)
 }
 
 // inflight is the -inflight flag.
@@ -146,9 +165,13 @@ var inflight int
 func main() {
 	batches := flag.Int("batches", 200, "batches of 1,000 rows to insert and drain")
 	rounds := flag.Int("rounds", 1, "rounds; each runs every layout, alternating")
-	names := flag.String("layouts", "status,hot,inplace,split", "comma-separated layouts to run")
+	names := flag.String("layouts", "status,hot,inplace,lean,split", "comma-separated layouts to run")
 	flag.IntVar(&inflight, "inflight", 0, "leases whose results are written only after this many later leases (messages in flight, as in a Manager)")
+	dedupe := flag.Bool("dedupe", true, "give every row a 64-character dedupe key (otherwise NULL)")
 	flag.Parse()
+	if *dedupe {
+		dedupeExpr = "md5(u::text) || md5(g::text || u::text)"
+	}
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, os.Getenv("NOTIFICATIONS_TEST_DATABASE_URL"))
 	if err != nil {
@@ -166,10 +189,10 @@ func main() {
 	}
 }
 
-// migrateBefore applies pgstore's migrations up to schemaBefore to schema s, on conn: the
+// migrateTo applies pgstore's migrations up to version to schema s, on conn: the
 // files of pgstore.Migrations in name order with search_path set to s, a no-transaction
 // file one statement at a time.
-func migrateBefore(ctx context.Context, conn *pgxpool.Conn, s string) error {
+func migrateTo(ctx context.Context, conn *pgxpool.Conn, s string, version int) error {
 	if _, err := conn.Exec(ctx, "SET search_path TO "+s); err != nil {
 		return err
 	}
@@ -180,7 +203,7 @@ func migrateBefore(ctx context.Context, conn *pgxpool.Conn, s string) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0]); err != nil || v > schemaBefore {
+		if v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0]); err != nil || v > version {
 			continue
 		}
 		b, err := fs.ReadFile(pgstore.Migrations, name)
@@ -230,10 +253,10 @@ func run(ctx context.Context, pool *pgxpool.Pool, name string, batches int) (str
 	if err != nil {
 		return "", err
 	}
-	if l.latest {
+	if l.schema == 0 {
 		err = pgstore.Migrate(ctx, pool, pgstore.Config{Schema: s})
 	} else {
-		err = migrateBefore(ctx, conn, s)
+		err = migrateTo(ctx, conn, s, l.schema)
 	}
 	if err != nil {
 		return "", err
