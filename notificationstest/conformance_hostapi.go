@@ -353,6 +353,61 @@ func testMessageQuery(t *testing.T, h *suite) {
 	}
 }
 
+// testMessageQueryByStatus: a search by status reports each message by the status the API
+// gives it (a pending message or a retry being delivered is leased, and neither pending
+// nor temporary_failure), ignores repeated and unknown statuses, and pages across
+// statuses without gaps or repeats.
+func testMessageQueryByStatus(t *testing.T, h *suite) {
+	ids := h.enqueue(5)
+	a := uuid.New()
+	first := h.lease(a, 4)
+	h.markSent(a, first[0])
+	h.markFailed(a, notifications.StatusPermanentFailure, 0, first[1])
+	h.markFailed(a, notifications.StatusTemporaryFailure, time.Minute, first[2])
+	h.markFailed(a, notifications.StatusTemporaryFailure, time.Hour, first[3])
+	h.clk.Advance(time.Minute).MustWait(h.ctx)
+	if again := h.lease(uuid.New(), 10); len(again) != 2 { // the due retry ids[2] and the pending ids[4]
+		t.Fatalf("leased %d messages, want 2", len(again))
+	}
+	pending := h.enqueue(1)[0]
+	sent, failed, leasedRetry, retrying, leased := ids[0], ids[1], ids[2], ids[3], ids[4]
+	search := func(statuses ...notifications.Status) []uuid.UUID {
+		return msgIDs(h.query(notifications.MessageQuery{Statuses: statuses}).Messages)
+	}
+	for name, tc := range map[string]struct {
+		statuses []notifications.Status
+		want     []uuid.UUID
+	}{
+		"sent":      {[]notifications.Status{notifications.StatusSent}, []uuid.UUID{sent}},
+		"pending":   {[]notifications.Status{notifications.StatusPending}, []uuid.UUID{pending}},
+		"leased":    {[]notifications.Status{notifications.StatusLeased}, []uuid.UUID{leased, leasedRetry}},
+		"retrying":  {[]notifications.Status{notifications.StatusTemporaryFailure}, []uuid.UUID{retrying}},
+		"failed":    {[]notifications.Status{notifications.StatusPermanentFailure}, []uuid.UUID{failed}},
+		"repeated":  {[]notifications.Status{notifications.StatusLeased, notifications.StatusPending, notifications.StatusLeased}, []uuid.UUID{pending, leased, leasedRetry}},
+		"unknown":   {[]notifications.Status{"bogus"}, nil},
+		"and known": {[]notifications.Status{"bogus", notifications.StatusSent}, []uuid.UUID{sent}},
+	} {
+		if got := search(tc.statuses...); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %v, want %v", name, got, tc.want)
+		}
+	}
+	// One message a page, across the walks of three statuses (leased reads three stored
+	// ones).
+	q := notifications.MessageQuery{Statuses: []notifications.Status{notifications.StatusPermanentFailure, notifications.StatusLeased,
+		notifications.StatusTemporaryFailure}, Limit: 1}
+	var got []uuid.UUID
+	for range 10 {
+		p := h.query(q)
+		got = append(got, msgIDs(p.Messages)...)
+		if q.Cursor = p.NextCursor; q.Cursor == "" {
+			break
+		}
+	}
+	if want := []uuid.UUID{leased, retrying, leasedRetry, failed}; !slices.Equal(got, want) {
+		t.Fatalf("pages of one: %v, want %v", got, want)
+	}
+}
+
 // testMessageQueryPages: pages join up without gaps or repeats, new messages do not shift
 // them; Limit 0 is 50 and a Limit over 1,000 is 1,000.
 func testMessageQueryPages(t *testing.T, h *suite) {

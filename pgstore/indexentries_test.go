@@ -89,8 +89,8 @@ func TestSearchAndPurgeReadIndexes(t *testing.T) {
 	plans := autoExplain(cfg)
 	cfg.MaxConns = 1
 	pool, schema := migratedPool(t, ctx, cfg)
-	if plans.setupErr != nil {
-		pgtest.Unavailable(t, "auto_explain: %v", plans.setupErr)
+	if err := plans.err(); err != nil {
+		pgtest.Unavailable(t, "auto_explain: %v", err)
 	}
 	store, tmpl := storeWithTemplate(t, ctx, pool, schema)
 	sch := pgx.Identifier{schema}.Sanitize()

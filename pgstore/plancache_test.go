@@ -170,8 +170,8 @@ func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 	if err := pool.QueryRow(ctx, "SELECT pg_jit_available()").Scan(&jit); err != nil {
 		t.Fatal(err)
 	}
-	if plans.setupErr != nil || !jit {
-		pgtest.Unavailable(t, "JIT available: %v; auto_explain: %v", jit, plans.setupErr)
+	if plans.err() != nil || !jit {
+		pgtest.Unavailable(t, "JIT available: %v; auto_explain: %v", jit, plans.err())
 	}
 	// The control: a statement of the test's own, run on the server's settings, compiles.
 	plans.take()
@@ -253,9 +253,8 @@ func TestHotPathStatementsAreNotJITCompiled(t *testing.T) {
 
 // planLog collects the plans that auto_explain sends as notices on a pool's connections.
 type planLog struct {
-	mu    sync.Mutex
-	plans []string
-	// setupErr: loading auto_explain or a setting failed (the test needs a superuser).
+	mu       sync.Mutex
+	plans    []string
 	setupErr error
 }
 
@@ -277,12 +276,20 @@ func autoExplain(cfg *pgxpool.Config, settings ...string) *planLog {
 				l.mu.Lock()
 				l.setupErr = xerrors.Errorf("%s: %w", sql, err)
 				l.mu.Unlock()
-				return nil // reported by the test
+				return nil // reported by the test (err)
 			}
 		}
 		return nil
 	}
 	return l
+}
+
+// err reports whether loading auto_explain or a setting failed on a connection (the test
+// needs a superuser).
+func (l *planLog) err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.setupErr
 }
 
 // take returns the plans collected since the last call.

@@ -10,7 +10,6 @@ M="$(cd "$(dirname "$0")/.." && pwd)/pgstore/migrations"
 run() { psql "$DB" -X -q -v ON_ERROR_STOP=1 "$@"; }
 run -c 'DROP SCHEMA IF EXISTS explain_v1 CASCADE' -c 'CREATE SCHEMA explain_v1'
 for f in 0001_init.sql 0002_lease_indexes.sql 0003_inbox_title_markdown.sql 0004_lease_indexes_by_method.sql 0005_api_v1.sql; do
-
   PGOPTIONS='-c search_path=explain_v1' run -f "$M/$f"
 done
 PGOPTIONS='-c search_path=explain_v1' run <<'SQL'
