@@ -124,7 +124,8 @@ func previousLease(ctx context.Context, pool *pgxpool.Pool, sql string, notifier
 // that it is delivered once and its result lands. Once such a lease has expired, their
 // statements treat the message as pending and end the lease in place: they lease it and
 // write its result, or cancel it, and the late result of the notifier that held it
-// changes nothing.
+// changes nothing. Their purge, without the indexes it read (0011_fewer_index_entries.sql),
+// still deletes what is finished and nothing else.
 func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 	t.Parallel()
 	pool, schema := pgtest.Schema(t)
@@ -206,6 +207,20 @@ func TestPreviousVersionLeavesLeasesInPlaceAlone(t *testing.T) {
 	}
 	if m, err := store.Message(ctx, ids[2]); err != nil || m.Status != notifications.StatusCanceled || m.LeasedBy != uuid.Nil {
 		t.Fatalf("message canceled after its lease expired: %+v, %v; want canceled, leased by nobody", m, err)
+	}
+
+	// The previous version's purge, on a schema without the indexes it read, deletes the
+	// finished messages (two sent, one canceled) and leaves the two it is delivering.
+	var locked bool
+	var purged int
+	if err := pool.QueryRow(ctx, previousStatement(t, "purge", schema), time.Now().Add(time.Hour), time.Minute.Microseconds(),
+		"notifications.purge."+schema, 1000).Scan(&locked, &purged); err != nil || !locked || purged != 3 {
+		t.Fatalf("the previous version's purge: lock %v, %d deleted, %v; want 3", locked, purged, err)
+	}
+	for _, id := range ids[3:] {
+		if m, err := store.Message(ctx, id); err != nil || m.Status != notifications.StatusLeased {
+			t.Fatalf("message %s after the previous version's purge: %+v, %v; want leased", id, m, err)
+		}
 	}
 }
 
