@@ -17,7 +17,9 @@
 // that the lease is a HOT update; "inplace" is pgstore's schema version 10, which does
 // that (fillfactor 40, a trigger and an index for replicas of the previous version);
 // "lean" is pgstore's schema as migrated now, which leaves sent messages out of the
-// status index and drops the index of finished messages by age; "split" moves the status, attempt, lease and retry columns of schema 8 with
+// status index and drops the index of finished messages by age; "dedupetable" moves the
+// dedupe key's uniqueness from lean's messages into a table of its own, written once at
+// enqueue; "split" moves the status, attempt, lease and retry columns of schema 8 with
 // the queue indexes and the status search index into a narrow state table beside an
 // immutable messages row.
 package main
@@ -128,6 +130,22 @@ WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
 			l.schema = allIndexes
 		}
 		return l, nil
+	case "dedupetable":
+		// lean with the dedupe key's uniqueness in a table of its own, written once at
+		// enqueue, so that a result write has no dedupe entry to write.
+		return layout{
+			setup: []string{
+				"DROP INDEX " + s + ".messages_dedupe_key_c",
+				"CREATE TABLE " + s + `.dedupe_keys (key text COLLATE "C" PRIMARY KEY, message_id uuid NOT NULL)`,
+			},
+			insert: `WITH m AS (` + insert + ` RETURNING id, dedupe_key)
+INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m WHERE dedupe_key IS NOT NULL`,
+			lease: hotLease,
+			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
+	leased_at = NULL, last_leased_at = m.leased_at
+WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
+			analyze: []string{s + ".messages", s + ".dedupe_keys"},
+		}, nil
 	case "split":
 		return layout{
 			schema: statusLease,
@@ -156,7 +174,7 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 			analyze: []string{s + ".messages", s + ".state"},
 		}, nil
 	}
-	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace, lean or split", name)
+	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace, lean, dedupetable or split", name)
 }
 
 // inflight is the -inflight flag.
