@@ -19,7 +19,8 @@
 // "lean" is pgstore's schema as migrated now, which leaves sent messages out of the
 // status index and drops the index of finished messages by age; "dedupetable" moves the
 // dedupe key's uniqueness from lean's messages into a table of its own, written once at
-// enqueue; "split" moves the status, attempt, lease and retry columns of schema 8 with
+// enqueue; "dedupetrigger" fills that table with statement-level triggers instead;
+// "split" moves the status, attempt, lease and retry columns of schema 8 with
 // the queue indexes and the status search index into a narrow state table beside an
 // immutable messages row.
 package main
@@ -130,6 +131,27 @@ WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
 			l.schema = allIndexes
 		}
 		return l, nil
+	case "dedupetrigger":
+		// dedupetable, with the key rows written by statement-level triggers on messages
+		// (the inserted and deleted rows as transition tables), so that every insert,
+		// whatever writes it, fills the table.
+		return layout{
+			setup: []string{
+				"DROP INDEX " + s + ".messages_dedupe_key_c",
+				"CREATE TABLE " + s + `.dedupe_keys (key text COLLATE "C" PRIMARY KEY, message_id uuid NOT NULL)`,
+				`CREATE FUNCTION ` + s + `.dedupe_keys_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+	INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM added WHERE dedupe_key IS NOT NULL;
+	RETURN NULL;
+END $$`,
+				"CREATE TRIGGER dedupe_keys_add AFTER INSERT ON " + s + ".messages REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION " + s + ".dedupe_keys_add()",
+			},
+			insert: insert,
+			lease:  hotLease,
+			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
+	leased_at = NULL, last_leased_at = m.leased_at
+WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
+			analyze: []string{s + ".messages", s + ".dedupe_keys"},
+		}, nil
 	case "dedupetable":
 		// lean with the dedupe key's uniqueness in a table of its own, written once at
 		// enqueue, so that a result write has no dedupe entry to write.
@@ -174,7 +196,7 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 			analyze: []string{s + ".messages", s + ".state"},
 		}, nil
 	}
-	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace, lean, dedupetable or split", name)
+	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace, lean, dedupetable, dedupetrigger or split", name)
 }
 
 // inflight is the -inflight flag.
