@@ -1,6 +1,5 @@
 // Command layouts measures the server's cost of layouts of the messages table in
-// plain SQL, some before they were built into pgstore (BENCHMARKS.md, "Three layouts of
-// the messages table"). For each layout it creates a schema with pgstore's migrations,
+// plain SQL (BENCHMARKS.md, "Layouts of the messages table, measured in SQL"). For each layout it creates a schema with pgstore's migrations,
 // changes it by hand, inserts -batches × 1,000 rows with INSERT … SELECT (UUIDv7 IDs, a
 // 300-byte JSON payload, a 64-character dedupe key unless -dedupe=false, random users), runs ANALYZE and a
 // CHECKPOINT, then drains them with one loop of a lease (1,000 rows, FOR UPDATE SKIP
@@ -132,9 +131,10 @@ WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
 		}
 		return l, nil
 	case "dedupetrigger":
-		// dedupetable, with the key rows written by statement-level triggers on messages
-		// (the inserted and deleted rows as transition tables), so that every insert,
-		// whatever writes it, fills the table.
+		// The table of dedupetable, filled by a statement-level trigger on messages (the
+		// inserted rows as a transition table), so that every insert, whatever writes
+		// it, fills the table. (A delete trigger would empty it at the purge; the drain
+		// measured here deletes nothing.)
 		return layout{
 			setup: []string{
 				"DROP INDEX " + s + ".messages_dedupe_key_c",
