@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/notifykit/notifications"
@@ -36,20 +35,8 @@ func TestSentMessageIndexEntries(t *testing.T) {
 	}
 	store, tmpl := storeWithTemplate(t, ctx, pool, schema)
 	const n = 200
-	enqueueWebhooks(t, ctx, store, tmpl, n)
-	notifier := uuid.New()
-	leased, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: notifier, Methods: []string{string(notifications.MethodWebhook)},
-		Limit: n, LeasePeriod: time.Minute, MaxAttempts: 5})
-	if err != nil || len(leased) != n {
-		t.Fatalf("leased %d of %d: %v", len(leased), n, err)
-	}
-	results := make([]driver.SentResult, n)
-	for i, m := range leased {
-		results[i] = driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
-	}
-	if got, err := store.MarkSent(ctx, notifier, results); err != nil || got != n {
-		t.Fatalf("marked %d of %d sent: %v", got, n, err)
-	}
+	notifier, leased := leaseNew(t, ctx, store, tmpl, n)
+	markAllSent(t, ctx, store, notifier, leased)
 	// VACUUM removes the entries of the rows' earlier versions and counts what is left
 	// in each index (INDEX_CLEANUP ON: even when few rows are dead).
 	if _, err := pool.Exec(ctx, "VACUUM (INDEX_CLEANUP ON) "+pgx.Identifier{schema, "messages"}.Sanitize()); err != nil {

@@ -71,13 +71,7 @@ func TestLeaseIsAHOTUpdate(t *testing.T) {
 	if all1-all0 != n || hot1-hot0 != n {
 		t.Fatalf("the lease of %d messages made %d updates, %d of them HOT; want every one HOT", n, all1-all0, hot1-hot0)
 	}
-	results := make([]driver.SentResult, n)
-	for i, m := range leased {
-		results[i] = driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
-	}
-	if got, err := store.MarkSent(ctx, notifier, results); err != nil || got != n {
-		t.Fatalf("marked %d of %d sent: %v", got, n, err)
-	}
+	markAllSent(t, ctx, store, notifier, leased)
 	all2, hot2 := updates()
 	t.Logf("lease: %d updates, %d HOT; result write: %d updates, %d HOT", all1-all0, hot1-hot0, all2-all1, hot2-hot1)
 	if counts, err := store.CountByStatus(ctx); err != nil || counts[notifications.StatusSent] != n {

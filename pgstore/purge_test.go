@@ -59,13 +59,7 @@ func TestPurgeStatementsAreBounded(t *testing.T) {
 	tracer := &deleteTracer{}
 	ctx, store, tmpl := tracedStore(t, tracer)
 	notifier, leased := leaseNew(t, ctx, store, tmpl, 7)
-	sent := make([]driver.SentResult, len(leased))
-	for i, m := range leased {
-		sent[i] = driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
-	}
-	if _, err := store.MarkSent(ctx, notifier, sent); err != nil {
-		t.Fatal(err)
-	}
+	markAllSent(t, ctx, store, notifier, leased)
 	tracer.mu.Lock()
 	tracer.batches = 0
 	tracer.mu.Unlock()
@@ -106,4 +100,17 @@ func leaseNew(t *testing.T, ctx context.Context, store *pgstore.Store, tmpl noti
 		t.Fatalf("lease: %d, %v", len(leased), err)
 	}
 	return notifier, leased
+}
+
+// markAllSent writes the success of each of leased, leased by notifier, and fails the
+// test unless every one is written.
+func markAllSent(t *testing.T, ctx context.Context, store *pgstore.Store, notifier uuid.UUID, leased []driver.LeasedMessage) {
+	t.Helper()
+	results := make([]driver.SentResult, len(leased))
+	for i, m := range leased {
+		results[i] = driver.SentResult{ID: m.ID, AttemptCount: m.AttemptCount}
+	}
+	if got, err := store.MarkSent(ctx, notifier, results); err != nil || got != len(leased) {
+		t.Fatalf("marked %d of %d sent: %v", got, len(leased), err)
+	}
 }

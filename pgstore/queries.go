@@ -202,13 +202,14 @@ SELECT count(*)::int FROM done`),
 		// deleted and the position of the last one.
 		purge: q(`
 WITH lock AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS got),
+cutoff AS (SELECT coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond' AS ts),
 victims AS (
 	SELECT id, created_at, seq FROM {{s}}.messages
 	WHERE (SELECT got FROM lock)
 	  AND (created_at, seq) > ($5::timestamptz, $6::bigint)
-	  AND created_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	  AND created_at <= (SELECT ts FROM cutoff)
 	  AND status IN ('sent', 'permanent_failure', 'inhibited', 'canceled')
-	  AND updated_at <= coalesce($1::timestamptz, now()) - $2 * interval '1 microsecond'
+	  AND updated_at <= (SELECT ts FROM cutoff)
 	ORDER BY created_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED
 ),
 del AS (DELETE FROM {{s}}.messages m USING victims v WHERE m.id = v.id RETURNING v.created_at, v.seq),

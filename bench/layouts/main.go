@@ -75,17 +75,22 @@ const (
 )
 
 func layoutFor(name, s string) (layout, error) {
-	rows := `SELECT ` + idExpr + `, '` + templateID + `', u, 'webhook', ` + payloadExpr + `, md5(u::text) || md5(g::text || u::text), now(), now()
+	insert := `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at)
+SELECT ` + idExpr + `, '` + templateID + `', u, 'webhook', ` + payloadExpr + `, ` + dedupeExpr + `, now(), now()
 FROM generate_series(1, 1000) g, LATERAL (SELECT gen_random_uuid() AS u OFFSET 0) x`
-	insert := `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at) ` + strings.Replace(rows, "md5(u::text) || md5(g::text || u::text)", dedupeExpr, 1)
 	pending := `SELECT id FROM ` + s + `.%s WHERE status = 'pending' AND method = 'webhook'%s ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED`
-	// The lease in place of hot and inplace, and hot's result write.
+	// The lease in place of hot and the layouts after it, and hot's result write.
 	hotLease := `WITH l AS (UPDATE ` + s + `.messages m SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
 	attempt_count = m.attempt_count + 1, leased_at = now()
 WHERE m.id = ANY(ARRAY(` + fmt.Sprintf(pending, "messages", " AND (leased_until IS NULL OR leased_until <= now())") + `))
 RETURNING m.id, m.payload) SELECT id, payload::text FROM l`
 	hotWrite := `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL, last_leased_at = m.leased_at
 WHERE m.id = ANY($1) AND m.status = 'pending' AND m.leased_by IS NOT NULL`
+	// The result write of pgstore's lease in place (inplace and the layouts after it),
+	// which also clears leased_at.
+	inPlaceWrite := `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
+	leased_at = NULL, last_leased_at = m.leased_at
+WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`
 	switch name {
 	case "status":
 		return layout{
@@ -118,56 +123,38 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 		// schema as migrated now, inplace with fewer index entries per status change
 		// (sent messages left out of the status search index, no index of finished
 		// messages by age).
-		l := layout{
-			insert: insert,
-			lease:  hotLease,
-			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
-	leased_at = NULL, last_leased_at = m.leased_at
-WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
-			analyze: []string{s + ".messages"},
-		}
+		l := layout{insert: insert, lease: hotLease, write: inPlaceWrite, analyze: []string{s + ".messages"}}
 		if name == "inplace" {
 			l.schema = allIndexes
 		}
 		return l, nil
-	case "dedupetrigger":
-		// The table of dedupetable, filled by a statement-level trigger on messages (the
+	case "dedupetable", "dedupetrigger":
+		// dedupetable: lean with the dedupe key's uniqueness in a table of its own,
+		// written once at enqueue, so that a result write has no dedupe entry to write.
+		// dedupetrigger: that table filled by a statement-level trigger on messages (the
 		// inserted rows as a transition table), so that every insert, whatever writes
-		// it, fills the table. (A delete trigger would empty it at the purge; the drain
-		// measured here deletes nothing.)
-		return layout{
-			setup: []string{
-				"DROP INDEX " + s + ".messages_dedupe_key_c",
-				"CREATE TABLE " + s + `.dedupe_keys (key text COLLATE "C" PRIMARY KEY, message_id uuid NOT NULL)`,
-				`CREATE FUNCTION ` + s + `.dedupe_keys_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-	INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM added WHERE dedupe_key IS NOT NULL;
-	RETURN NULL;
-END $$`,
-				"CREATE TRIGGER dedupe_keys_add AFTER INSERT ON " + s + ".messages REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION " + s + ".dedupe_keys_add()",
-			},
-			insert: insert,
-			lease:  hotLease,
-			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
-	leased_at = NULL, last_leased_at = m.leased_at
-WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
-			analyze: []string{s + ".messages", s + ".dedupe_keys"},
-		}, nil
-	case "dedupetable":
-		// lean with the dedupe key's uniqueness in a table of its own, written once at
-		// enqueue, so that a result write has no dedupe entry to write.
-		return layout{
+		// it, fills it. (A delete trigger would empty it at the purge; the drain measured
+		// here deletes nothing.)
+		l := layout{
 			setup: []string{
 				"DROP INDEX " + s + ".messages_dedupe_key_c",
 				"CREATE TABLE " + s + `.dedupe_keys (key text COLLATE "C" PRIMARY KEY, message_id uuid NOT NULL)`,
 			},
 			insert: `WITH m AS (` + insert + ` RETURNING id, dedupe_key)
 INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m WHERE dedupe_key IS NOT NULL`,
-			lease: hotLease,
-			write: `UPDATE ` + s + `.messages m SET status = 'sent', sent_at = now(), updated_at = now(), leased_by = NULL, leased_until = NULL,
-	leased_at = NULL, last_leased_at = m.leased_at
-WHERE m.id = ANY($1) AND m.leased_by IS NOT NULL`,
+			lease:   hotLease,
+			write:   inPlaceWrite,
 			analyze: []string{s + ".messages", s + ".dedupe_keys"},
-		}, nil
+		}
+		if name == "dedupetrigger" {
+			l.setup = append(l.setup, `CREATE FUNCTION `+s+`.dedupe_keys_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+	INSERT INTO `+s+`.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM added WHERE dedupe_key IS NOT NULL;
+	RETURN NULL;
+END $$`,
+				"CREATE TRIGGER dedupe_keys_add AFTER INSERT ON "+s+".messages REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION "+s+".dedupe_keys_add()")
+			l.insert = insert
+		}
+		return l, nil
 	case "split":
 		return layout{
 			schema: statusLease,
