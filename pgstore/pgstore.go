@@ -245,7 +245,7 @@ func translate(err error) error {
 			// driver's text, and keep the driver's error for errors.As.
 			what := "a stored row has the same key (" + pgErr.ConstraintName + ")"
 			switch pgErr.ConstraintName {
-			case "messages_dedupe_key_c":
+			case "dedupe_keys_pkey", "messages_dedupe_key_c": // the latter before 0013
 				what = "a message with the same content today, or the same idempotency key, is already stored"
 			case "messages_pkey":
 				what = "a message with the same ID is already stored"

@@ -15,10 +15,11 @@
 // pending (leased_until and leased_at set, the leased index dropped, fillfactor 50), so
 // that the lease is a HOT update; "inplace" is pgstore's schema version 10, which does
 // that (fillfactor 40, a trigger and an index for replicas of the previous version);
-// "lean" is pgstore's schema as migrated now, which leaves sent messages out of the
-// status index and drops the index of finished messages by age; "dedupetable" moves the
-// dedupe key's uniqueness from lean's messages into a table of its own, written once at
-// enqueue; "dedupetrigger" fills that table with statement-level triggers instead;
+// "lean" is pgstore's schema version 11, which leaves sent messages out of the status
+// index and drops the index of finished messages by age; "dedupetable" moves the dedupe
+// key's uniqueness from lean's messages into a table of its own, written once at enqueue
+// by the insert itself; "dedupetrigger" is pgstore's schema as migrated now, which fills
+// that table with statement-level triggers instead;
 // "split" moves the status, attempt, lease and retry columns of schema 8 with
 // the queue indexes and the status search index into a narrow state table beside an
 // immutable messages row.
@@ -72,6 +73,9 @@ const (
 	// writes seven index entries (the lease in place with the search indexes of
 	// schema 6).
 	allIndexes = 10
+	// uniqueDedupe is the last schema version whose messages table has a unique index on
+	// the dedupe key.
+	uniqueDedupe = 11
 )
 
 func layoutFor(name, s string) (layout, error) {
@@ -119,23 +123,19 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 		}, nil
 	case "inplace", "lean":
 		// inplace: pgstore's lease in place (schema 10), that of hot with the trigger
-		// and index that keep replicas of the previous version off it. lean: pgstore's
-		// schema as migrated now, inplace with fewer index entries per status change
-		// (sent messages left out of the status search index, no index of finished
-		// messages by age).
-		l := layout{insert: insert, lease: hotLease, write: inPlaceWrite, analyze: []string{s + ".messages"}}
+		// and index that keep replicas of the previous version off it. lean: schema 11,
+		// inplace with fewer index entries per status change (sent messages left out
+		// of the status search index, no index of finished messages by age).
+		l := layout{schema: uniqueDedupe, insert: insert, lease: hotLease, write: inPlaceWrite, analyze: []string{s + ".messages"}}
 		if name == "inplace" {
 			l.schema = allIndexes
 		}
 		return l, nil
-	case "dedupetable", "dedupetrigger":
-		// dedupetable: lean with the dedupe key's uniqueness in a table of its own,
-		// written once at enqueue, so that a result write has no dedupe entry to write.
-		// dedupetrigger: that table filled by a statement-level trigger on messages (the
-		// inserted rows as a transition table), so that every insert, whatever writes
-		// it, fills it. (A delete trigger would empty it at the purge; the drain measured
-		// here deletes nothing.)
-		l := layout{
+	case "dedupetable":
+		// lean with the dedupe key's uniqueness in a table of its own, written once at
+		// enqueue by the insert, so that a result write has no dedupe entry to write.
+		return layout{
+			schema: uniqueDedupe,
 			setup: []string{
 				"DROP INDEX " + s + ".messages_dedupe_key_c",
 				"CREATE TABLE " + s + `.dedupe_keys (key text COLLATE "C" PRIMARY KEY, message_id uuid NOT NULL)`,
@@ -145,16 +145,12 @@ INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m
 			lease:   hotLease,
 			write:   inPlaceWrite,
 			analyze: []string{s + ".messages", s + ".dedupe_keys"},
-		}
-		if name == "dedupetrigger" {
-			l.setup = append(l.setup, `CREATE FUNCTION `+s+`.dedupe_keys_add() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-	INSERT INTO `+s+`.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM added WHERE dedupe_key IS NOT NULL;
-	RETURN NULL;
-END $$`,
-				"CREATE TRIGGER dedupe_keys_add AFTER INSERT ON "+s+".messages REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION "+s+".dedupe_keys_add()")
-			l.insert = insert
-		}
-		return l, nil
+		}, nil
+	case "dedupetrigger":
+		// pgstore's schema as migrated now: that table filled (and emptied at the purge)
+		// by statement-level triggers on messages, from the rows each statement inserts
+		// or deletes, so that every writer keeps it.
+		return layout{insert: insert, lease: hotLease, write: inPlaceWrite, analyze: []string{s + ".messages", s + ".dedupe_keys"}}, nil
 	case "split":
 		return layout{
 			schema: statusLease,
