@@ -46,11 +46,12 @@ func checkDedupeKeys(t *testing.T, ctx context.Context, pool *pgxpool.Pool, sche
 	return keys
 }
 
-// TestDedupeKeysFollowEveryWriter: the dedupe keys live in a table of their own, kept by
-// triggers on messages. Every way of storing a message adds its key (the one-message
-// statement, the batch statement, COPY, the host's transaction), a duplicate is refused
-// on each of them with ErrDuplicate, a rolled-back enqueue leaves no key, and the purge
-// removes the keys of what it deletes, so the same content can be stored again.
+// TestDedupeKeysFollowEveryWriter: the dedupe keys live in a table of their own. Every
+// way of storing a message adds its key (the one-message statement, the batch statement,
+// COPY, the host's transaction, which write it themselves, and the previous version's
+// enqueue, whose rows get theirs from a trigger), a duplicate is refused on each of them,
+// a rolled-back enqueue leaves no key, and the purge removes the keys of what it
+// deletes, so the same content can be stored again.
 func TestDedupeKeysFollowEveryWriter(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -92,8 +93,25 @@ func TestDedupeKeysFollowEveryWriter(t *testing.T) {
 	}); !errors.Is(err, rollback) {
 		t.Fatal(err)
 	}
+	// A writer that does not write the keys itself: the previous version's enqueue, on
+	// the same pool after this version's (whose setting ended with its transaction).
+	previousSQL := previousStatement(t, "enqueue", f.schema)
+	previous := keyedMessages(tmpl, "previous", 20)
+	if n, err := previousEnqueue(f.ctx, f.pool, previousSQL, previous); err != nil || n != len(previous) {
+		t.Fatalf("the previous version's enqueue stored %d of %d: %v", n, len(previous), err)
+	}
+	stored += len(previous)
 	if got := checkDedupeKeys(t, f.ctx, f.pool, f.schema); got != stored {
 		t.Fatalf("%d keys after %d keyed messages were stored", got, stored)
+	}
+	for _, key := range []string{"copy-5", "previous-3"} {
+		dup := keyedMessages(tmpl, "previous-again", 2)
+		dup[1].DedupeKey = key
+		_, err := previousEnqueue(f.ctx, f.pool, previousSQL, dup)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "23505" || pgErr.ConstraintName != "dedupe_keys_pkey" {
+			t.Fatalf("the previous version's enqueue of the stored key %s: %v; want a unique violation on dedupe_keys_pkey", key, err)
+		}
 	}
 
 	// A duplicate of a stored key through each path, and within one COPY batch.
@@ -110,6 +128,7 @@ func TestDedupeKeysFollowEveryWriter(t *testing.T) {
 		{"statement", again("statement-again", 10, "copy-7")},
 		{"copy", again("copy-again", 300, "statement-3")},
 		{"copy, key twice in the batch", again("copy-twice", 300, "copy-twice-0")},
+		{"single, key the previous version stored", again("single-previous", 1, "previous-7")},
 	} {
 		refused, err := f.store.EnqueueMessages(f.ctx, c.msgs, true)
 		var pgErr *pgconn.PgError
@@ -151,6 +170,9 @@ func TestDedupeKeysFollowEveryWriter(t *testing.T) {
 		if refused, err := f.store.EnqueueMessages(f.ctx, keyedMessages(tmpl, w.name, len(w.msgs)), true); err != nil || refused != nil {
 			t.Fatalf("%s after the purge: refused %v, %v", w.name, refused, err)
 		}
+	}
+	if n, err := previousEnqueue(f.ctx, f.pool, previousSQL, keyedMessages(tmpl, "previous", len(previous))); err != nil || n != len(previous) {
+		t.Fatalf("the previous version's enqueue after the purge stored %d of %d: %v", n, len(previous), err)
 	}
 	checkDedupeKeys(t, f.ctx, f.pool, f.schema)
 }
@@ -249,8 +271,7 @@ func TestDedupeKeyCannotChange(t *testing.T) {
 }
 
 // TestMigrationFillsDedupeKeys: a schema of the version before the dedupe_keys table,
-// with messages stored and some purged, is migrated: every stored message's key is in
-// the table, a key whose message a purge deleted while the table was filled (put there
+// with messages stored, is migrated: every stored message's key is in the table, a key whose message a purge deleted while the table was filled (put there
 // by hand here, between the two migrations) is removed, the unique index on messages is
 // gone, and duplicates of messages stored before the migration are still refused.
 func TestMigrationFillsDedupeKeys(t *testing.T) {
@@ -262,10 +283,12 @@ func TestMigrationFillsDedupeKeys(t *testing.T) {
 	if err := pgstore.MigrateTo(ctx, pool, 11, cfg); err != nil {
 		t.Fatal(err)
 	}
+	// Before 0012, stored by the previous version (this version's enqueue needs the table).
 	store, tmpl := storeWithTemplate(t, ctx, pool, schema)
+	previousSQL := previousStatement(t, "enqueue", schema)
 	before := keyedMessages(tmpl, "before", 200)
-	if refused, err := store.EnqueueMessages(ctx, before, true); err != nil || refused != nil {
-		t.Fatalf("refused %v, %v", refused, err)
+	if n, err := previousEnqueue(ctx, pool, previousSQL, before); err != nil || n != len(before) {
+		t.Fatalf("stored %d of %d: %v", n, len(before), err)
 	}
 	if err := pgstore.MigrateTo(ctx, pool, 12, cfg); err != nil {
 		t.Fatal(err)
@@ -274,15 +297,20 @@ func TestMigrationFillsDedupeKeys(t *testing.T) {
 	if _, err := pool.Exec(ctx, "INSERT INTO "+s+".dedupe_keys (key, message_id) VALUES ('orphan', $1)", uuid.New()); err != nil {
 		t.Fatal(err)
 	}
+	// Between 0012 and 0013, by this version and by the previous one.
 	between := keyedMessages(tmpl, "between", 100)
 	if refused, err := store.EnqueueMessages(ctx, between, true); err != nil || refused != nil {
 		t.Fatalf("refused %v, %v", refused, err)
 	}
+	betweenPrevious := keyedMessages(tmpl, "between previous", 100)
+	if n, err := previousEnqueue(ctx, pool, previousSQL, betweenPrevious); err != nil || n != len(betweenPrevious) {
+		t.Fatalf("stored %d of %d: %v", n, len(betweenPrevious), err)
+	}
 	if err := pgstore.Migrate(ctx, pool, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if got := checkDedupeKeys(t, ctx, pool, schema); got != len(before)+len(between) {
-		t.Fatalf("%d keys; want %d", got, len(before)+len(between))
+	if got, want := checkDedupeKeys(t, ctx, pool, schema), len(before)+len(between)+len(betweenPrevious); got != want {
+		t.Fatalf("%d keys; want %d", got, want)
 	}
 	var index bool
 	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", schema+".messages_dedupe_key_c").Scan(&index); err != nil || index {
@@ -298,4 +326,56 @@ func TestMigrationFillsDedupeKeys(t *testing.T) {
 	if refused, err := store.EnqueueMessages(ctx, orphan, true); err != nil || refused != nil {
 		t.Fatalf("the key of a deleted message: refused %v, %v", refused, err)
 	}
+}
+
+// TestEnqueueWritesItsOwnKeys: this version's enqueues write their dedupe keys
+// themselves, so the insert trigger for other writers' rows is never called for theirs
+// (one plpgsql call per enqueue, or per message, on the request path); the previous
+// version's enqueue calls it once per message. Counted by PostgreSQL's function
+// statistics within the transaction.
+func TestEnqueueWritesItsOwnKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	calls := func(tx pgx.Tx) int64 {
+		t.Helper()
+		var n int64
+		if err := tx.QueryRow(f.ctx, `SELECT coalesce(sum(pg_stat_get_xact_function_calls(p.oid)), 0)::bigint
+			FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1`, f.schema).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	inTx := func(fn func(tx pgx.Tx) error) {
+		t.Helper()
+		if err := pgx.BeginFunc(f.ctx, f.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(f.ctx, "SET LOCAL track_functions = 'pl'"); err != nil {
+				return err
+			}
+			return fn(tx)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inTx(func(tx pgx.Tx) error {
+		for _, n := range []int{1, 10, 300} { // the one-message statement, the batch statement, COPY
+			if refused, err := f.store.WithTx(tx).EnqueueMessages(f.ctx, keyedMessages(f.tmpl, fmt.Sprint("own ", n), n), true); err != nil || refused != nil {
+				t.Fatalf("%d messages: refused %v, %v", n, refused, err)
+			}
+			if got := calls(tx); got != 0 {
+				t.Fatalf("an enqueue of %d messages called trigger functions %d times; want none", n, got)
+			}
+		}
+		return nil
+	})
+	inTx(func(tx pgx.Tx) error {
+		msgs := keyedMessages(f.tmpl, "previous", 5)
+		if n, err := previousEnqueue(f.ctx, tx, previousStatement(t, "enqueue", f.schema), msgs); err != nil || n != len(msgs) {
+			t.Fatalf("the previous version's enqueue stored %d of %d: %v", n, len(msgs), err)
+		}
+		if got := calls(tx); got != int64(len(msgs)) {
+			t.Fatalf("the previous version's enqueue of %d messages called trigger functions %d times; want one per message", len(msgs), got)
+		}
+		return nil
+	})
+	checkDedupeKeys(t, f.ctx, f.pool, f.schema)
 }

@@ -23,8 +23,9 @@ var copyColumns = []string{"id", "template_id", "user_id", "method", "payload", 
 // enqueueCopy is enqueueBatch for a large batch, already validated: in a transaction of
 // its own (a savepoint of db's, when db is one), one query checks the batch's distinct
 // (template, user, method) triples as the enqueue statement does and returns the time to
-// store, then COPY writes every row. A refusal (a missing or disabled template, a
-// duplicate, data PostgreSQL refuses) rolls it all back, as the statement would.
+// store, then COPY writes every row, and a second COPY their dedupe keys (see
+// keysWritten). A refusal (a missing or disabled template, a duplicate, data PostgreSQL
+// refuses) rolls it all back, as the statement would.
 func (s *Store) enqueueCopy(ctx context.Context, db dbtx, msgs []driver.NewMessage) error {
 	type triple struct {
 		template, user uuid.UUID
@@ -63,6 +64,10 @@ func (s *Store) enqueueCopy(ctx context.Context, db dbtx, msgs []driver.NewMessa
 	if n != int64(len(msgs)) {
 		return xerrors.Errorf("enqueue messages: copied %d of %d rows", n, len(msgs))
 	}
+	keys := &copyKeys{msgs: msgs, i: -1}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.o.schema, "dedupe_keys"}, []string{"key", "message_id"}, keys); err != nil {
+		return xerrors.Errorf("enqueue messages: %w", translate(err))
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
 	}
@@ -94,3 +99,28 @@ func (r *copyRows) Values() ([]any, error) {
 }
 
 func (r *copyRows) Err() error { return nil }
+
+// copyKeys is the pgx.CopyFromSource of the dedupe keys enqueueCopy writes: a row (key,
+// message_id) per message that has a key.
+type copyKeys struct {
+	msgs []driver.NewMessage
+	i    int
+	row  [2]any
+}
+
+func (k *copyKeys) Next() bool {
+	for k.i++; k.i < len(k.msgs); k.i++ {
+		if k.msgs[k.i].DedupeKey != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func (k *copyKeys) Values() ([]any, error) {
+	m := &k.msgs[k.i]
+	k.row = [2]any{m.DedupeKey, [16]byte(m.ID)}
+	return k.row[:], nil
+}
+
+func (k *copyKeys) Err() error { return nil }

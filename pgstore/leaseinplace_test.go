@@ -90,6 +90,33 @@ func previousStatement(t *testing.T, name, schema string) string {
 	return strings.ReplaceAll(string(b), "{{s}}", pgx.Identifier{schema}.Sanitize())
 }
 
+// previousEnqueue stores msgs with the previous version's batch enqueue statement
+// (previousStatement "enqueue", in sql) and returns how many rows it inserted.
+func previousEnqueue(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, sql string, msgs []driver.NewMessage) (int, error) {
+	n := len(msgs)
+	ids, tmpls, users, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	payloads, targets, createdBy, keys := make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+	for i, m := range msgs {
+		ids[i], tmpls[i], users[i], methods[i] = m.ID.String(), m.TemplateID.String(), m.UserID.String(), m.Method
+		payloads[i], targets[i], createdBy[i] = string(m.Payload), "{}", m.CreatedBy
+		if m.DedupeKey != "" {
+			keys[i] = &msgs[i].DedupeKey
+		}
+	}
+	var (
+		badTemplate, badUser *uuid.UUID
+		missing              *bool
+		inserted             int
+	)
+	err := db.QueryRow(ctx, sql, nil, ids, tmpls, users, methods, payloads, targets, createdBy, keys).Scan(&badTemplate, &badUser, &missing, &inserted)
+	if err == nil && badTemplate != nil {
+		err = xerrors.Errorf("the previous version's enqueue refused template %s", badTemplate)
+	}
+	return inserted, err
+}
+
 // previousLease runs the previous version's lease statement (previousStatement "lease")
 // of up to limit webhook messages as notifier and returns the attempt number of each
 // message it leased.
@@ -244,10 +271,20 @@ func TestUpgradeWhilePreviousVersionRuns(t *testing.T) {
 	if err := store.UpsertTemplates(ctx, tmpl); err != nil {
 		t.Fatal(err)
 	}
+	// Stored by the previous version's enqueue (this version's needs the dedupe_keys
+	// table of 0012), each message with a dedupe key, as its enqueuer gave them.
 	const total = 10_000
 	var ids []uuid.UUID
-	for range total / 1000 {
-		ids = append(ids, enqueueWebhooks(t, ctx, store, tmpl, 1000)...)
+	enqueueSQL := previousStatement(t, "enqueue", schema)
+	for b := range total / 1000 {
+		msgs := keyedMessages(tmpl, fmt.Sprintf("batch %d", b), 1000)
+		for i := range msgs {
+			msgs[i].Method = string(notifications.MethodWebhook)
+			ids = append(ids, msgs[i].ID)
+		}
+		if n, err := previousEnqueue(ctx, pool, enqueueSQL, msgs); err != nil || n != len(msgs) {
+			t.Fatalf("the previous version's enqueue stored %d of %d: %v", n, len(msgs), err)
+		}
 	}
 
 	// The previous version's replicas: lease 50, deliver, write the results.

@@ -35,8 +35,9 @@ func (l *leaseTimer) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([
 	}
 }
 
-// TestMigrateWhileReplicasRun migrates a schema from version 9 (the oldest this code runs
-// on: it needs the columns of 0009_lease_in_place.sql) to the current one while two
+// TestMigrateWhileReplicasRun migrates a schema from version 12 (the oldest this code runs
+// on: its enqueues write the dedupe_keys table of 0012_dedupe_keys.sql) to the current
+// one, filling that table and dropping the unique index of messages, while two
 // Managers drain a backlog and a host keeps enqueueing, and bounds the longest enqueue and
 // lease during the migration: index builds run CONCURRENTLY and every other DDL waits at
 // most lock_timeout for its lock.
@@ -51,7 +52,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	pool, schema := pgtest.Schema(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const previous = 9 // the code needs 0009's columns
+	const previous = 12 // the code needs 0012's table
 	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,9 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 		ids   []uuid.UUID
 	)
 	newMsg := func() driver.NewMessage {
-		m := driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook), Payload: []byte(`{}`)}
+		id := uuid.New()
+		m := driver.NewMessage{ID: id, TemplateID: tmpl.ID, UserID: uuid.New(), Method: string(notifications.MethodWebhook), Payload: []byte(`{}`),
+			DedupeKey: "key " + id.String()}
 		idsMu.Lock()
 		ids = append(ids, m.ID)
 		idsMu.Unlock()
@@ -154,6 +157,11 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 		}
 	}
 	requireEachOnce(t, h.Deliveries(), ids)
+	// The keys of the backlog (filled by the migration) and of the enqueues during it
+	// (written by them) are all there, each naming its message.
+	if got := checkDedupeKeys(t, ctx, pool, schema); got != total {
+		t.Fatalf("%d dedupe keys for %d messages", got, total)
+	}
 	msg := fmt.Sprintf("migration %d -> %d took %s with %d messages and two Managers draining; during it the worst enqueue took %s and the worst lease %s (%d enqueues)",
 		previous, pgstore.SchemaVersion(), took.Round(time.Millisecond), backlog, enqDuring.Round(time.Microsecond), leaseDuring.Round(time.Microsecond), enqueued.Load())
 	t.Log(msg)

@@ -107,10 +107,19 @@ func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 		if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{msg}, true); err != nil {
 			t.Fatal(err)
 		}
+		// In a host's transaction, where the store leaves plan_cache_mode to the host,
+		// PostgreSQL picks the generic plan by itself after the fifth call.
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			msg := driver.NewMessage{ID: uuid.New(), TemplateID: tmpl.ID, UserID: uuid.New(), Method: "smtp", Payload: []byte(`{}`), DedupeKey: uuid.NewString()}
+			_, err := store.WithTx(tx).EnqueueMessages(ctx, []driver.NewMessage{msg}, true)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
 		leased, err := store.LeaseMessages(ctx, driver.LeaseParams{NotifierID: notifier, Methods: []string{"smtp"},
 			Limit: 10, LeasePeriod: time.Minute, MaxAttempts: 3})
-		if err != nil || len(leased) != 1 {
-			t.Fatalf("lease: %d, %v", len(leased), err)
+		if err != nil || len(leased) != 2 {
+			t.Fatalf("lease: %d, %v; want the two messages just stored", len(leased), err)
 		}
 	}
 	var mode string
@@ -139,8 +148,14 @@ func TestLeaseAndSingleEnqueueAreNotPlannedPerCall(t *testing.T) {
 				continue
 			}
 			found[name] = true
-			if custom != 0 || generic < calls {
-				t.Errorf("%s: %d custom plans, %d executions on the generic plan; want 0 and %d", name, custom, generic, calls)
+			// The enqueue: calls on the pool, forced, and calls in a host's transaction,
+			// of which PostgreSQL plans the first five for their parameters.
+			want, wantCustom := int64(calls), int64(0)
+			if name == "enqueue" {
+				want, wantCustom = 2*calls-5, 5
+			}
+			if custom != wantCustom || generic < want {
+				t.Errorf("%s: %d custom plans, %d executions on the generic plan; want %d and %d", name, custom, generic, wantCustom, want)
 			}
 		}
 	}

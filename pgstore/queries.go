@@ -228,8 +228,9 @@ del AS (DELETE FROM {{s}}.inbox i USING victims v WHERE i.id = v.id RETURNING 1)
 SELECT (SELECT got FROM lock), (SELECT count(*) FROM del)::int`),
 
 		// One statement: refuse the whole batch if a template is missing or a recipient
-		// disabled it, otherwise insert every row. (No pg_notify here: an enqueue on an
-		// idle store follows it with wakeIfStored; see notify.go.)
+		// disabled it, otherwise insert every row and its dedupe key (see keysWritten).
+		// (No pg_notify here: an enqueue on an idle store follows it with wakeIfStored;
+		// see notify.go.)
 		enqueue: q(`
 WITH input AS (
 	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
@@ -240,22 +241,26 @@ ins AS (
 	INSERT INTO {{s}}.messages (id, template_id, user_id, method, payload, targets, created_by, dedupe_key, created_at, updated_at)
 	SELECT id, template_id, user_id, method, payload::json, targets::uuid[], created_by, dedupe_key,
 		coalesce($1::timestamptz, now()), coalesce($1::timestamptz, now())
-	FROM input WHERE NOT EXISTS (SELECT 1 FROM bad)
+	FROM input WHERE NOT EXISTS (SELECT 1 FROM bad) AND ` + keysWritten + `
 	ORDER BY ord
-	RETURNING 1
-)
+	RETURNING id, dedupe_key
+),
+keys AS (INSERT INTO {{s}}.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM ins WHERE dedupe_key IS NOT NULL)
 SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad),
 	(SELECT count(*) FROM ins)::int`),
 
 		// The check of enqueueCopy, over the distinct (template, user, method) triples of
 		// a batch in their order: the first refused one, as enqueue's bad, and the time to
 		// store (the database's now() is the transaction's, the one the copy commits in).
+		// It also tells the insert trigger that the copy writes its own dedupe keys
+		// (keysWritten).
 		enqueueCheck: q(`
 WITH input AS (
 	SELECT * FROM unnest($2::text[]::uuid[], $3::text[]::uuid[], $4::text[]) WITH ORDINALITY AS r(template_id, user_id, method, ord)
 ),
 ` + refusedCTE + `
-SELECT coalesce($1::timestamptz, now()), (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad)`),
+SELECT coalesce($1::timestamptz, now()), (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad)
+WHERE ` + keysWritten),
 
 		// enqueue for one message, the common case (and the one inside a host's
 		// transaction): scalar parameters and a join on fixed keys, so that it plans in a
@@ -275,9 +280,10 @@ ins AS (
 	INSERT INTO {{s}}.messages (id, template_id, user_id, method, payload, targets, created_by, dedupe_key, created_at, updated_at)
 	SELECT $2::text::uuid, $3::text::uuid, $4::text::uuid, $5::text, $6::text::json, $7::text::uuid[], $8::text, $9::text,
 		coalesce($1::timestamptz, now()), coalesce($1::timestamptz, now())
-	FROM chk WHERE NOT chk.missing AND NOT chk.disabled
-	RETURNING 1
-)
+	FROM chk WHERE NOT chk.missing AND NOT chk.disabled AND ` + keysWritten + `
+	RETURNING id, dedupe_key
+),
+keys AS (INSERT INTO {{s}}.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM ins WHERE dedupe_key IS NOT NULL)
 SELECT coalesce((SELECT missing FROM chk), true), coalesce((SELECT disabled FROM chk), false), (SELECT count(*) FROM ins)::int`),
 
 		template:  q(`SELECT ` + templateColumns + ` FROM {{s}}.templates WHERE id = $1 AND deleted_at IS NULL`),
@@ -424,6 +430,16 @@ const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`
 // refusedCTE is the check an enqueue makes before it writes, over its input CTE (template_id,
 // user_id, method, ord): bad is the first row, in input order, whose template is missing or
 // deleted (missing) or that the recipient disabled or did not opt in to.
+// keysWritten is a condition of the enqueue statements, always true, that sets
+// pgstore.dedupe_keys to "written" for the rest of the transaction, once, before the
+// statement inserts its first message: the statements write each message's dedupe key
+// into dedupe_keys themselves (a CTE, or a COPY after enqueueCheck), so the insert
+// trigger of 0012_dedupe_keys.sql, which adds the keys of any other writer's rows (the
+// previous version's replicas), skips their rows without being called. In a host's
+// transaction the setting lasts until the host commits: its other inserts into messages,
+// if any, are this package's too.
+const keysWritten = `(SELECT set_config('pgstore.dedupe_keys', 'written', true)) IS NOT NULL`
+
 const refusedCTE = `bad AS (
 	SELECT i.template_id, i.user_id, t.id IS NULL OR t.deleted_at IS NOT NULL AS missing
 	FROM input i

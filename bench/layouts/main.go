@@ -18,8 +18,8 @@
 // "lean" is pgstore's schema version 11, which leaves sent messages out of the status
 // index and drops the index of finished messages by age; "dedupetable" moves the dedupe
 // key's uniqueness from lean's messages into a table of its own, written once at enqueue
-// by the insert itself; "dedupetrigger" is pgstore's schema as migrated now, which fills
-// that table with statement-level triggers instead;
+// by the insert itself; "dedupekeys" is pgstore's schema as migrated now, which does that
+// with triggers for other writers and the purge;
 // "split" moves the status, attempt, lease and retry columns of schema 8 with
 // the queue indexes and the status search index into a narrow state table beside an
 // immutable messages row.
@@ -79,9 +79,14 @@ const (
 )
 
 func layoutFor(name, s string) (layout, error) {
-	insert := `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at)
+	// insertFrom is the insert of 1,000 rows, with more FROM items (each followed by a
+	// comma) in from.
+	insertFrom := func(from string) string {
+		return `INSERT INTO ` + s + `.messages (id, template_id, user_id, method, payload, dedupe_key, created_at, updated_at)
 SELECT ` + idExpr + `, '` + templateID + `', u, 'webhook', ` + payloadExpr + `, ` + dedupeExpr + `, now(), now()
-FROM generate_series(1, 1000) g, LATERAL (SELECT gen_random_uuid() AS u OFFSET 0) x`
+FROM generate_series(1, 1000) g, ` + from + `LATERAL (SELECT gen_random_uuid() AS u OFFSET 0) x`
+	}
+	insert := insertFrom("")
 	pending := `SELECT id FROM ` + s + `.%s WHERE status = 'pending' AND method = 'webhook'%s ORDER BY seq LIMIT 1000 FOR UPDATE SKIP LOCKED`
 	// The lease in place of hot and the layouts after it, and hot's result write.
 	hotLease := `WITH l AS (UPDATE ` + s + `.messages m SET leased_by = gen_random_uuid(), leased_until = now() + interval '1 minute',
@@ -146,11 +151,17 @@ INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m
 			write:   inPlaceWrite,
 			analyze: []string{s + ".messages", s + ".dedupe_keys"},
 		}, nil
-	case "dedupetrigger":
-		// pgstore's schema as migrated now: that table filled (and emptied at the purge)
-		// by statement-level triggers on messages, from the rows each statement inserts
-		// or deletes, so that every writer keeps it.
-		return layout{insert: insert, lease: hotLease, write: inPlaceWrite, analyze: []string{s + ".messages", s + ".dedupe_keys"}}, nil
+	case "dedupekeys":
+		// pgstore's schema as migrated now: that table, written by the enqueue as
+		// dedupetable's is, after it has told the insert trigger for other writers'
+		// rows to skip them (pgstore.dedupe_keys), and emptied at the purge by a trigger.
+		return layout{
+			insert: `WITH m AS (` + insertFrom("(SELECT set_config('pgstore.dedupe_keys', 'written', true)) w, ") + ` RETURNING id, dedupe_key)
+INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m WHERE dedupe_key IS NOT NULL`,
+			lease:   hotLease,
+			write:   inPlaceWrite,
+			analyze: []string{s + ".messages", s + ".dedupe_keys"},
+		}, nil
 	case "split":
 		return layout{
 			schema: statusLease,
@@ -179,7 +190,7 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 			analyze: []string{s + ".messages", s + ".state"},
 		}, nil
 	}
-	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace, lean, dedupetable, dedupetrigger or split", name)
+	return layout{}, fmt.Errorf("unknown layout %q: want status, hot, inplace, lean, dedupetable, dedupekeys or split", name)
 }
 
 // inflight is the -inflight flag.
