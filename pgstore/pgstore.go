@@ -204,8 +204,10 @@ func (f failRow) Scan(...any) error { return f.err }
 // To enqueue in tx, use StoreEnqueuer.SendTx (which binds the store through InTx). After
 // an enqueue in tx, call Wake once tx commits so that notifiers start on the new messages
 // at once (without it they are woken TxWakeDelay after the enqueue, or find the messages
-// at their next poll). The returned store must not be used after tx ends, and is not for a
-// Manager.
+// at their next poll). An enqueue sets the transaction-local setting pgstore.dedupe_keys
+// (the enqueue writes its messages' dedupe keys itself, so the trigger for other writers'
+// rows skips them); it lasts until tx ends. The returned store must not be used after tx
+// ends, and is not for a Manager.
 func (s *Store) WithTx(tx pgx.Tx) *Store {
 	c := *s
 	c.db, c.inTx = tx, true
