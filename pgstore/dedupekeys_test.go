@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -145,6 +146,17 @@ func TestDedupeKeysFollowEveryWriter(t *testing.T) {
 	}
 	if got := checkDedupeKeys(t, f.ctx, f.pool, f.schema); got != stored {
 		t.Fatalf("%d keys after refused duplicates; want the %d stored", got, stored)
+	}
+	// Not atomic: the batch is refused, then each message is stored under a savepoint of
+	// its own, with its key, and the duplicate alone is refused.
+	mixed := again("mixed", 10, "statement-5")
+	if refused, err := f.store.EnqueueMessages(f.ctx, mixed, false); err != nil || len(refused) != 10 ||
+		!errors.Is(refused[9], notifications.ErrDuplicate) || slices.ContainsFunc(refused[:9], func(err error) bool { return err != nil }) {
+		t.Fatalf("not atomic: refused %v, %v; want the last one alone refused as a duplicate", refused, err)
+	}
+	stored += 9
+	if got := checkDedupeKeys(t, f.ctx, f.pool, f.schema); got != stored {
+		t.Fatalf("%d keys after the messages stored one by one; want %d", got, stored)
 	}
 	// The rolled-back message's key is free.
 	if refused, err := f.store.EnqueueMessages(f.ctx, inTx[1:], true); err != nil || refused != nil {
@@ -356,17 +368,18 @@ func TestEnqueueWritesItsOwnKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	inTx(func(tx pgx.Tx) error {
-		for _, n := range []int{1, 10, 300} { // the one-message statement, the batch statement, COPY
+	sizes := []int{1, 10, 300} // the one-message statement, the batch statement, COPY
+	for _, n := range sizes {
+		inTx(func(tx pgx.Tx) error { // each in a transaction of its own: the setting lasts for the transaction
 			if refused, err := f.store.WithTx(tx).EnqueueMessages(f.ctx, keyedMessages(f.tmpl, fmt.Sprint("own ", n), n), true); err != nil || refused != nil {
 				t.Fatalf("%d messages: refused %v, %v", n, refused, err)
 			}
 			if got := calls(tx); got != 0 {
 				t.Fatalf("an enqueue of %d messages called trigger functions %d times; want none", n, got)
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	inTx(func(tx pgx.Tx) error {
 		msgs := keyedMessages(f.tmpl, "previous", 5)
 		if n, err := previousEnqueue(f.ctx, tx, previousStatement(t, "enqueue", f.schema), msgs); err != nil || n != len(msgs) {
@@ -377,5 +390,16 @@ func TestEnqueueWritesItsOwnKeys(t *testing.T) {
 		}
 		return nil
 	})
+	// On the store's pool (its own transactions, the prelude's batch): with the trigger's
+	// function made to fail, every enqueue still stores its messages and their keys.
+	if _, err := f.pool.Exec(f.ctx, `CREATE OR REPLACE FUNCTION `+pgx.Identifier{f.schema, "dedupe_key_add"}.Sanitize()+`() RETURNS trigger
+		LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the insert trigger was called'; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range sizes {
+		if refused, err := f.store.EnqueueMessages(f.ctx, keyedMessages(f.tmpl, fmt.Sprint("pool ", n), n), true); err != nil || refused != nil {
+			t.Fatalf("%d messages on the pool: refused %v, %v", n, refused, err)
+		}
+	}
 	checkDedupeKeys(t, f.ctx, f.pool, f.schema)
 }

@@ -404,6 +404,10 @@ func TestUpgradeWhilePreviousVersionRuns(t *testing.T) {
 			t.Errorf("message %s delivered %d times", id, delivered[id])
 		}
 	}
+	// The migration filled the dedupe keys of the messages they stored before it.
+	if got := checkDedupeKeys(t, ctx, pool, schema); got != total {
+		t.Fatalf("%d dedupe keys for the %d messages stored before the migration", got, total)
+	}
 	msg := fmt.Sprintf("migration %d -> %d took %s under two replicas of the previous version; their worst lease during it took %s; "+
 		"%d messages delivered by them, %d by a Manager of this version",
 		previous, pgstore.SchemaVersion(), took.Round(time.Millisecond), leaseDuring.Round(time.Microsecond), total-len(byNew), len(byNew))

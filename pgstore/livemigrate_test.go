@@ -35,9 +35,24 @@ func (l *leaseTimer) LeaseMessages(ctx context.Context, p driver.LeaseParams) ([
 	}
 }
 
+// untilClosed calls fn until stop is closed or fn fails, and returns fn's error.
+func untilClosed(stop <-chan struct{}, fn func() error) error {
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		if err := fn(); err != nil {
+			return err
+		}
+	}
+}
+
 // TestMigrateWhileReplicasRun migrates a schema from version 12 (the oldest this code runs
 // on: its enqueues write the dedupe_keys table of 0012_dedupe_keys.sql) to the current
-// one, filling that table and dropping the unique index of messages, while two
+// one, filling that table with the keys of a backlog stored before 0012 (by the previous
+// version's enqueue) and dropping the unique index of messages, while a purge runs, two
 // Managers drain a backlog and a host keeps enqueueing, and bounds the longest enqueue and
 // lease during the migration: index builds run CONCURRENTLY and every other DDL waits at
 // most lock_timeout for its lock.
@@ -53,7 +68,7 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const previous = 12 // the code needs 0012's table
-	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.Config{Schema: schema}); err != nil {
+	if err := pgstore.MigrateTo(ctx, pool, previous-1, pgstore.Config{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
 	store := pgstore.New(pool, pgstore.Config{Schema: schema})
@@ -74,16 +89,21 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 		idsMu.Unlock()
 		return m
 	}
-	// A backlog, so that the index builds have work to do while the Managers drain it.
+	// A backlog stored before 0012 by the previous version, so that the fill has its keys
+	// to copy while the Managers drain it.
 	const backlog = 20_000
+	enqueueSQL := previousStatement(t, "enqueue", schema)
 	for i := 0; i < backlog; i += 5000 {
 		batch := make([]driver.NewMessage, 5000)
 		for j := range batch {
 			batch[j] = newMsg()
 		}
-		if _, err := store.EnqueueMessages(ctx, batch, true); err != nil {
-			t.Fatal(err)
+		if n, err := previousEnqueue(ctx, pool, enqueueSQL, batch); err != nil || n != len(batch) {
+			t.Fatalf("the previous version's enqueue stored %d of %d: %v", n, len(batch), err)
 		}
+	}
+	if err := pgstore.MigrateTo(ctx, pool, previous, pgstore.Config{Schema: schema}); err != nil {
+		t.Fatal(err)
 	}
 
 	h := notificationstest.NewRecordingHandler(nil)
@@ -111,29 +131,33 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	)
 	var enqErr error
 	wg.Go(func() {
-		for {
-			select {
-			case <-stopEnqueue:
-				return
-			default:
-			}
+		enqErr = untilClosed(stopEnqueue, func() error {
 			start := time.Now()
 			if _, err := store.EnqueueMessages(ctx, []driver.NewMessage{newMsg()}, true); err != nil {
-				enqErr = err
-				return
+				return err
 			}
 			if d := int64(time.Since(start)); d > worstEnq.Load() {
 				worstEnq.Store(d)
 			}
 			enqueued.Add(1)
-		}
+			return nil
+		})
 	})
 
 	// Let the drain get going, then migrate under load; only waits during the migration
-	// count.
+	// count. A purge deletes what has been delivered meanwhile, keys and all.
 	if err := h.WaitForDeliveries(ctx, 1000); err != nil {
 		t.Fatal(err)
 	}
+	var purged atomic.Int64
+	var purgeErr error
+	wg.Go(func() {
+		purgeErr = untilClosed(stopEnqueue, func() error {
+			n, err := store.PurgeMessages(ctx, driver.PurgeParams{MessagesOlderThan: 0, BatchSize: 500})
+			purged.Add(int64(n))
+			return err
+		})
+	})
 	worstEnq.Store(0)
 	timer.worst.Store(0)
 	start := time.Now()
@@ -144,8 +168,8 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	enqDuring, leaseDuring := time.Duration(worstEnq.Load()), time.Duration(timer.worst.Load())
 	close(stopEnqueue)
 	wg.Wait()
-	if enqErr != nil {
-		t.Fatalf("enqueue during the migration: %v", enqErr)
+	if enqErr != nil || purgeErr != nil {
+		t.Fatalf("during the migration: enqueue: %v; purge: %v", enqErr, purgeErr)
 	}
 	total := backlog + int(enqueued.Load())
 	if err := h.WaitForDeliveries(ctx, total); err != nil {
@@ -158,12 +182,13 @@ func TestMigrateWhileReplicasRun(t *testing.T) {
 	}
 	requireEachOnce(t, h.Deliveries(), ids)
 	// The keys of the backlog (filled by the migration) and of the enqueues during it
-	// (written by them) are all there, each naming its message.
-	if got := checkDedupeKeys(t, ctx, pool, schema); got != total {
-		t.Fatalf("%d dedupe keys for %d messages", got, total)
+	// (written by them) are there for every message the purge left, each naming its
+	// message, and none for a purged one.
+	if got := checkDedupeKeys(t, ctx, pool, schema); got != total-int(purged.Load()) {
+		t.Fatalf("%d dedupe keys for %d messages stored and %d purged", got, total, purged.Load())
 	}
-	msg := fmt.Sprintf("migration %d -> %d took %s with %d messages and two Managers draining; during it the worst enqueue took %s and the worst lease %s (%d enqueues)",
-		previous, pgstore.SchemaVersion(), took.Round(time.Millisecond), backlog, enqDuring.Round(time.Microsecond), leaseDuring.Round(time.Microsecond), enqueued.Load())
+	msg := fmt.Sprintf("migration %d -> %d took %s with %d messages and two Managers draining; during it the worst enqueue took %s and the worst lease %s (%d enqueues, %d messages purged)",
+		previous, pgstore.SchemaVersion(), took.Round(time.Millisecond), backlog, enqDuring.Round(time.Microsecond), leaseDuring.Round(time.Microsecond), enqueued.Load(), purged.Load())
 	t.Log(msg)
 	const bound = time.Second
 	if enqDuring > bound || leaseDuring > bound {

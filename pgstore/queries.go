@@ -427,9 +427,6 @@ SELECT (SELECT status FROM before), (SELECT count(*) FROM upd)::int`),
 // (WithTx) leases without it.
 const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`
 
-// refusedCTE is the check an enqueue makes before it writes, over its input CTE (template_id,
-// user_id, method, ord): bad is the first row, in input order, whose template is missing or
-// deleted (missing) or that the recipient disabled or did not opt in to.
 // keysWritten is a condition of the enqueue statements, always true, that sets
 // pgstore.dedupe_keys to "written" for the rest of the transaction, once, before the
 // statement inserts its first message: the statements write each message's dedupe key
@@ -440,6 +437,9 @@ const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`
 // if any, are this package's too.
 const keysWritten = `(SELECT set_config('pgstore.dedupe_keys', 'written', true)) IS NOT NULL`
 
+// refusedCTE is the check an enqueue makes before it writes, over its input CTE (template_id,
+// user_id, method, ord): bad is the first row, in input order, whose template is missing or
+// deleted (missing) or that the recipient disabled or did not opt in to.
 const refusedCTE = `bad AS (
 	SELECT i.template_id, i.user_id, t.id IS NULL OR t.deleted_at IS NOT NULL AS missing
 	FROM input i

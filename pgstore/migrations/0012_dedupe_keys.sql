@@ -28,12 +28,13 @@ CREATE TRIGGER dedupe_key_add AFTER INSERT ON messages FOR EACH ROW
 	EXECUTE FUNCTION dedupe_key_add();
 
 -- Deletes (the purge, this version's or the previous one's) remove the keys of the rows
--- they delete, from the statement's deleted rows. The keys as an array, so that the
--- delete is an index scan of dedupe_keys whatever the number of rows its plan was first
--- made for.
+-- they delete, from the statement's deleted rows (a key of another message, if one
+-- were there, stays). The keys as an array, so that the delete is an index scan of
+-- dedupe_keys whatever the number of rows its plan was first made for.
 CREATE FUNCTION dedupe_keys_remove() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-	DELETE FROM dedupe_keys WHERE key = ANY (ARRAY(SELECT dedupe_key FROM removed WHERE dedupe_key IS NOT NULL));
+	DELETE FROM dedupe_keys WHERE key = ANY (ARRAY(SELECT dedupe_key FROM removed WHERE dedupe_key IS NOT NULL))
+		AND message_id = ANY (ARRAY(SELECT id FROM removed WHERE dedupe_key IS NOT NULL));
 	RETURN NULL;
 END
 $$;
