@@ -283,9 +283,10 @@ func TestDedupeKeyCannotChange(t *testing.T) {
 }
 
 // TestMigrationFillsDedupeKeys: a schema of the version before the dedupe_keys table,
-// with messages stored, is migrated: every stored message's key is in the table, a key whose message a purge deleted while the table was filled (put there
-// by hand here, between the two migrations) is removed, the unique index on messages is
-// gone, and duplicates of messages stored before the migration are still refused.
+// with messages stored, is migrated: every stored message's key is in the table, a key
+// whose message a purge deleted while the table was filled (put there by hand here,
+// between the two migrations) is removed, the unique index on messages is gone, and
+// duplicates of messages stored before the migration are still refused.
 func TestMigrationFillsDedupeKeys(t *testing.T) {
 	t.Parallel()
 	pool, schema := pgtest.Schema(t)

@@ -64,7 +64,18 @@ func (s *Store) enqueueCopy(ctx context.Context, db dbtx, msgs []driver.NewMessa
 	if n != int64(len(msgs)) {
 		return xerrors.Errorf("enqueue messages: copied %d of %d rows", n, len(msgs))
 	}
-	keys := &copyKeys{msgs: msgs, i: -1}
+	// A row (key, message_id) per message that has a key.
+	next := 0
+	keys := pgx.CopyFromFunc(func() ([]any, error) {
+		for next < len(msgs) {
+			m := &msgs[next]
+			next++
+			if m.DedupeKey != "" {
+				return []any{m.DedupeKey, [16]byte(m.ID)}, nil
+			}
+		}
+		return nil, nil // the end
+	})
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.o.schema, "dedupe_keys"}, []string{"key", "message_id"}, keys); err != nil {
 		return xerrors.Errorf("enqueue messages: %w", translate(err))
 	}
@@ -99,28 +110,3 @@ func (r *copyRows) Values() ([]any, error) {
 }
 
 func (r *copyRows) Err() error { return nil }
-
-// copyKeys is the pgx.CopyFromSource of the dedupe keys enqueueCopy writes: a row (key,
-// message_id) per message that has a key.
-type copyKeys struct {
-	msgs []driver.NewMessage
-	i    int
-	row  [2]any
-}
-
-func (k *copyKeys) Next() bool {
-	for k.i++; k.i < len(k.msgs); k.i++ {
-		if k.msgs[k.i].DedupeKey != "" {
-			return true
-		}
-	}
-	return false
-}
-
-func (k *copyKeys) Values() ([]any, error) {
-	m := &k.msgs[k.i]
-	k.row = [2]any{m.DedupeKey, [16]byte(m.ID)}
-	return k.row[:], nil
-}
-
-func (k *copyKeys) Err() error { return nil }

@@ -245,7 +245,7 @@ ins AS (
 	ORDER BY ord
 	RETURNING id, dedupe_key
 ),
-keys AS (INSERT INTO {{s}}.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM ins WHERE dedupe_key IS NOT NULL)
+` + keysCTE + `
 SELECT (SELECT template_id FROM bad), (SELECT user_id FROM bad), (SELECT missing FROM bad),
 	(SELECT count(*) FROM ins)::int`),
 
@@ -283,7 +283,7 @@ ins AS (
 	FROM chk WHERE NOT chk.missing AND NOT chk.disabled AND ` + keysWritten + `
 	RETURNING id, dedupe_key
 ),
-keys AS (INSERT INTO {{s}}.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM ins WHERE dedupe_key IS NOT NULL)
+` + keysCTE + `
 SELECT coalesce((SELECT missing FROM chk), true), coalesce((SELECT disabled FROM chk), false), (SELECT count(*) FROM ins)::int`),
 
 		template:  q(`SELECT ` + templateColumns + ` FROM {{s}}.templates WHERE id = $1 AND deleted_at IS NULL`),
@@ -436,6 +436,10 @@ const leaseAsync = `, set_config('synchronous_commit', 'off', true) AS async`
 // transaction the setting lasts until the host commits: its other inserts into messages,
 // if any, are this package's too.
 const keysWritten = `(SELECT set_config('pgstore.dedupe_keys', 'written', true)) IS NOT NULL`
+
+// keysCTE writes the dedupe keys of the messages an enqueue statement inserted, in its
+// ins CTE (RETURNING id, dedupe_key), after keysWritten.
+const keysCTE = `keys AS (INSERT INTO {{s}}.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM ins WHERE dedupe_key IS NOT NULL)`
 
 // refusedCTE is the check an enqueue makes before it writes, over its input CTE (template_id,
 // user_id, method, ord): bad is the first row, in input order, whose template is missing or

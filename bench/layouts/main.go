@@ -136,32 +136,30 @@ WHERE m.id = ANY($1) AND m.status = 'leased'`,
 			l.schema = allIndexes
 		}
 		return l, nil
-	case "dedupetable":
-		// lean with the dedupe key's uniqueness in a table of its own, written once at
-		// enqueue by the insert, so that a result write has no dedupe entry to write.
-		return layout{
+	case "dedupetable", "dedupekeys":
+		// dedupetable: lean with the dedupe key's uniqueness in a table of its own,
+		// written once at enqueue by the insert, so that a result write has no dedupe
+		// entry to write. dedupekeys: pgstore's schema as migrated now, that table made by
+		// its migrations (with triggers for other writers' rows and the purge), which the
+		// insert tells to skip its rows (pgstore.dedupe_keys).
+		l := layout{
 			schema: uniqueDedupe,
 			setup: []string{
 				"DROP INDEX " + s + ".messages_dedupe_key_c",
 				"CREATE TABLE " + s + `.dedupe_keys (key text COLLATE "C" PRIMARY KEY, message_id uuid NOT NULL)`,
 			},
-			insert: `WITH m AS (` + insert + ` RETURNING id, dedupe_key)
-INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m WHERE dedupe_key IS NOT NULL`,
 			lease:   hotLease,
 			write:   inPlaceWrite,
 			analyze: []string{s + ".messages", s + ".dedupe_keys"},
-		}, nil
-	case "dedupekeys":
-		// pgstore's schema as migrated now: that table, written by the enqueue as
-		// dedupetable's is, after it has told the insert trigger for other writers'
-		// rows to skip them (pgstore.dedupe_keys), and emptied at the purge by a trigger.
-		return layout{
-			insert: `WITH m AS (` + insertFrom("(SELECT set_config('pgstore.dedupe_keys', 'written', true)) w, ") + ` RETURNING id, dedupe_key)
-INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m WHERE dedupe_key IS NOT NULL`,
-			lease:   hotLease,
-			write:   inPlaceWrite,
-			analyze: []string{s + ".messages", s + ".dedupe_keys"},
-		}, nil
+		}
+		from := ""
+		if name == "dedupekeys" {
+			l.schema, l.setup = 0, nil
+			from = "(SELECT set_config('pgstore.dedupe_keys', 'written', true)) w, "
+		}
+		l.insert = `WITH m AS (` + insertFrom(from) + ` RETURNING id, dedupe_key)
+INSERT INTO ` + s + `.dedupe_keys (key, message_id) SELECT dedupe_key, id FROM m WHERE dedupe_key IS NOT NULL`
+		return l, nil
 	case "split":
 		return layout{
 			schema: statusLease,
