@@ -38,7 +38,7 @@ func main() {
 	var o options
 	quick := flag.Bool("quick", false, "small sizes, one round: under a minute")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds per workload (medians are reported)")
-	flag.StringVar(&o.only, "only", "", "comma-separated workloads to run (e2e,raw,recovery,txenq,latency,xlatency,enqueue,memstore,rss,scale)")
+	flag.StringVar(&o.only, "only", "", "comma-separated workloads to run (e2e,aged,raw,recovery,txenq,latency,xlatency,enqueue,memstore,rss,scale)")
 	flag.StringVar(&o.settings, "settings", "durable,fast", "server settings to run every workload under, in order: durable (PostgreSQL's defaults), fast (fsync, synchronous_commit, full_page_writes off)")
 	rssChild := flag.String("rss-child", "", "internal: drain a prepared schema and exit (RSS measurement)")
 	rssChildN := flag.Int("rss-child-n", 0, "internal: how many messages the RSS child drains")
@@ -158,7 +158,7 @@ func (b *bench) runPhase(ctx context.Context) error {
 			name string
 			fn   func(context.Context) error
 		}{
-			{"e2e", b.e2e}, {"raw", b.raw}, {"recovery", b.recovery}, {"txenq", b.txEnqueue}, {"enqueue", b.enqueue},
+			{"e2e", b.e2e}, {"aged", b.aged}, {"raw", b.raw}, {"recovery", b.recovery}, {"txenq", b.txEnqueue}, {"enqueue", b.enqueue},
 			{"memstore", b.memstoreDrain}, {"scale", b.scale}, {"latency", b.latency}, {"xlatency", b.crossLatency},
 		}
 		for _, s := range steps {
@@ -220,6 +220,11 @@ func (b *bench) resultLines(p settings) {
 	add("e2e_vs_river", ratio("e2e ours msgs/s", "e2e river best msgs/s"))
 	add("e2e_vs_river_default", ratio("e2e ours msgs/s", "e2e river default msgs/s"))
 	add("e2e_vs_raw", ratio("e2e ours msgs/s", "raw pgx msgs/s"))
+	add("aged_e2e_ours_msgs_per_s", m("aged e2e ours msgs/s"))
+	add("aged_e2e_river_best_msgs_per_s", m("aged e2e river best msgs/s"))
+	add("aged_e2e_vs_river", ratio("aged e2e ours msgs/s", "aged e2e river best msgs/s"))
+	add("aged_wal_fpi_per_1k_msgs", m("aged cost full-page images/1k msgs"))
+	add("aged_wal_fpi_per_1k_msgs_river", m("aged cost river full-page images/1k msgs"))
 	add("recovery_msgs_per_s", m("recovery due retries msgs/s"))
 	add("recovery_pending_msgs_per_s", m("recovery pending msgs/s"))
 	add("recovery_vs_pending", ratio("recovery due retries msgs/s", "recovery pending msgs/s"))
@@ -248,6 +253,10 @@ func (b *bench) resultLines(p settings) {
 	add("memstore_drain_msgs_per_s", m("memstore drain msgs/s"))
 	add("cpu_go_s_per_10k", m("cost go cpu s/10k"))
 	add("cpu_postgres_s_per_10k", m("cost postgres cpu s/10k"))
+	add("wal_bytes_per_msg", m("cost wal bytes/msg"))
+	add("wal_bytes_per_msg_river", m("cost river wal bytes/msg"))
+	add("wal_fpi_per_1k_msgs", m("cost full-page images/1k msgs"))
+	add("wal_fpi_per_1k_msgs_river", m("cost river full-page images/1k msgs"))
 	add("rss_small_backlog_mb", m("rss small backlog MB"))
 	add("rss_large_backlog_mb", m("rss large backlog MB"))
 	add("rss_large_vs_small", ratio("rss large backlog MB", "rss small backlog MB"))

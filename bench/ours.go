@@ -79,6 +79,32 @@ func (b *bench) oursStore(ctx context.Context) (*pgstore.Store, string, func(), 
 	return store, schema, drop, nil
 }
 
+// checkpointAt says when a drain's round runs a CHECKPOINT. Durable settings write a page
+// whole the first time a checkpoint lets it change (full_page_writes), and a checkpoint
+// starts whenever the WAL since the last one reaches about half of max_wal_size, which
+// rounds of 100,000 messages do every round or two: without a CHECKPOINT of its own, a
+// round pays those full-page images or not by where the previous rounds left the WAL.
+type checkpointAt int
+
+const (
+	// beforeBacklog: before the backlog is stored. The drain then changes pages that were
+	// already written since the checkpoint, as a live queue's messages are delivered
+	// seconds after they are stored, unless its own round's WAL starts another checkpoint.
+	beforeBacklog checkpointAt = iota
+	// beforeDrain: between storing the backlog and draining it, so that every page the
+	// drain changes is written whole once: a backlog older than the checkpoint interval,
+	// such as the one a receiver's outage leaves.
+	beforeDrain
+)
+
+// checkpoint runs a CHECKPOINT (the bench connects as a superuser).
+func (b *bench) checkpoint(ctx context.Context) error {
+	if _, err := b.pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
 // analyze updates the planner's statistics of a table after a backlog was inserted, as
 // autovacuum does within a minute or so: every drain starts from a steady state instead of
 // a table the planner has never seen.
@@ -157,7 +183,12 @@ func drain(ctx context.Context, store notifications.Store, managers, n int) (tim
 	return elapsed, nil
 }
 
-func (b *bench) oursDrain(ctx context.Context, managers int) (float64, cpuCost, error) {
+func (b *bench) oursDrain(ctx context.Context, managers int, at checkpointAt) (float64, cpuCost, error) {
+	if at == beforeBacklog {
+		if err := b.checkpoint(ctx); err != nil {
+			return 0, cpuCost{}, err
+		}
+	}
 	store, schema, drop, err := b.oursStore(ctx)
 	if err != nil {
 		return 0, cpuCost{}, err
@@ -169,17 +200,22 @@ func (b *bench) oursDrain(ctx context.Context, managers int) (float64, cpuCost, 
 	if err := b.analyze(ctx, schema, "messages"); err != nil {
 		return 0, cpuCost{}, err
 	}
+	if at == beforeDrain {
+		if err := b.checkpoint(ctx); err != nil {
+			return 0, cpuCost{}, err
+		}
+	}
 	stop, err := startProfile("BENCH_CPUPROFILE")
 	if err != nil {
 		return 0, cpuCost{}, err
 	}
 	defer stop()
-	before := sampleCPU()
+	before := b.sample(ctx)
 	elapsed, err := drain(ctx, store, managers, b.o.n)
 	if err != nil {
 		return 0, cpuCost{}, err
 	}
-	return float64(b.o.n) / elapsed.Seconds(), sampleCPU().since(before, b.o.n), nil
+	return float64(b.o.n) / elapsed.Seconds(), b.sample(ctx).since(before, b.o.n), nil
 }
 
 // startProfile starts a CPU profile into the file the environment variable names, if it
@@ -223,7 +259,7 @@ func (b *bench) memstoreDrain(ctx context.Context) error {
 
 func (b *bench) scale(ctx context.Context) error {
 	for _, k := range []int{1, 2, 4} {
-		rate, _, err := b.oursDrain(ctx, k)
+		rate, _, err := b.oursDrain(ctx, k, beforeBacklog)
 		if err != nil {
 			return err
 		}
@@ -262,6 +298,9 @@ func (b *bench) oursEnqueue(ctx context.Context) error {
 	b.record("enqueue single ours p50 µs", float64(took[len(took)/2].Microseconds()))
 	b.record("enqueue single ours msgs/s", float64(len(reqs))/total.Seconds())
 
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
 	elapsed, err := enqueueBatches(ctx, store, b.o.n)
 	if err != nil {
 		return err

@@ -29,6 +29,9 @@ func envInt(name string, def int) int {
 // statement (committed asynchronously, updating by id = ANY, as pgstore does) and mark
 // them sent with one UPDATE ... = ANY, with no library around them.
 func (b *bench) rawDrain(ctx context.Context) (float64, error) {
+	if err := b.checkpoint(ctx); err != nil {
+		return 0, err
+	}
 	store, schema, drop, err := b.oursStore(ctx)
 	if err != nil {
 		return 0, err

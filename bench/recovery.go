@@ -18,6 +18,9 @@ func (b *bench) recovery(ctx context.Context) error {
 		name  string
 		retry bool
 	}{{"recovery pending msgs/s", false}, {"recovery due retries msgs/s", true}} {
+		if err := b.checkpoint(ctx); err != nil {
+			return err
+		}
 		store, schema, drop, err := b.oursStore(ctx)
 		if err != nil {
 			return err

@@ -105,8 +105,13 @@ const riverDefaultDrainMax = 20000
 
 // riverDrain inserts n jobs (not timed), starts the client and waits for n completed
 // events (emitted once River has recorded the completion).
-func (b *bench) riverDrain(ctx context.Context, s riverSettings) (float64, cpuCost, error) {
+func (b *bench) riverDrain(ctx context.Context, s riverSettings, at checkpointAt) (float64, cpuCost, error) {
 	n := b.o.n
+	if at == beforeBacklog {
+		if err := b.checkpoint(ctx); err != nil {
+			return 0, cpuCost{}, err
+		}
+	}
 	if s == riverDefault {
 		n = min(n, riverDefaultDrainMax)
 	}
@@ -121,9 +126,14 @@ func (b *bench) riverDrain(ctx context.Context, s riverSettings) (float64, cpuCo
 	if err := b.analyze(ctx, client.Schema(), "river_job"); err != nil {
 		return 0, cpuCost{}, err
 	}
+	if at == beforeDrain {
+		if err := b.checkpoint(ctx); err != nil {
+			return 0, cpuCost{}, err
+		}
+	}
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 100000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
 	defer cancel()
-	before := sampleCPU()
+	before := b.sample(ctx)
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
 		return 0, cpuCost{}, err
@@ -137,7 +147,7 @@ func (b *bench) riverDrain(ctx context.Context, s riverSettings) (float64, cpuCo
 		}
 	}
 	elapsed := time.Since(start)
-	cost := sampleCPU().since(before, n)
+	cost := b.sample(ctx).since(before, n)
 	stopCtx, stop := context.WithTimeout(ctx, 30*time.Second)
 	defer stop()
 	if err := client.Stop(stopCtx); err != nil {
@@ -165,6 +175,9 @@ func (b *bench) riverEnqueue(ctx context.Context) error {
 	slices.Sort(took)
 	b.record("enqueue single river p50 µs", float64(took[len(took)/2].Microseconds()))
 	b.record("enqueue single river msgs/s", float64(b.o.singleN)/total.Seconds())
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
 	elapsed, err := riverInsertBatches(ctx, client, b.o.n)
 	if err != nil {
 		return err

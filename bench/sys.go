@@ -21,21 +21,34 @@ import (
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// cpuSample is CPU time used so far by this process and by every postgres process.
-type cpuSample struct{ self, postgres time.Duration }
-
-type cpuCost struct{ goPer10k, pgPer10k float64 }
-
-func sampleCPU() cpuSample {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	self := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return cpuSample{self: self, postgres: postgresCPU()}
+// cpuSample is CPU time used so far by this process and by every postgres process, and
+// the WAL the server has written (pg_stat_wal: bytes and full-page images).
+type cpuSample struct {
+	self, postgres time.Duration
+	walBytes, fpi  int64
 }
 
-func (s cpuSample) since(before cpuSample, messages int) cpuCost {
-	per := 10000 / float64(messages)
-	return cpuCost{goPer10k: (s.self - before.self).Seconds() * per, pgPer10k: (s.postgres - before.postgres).Seconds() * per}
+// cpuCost is what a workload cost per unit of work: CPU seconds per 10,000, WAL bytes and
+// full-page images per one.
+type cpuCost struct{ goPer10k, pgPer10k, walPer, fpiPer float64 }
+
+// sample reads the counters of cpuSample. The WAL counters are cluster-wide, so a sample
+// counts whatever else the server wrote meanwhile (autovacuum among it); they stay zero if
+// pg_stat_wal cannot be read.
+func (b *bench) sample(ctx context.Context) cpuSample {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	s := cpuSample{self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), postgres: postgresCPU()}
+	_ = b.pool.QueryRow(ctx, "SELECT wal_bytes::bigint, wal_fpi FROM pg_stat_wal").Scan(&s.walBytes, &s.fpi)
+	return s
+}
+
+func (s cpuSample) since(before cpuSample, units int) cpuCost {
+	per := 1 / float64(units)
+	return cpuCost{
+		goPer10k: (s.self - before.self).Seconds() * per * 10000, pgPer10k: (s.postgres - before.postgres).Seconds() * per * 10000,
+		walPer: float64(s.walBytes-before.walBytes) * per, fpiPer: float64(s.fpi-before.fpi) * per,
+	}
 }
 
 // postmasterPID is the PID of the server under test, when it runs on this machine (0:

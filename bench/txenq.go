@@ -88,12 +88,15 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 			name string
 			fn   func(context.Context) error
 		}{{"ours", ours}, {"river", theirs}} {
-			before := sampleCPU()
+			if err := b.checkpoint(ctx); err != nil {
+				return err
+			}
+			before := b.sample(ctx)
 			rate, p50, err := runClients(ctx, c, b.o.txDur, sys.fn)
 			if err != nil {
 				return fmt.Errorf("%s, %d clients: %w", sys.name, c, err)
 			}
-			cost := sampleCPU().since(before, int(rate*b.o.txDur.Seconds()))
+			cost := b.sample(ctx).since(before, int(rate*b.o.txDur.Seconds()))
 			b.record(fmt.Sprintf("txenq %s %d clients tx/s", sys.name, c), rate)
 			b.record(fmt.Sprintf("txenq %s %d clients p50 ms", sys.name, c), p50)
 			// CPU per transaction, in µs (cost is seconds per 10,000).

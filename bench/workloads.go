@@ -6,27 +6,47 @@ import (
 	"time"
 )
 
-// e2e alternates ours, River with its defaults, and River with its best settings.
+// e2e alternates ours, River with its defaults, and River with its best settings, each
+// round after a CHECKPOINT taken before its backlog is stored.
 func (b *bench) e2e(ctx context.Context) error {
-	rate, cost, err := b.oursDrain(ctx, 1)
+	return b.drains(ctx, "", beforeBacklog, riverDefault, riverBest)
+}
+
+// aged is e2e with the CHECKPOINT between storing the backlog and draining it: ours and
+// River with its best settings drain a backlog older than the last checkpoint, so the
+// full-page images of every page they change are theirs to write.
+func (b *bench) aged(ctx context.Context) error {
+	return b.drains(ctx, "aged ", beforeDrain, riverBest)
+}
+
+// drains drains a backlog with ours and then with River under each of rivers, recording
+// the rates and costs under prefix.
+func (b *bench) drains(ctx context.Context, prefix string, at checkpointAt, rivers ...riverSettings) error {
+	rate, cost, err := b.oursDrain(ctx, 1, at)
 	if err != nil {
 		return err
 	}
-	b.record("e2e ours msgs/s", rate)
-	b.record("cost go cpu s/10k", cost.goPer10k)
-	b.record("cost postgres cpu s/10k", cost.pgPer10k)
-	for _, s := range []riverSettings{riverDefault, riverBest} {
-		rate, cost, err := b.riverDrain(ctx, s)
+	b.record(prefix+"e2e ours msgs/s", rate)
+	b.recordCost(prefix+"cost ", cost)
+	for _, s := range rivers {
+		rate, cost, err := b.riverDrain(ctx, s, at)
 		if err != nil {
 			return err
 		}
-		b.record("e2e river "+s.name+" msgs/s", rate)
+		b.record(prefix+"e2e river "+s.name+" msgs/s", rate)
 		if s == riverBest {
-			b.record("cost river go cpu s/10k", cost.goPer10k)
-			b.record("cost river postgres cpu s/10k", cost.pgPer10k)
+			b.recordCost(prefix+"cost river ", cost)
 		}
 	}
 	return nil
+}
+
+// recordCost records a drain's cost per message under prefix.
+func (b *bench) recordCost(prefix string, cost cpuCost) {
+	b.record(prefix+"go cpu s/10k", cost.goPer10k)
+	b.record(prefix+"postgres cpu s/10k", cost.pgPer10k)
+	b.record(prefix+"wal bytes/msg", cost.walPer)
+	b.record(prefix+"full-page images/1k msgs", cost.fpiPer*1000)
 }
 
 func (b *bench) raw(ctx context.Context) error {
