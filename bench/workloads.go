@@ -66,12 +66,18 @@ func (b *bench) enqueue(ctx context.Context) error {
 }
 
 func (b *bench) latency(ctx context.Context) error {
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
 	ours, err := b.oursLatency(ctx)
 	if err != nil {
 		return err
 	}
 	b.recordPercentiles("latency ours", ours)
 	for _, s := range []riverSettings{riverDefault, river10ms} {
+		if err := b.checkpoint(ctx); err != nil {
+			return err
+		}
 		d, err := b.riverLatency(ctx, s)
 		if err != nil {
 			return err

@@ -26,6 +26,9 @@ import (
 // enqueues through WithTx, commits and calls Wake. Both processes read the same wall
 // clock.
 func (b *bench) crossLatency(ctx context.Context) error {
+	if err := b.checkpoint(ctx); err != nil {
+		return err
+	}
 	store, schema, drop, err := b.oursStore(ctx)
 	if err != nil {
 		return err
