@@ -210,12 +210,12 @@ func (b *bench) oursDrain(ctx context.Context, managers int, at checkpointAt) (f
 		return 0, cpuCost{}, err
 	}
 	defer stop()
-	before := b.sample(ctx)
+	before := b.startSample(ctx)
 	elapsed, err := drain(ctx, store, managers, b.o.n)
 	if err != nil {
 		return 0, cpuCost{}, err
 	}
-	return float64(b.o.n) / elapsed.Seconds(), b.sample(ctx).since(before, b.o.n), nil
+	return float64(b.o.n) / elapsed.Seconds(), b.endSample(ctx, before, b.o.n), nil
 }
 
 // startProfile starts a CPU profile into the file the environment variable names, if it

@@ -133,7 +133,7 @@ func (b *bench) riverDrain(ctx context.Context, s riverSettings, at checkpointAt
 	}
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 100000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
 	defer cancel()
-	before := b.sample(ctx)
+	before := b.startSample(ctx)
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
 		return 0, cpuCost{}, err
@@ -147,7 +147,7 @@ func (b *bench) riverDrain(ctx context.Context, s riverSettings, at checkpointAt
 		}
 	}
 	elapsed := time.Since(start)
-	cost := b.sample(ctx).since(before, n)
+	cost := b.endSample(ctx, before, n)
 	stopCtx, stop := context.WithTimeout(ctx, 30*time.Second)
 	defer stop()
 	if err := client.Stop(stopCtx); err != nil {

@@ -22,33 +22,56 @@ import (
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // cpuSample is CPU time used so far by this process and by every postgres process, and
-// the WAL the server has written (pg_stat_wal: bytes and full-page images).
+// the WAL the server has written: its insert position and pg_stat_wal's count of
+// full-page images.
 type cpuSample struct {
 	self, postgres time.Duration
-	walBytes, fpi  int64
+	walLSN, fpi    int64
 }
 
 // cpuCost is what a workload cost per unit of work: CPU seconds per 10,000, WAL bytes and
 // full-page images per one.
 type cpuCost struct{ goPer10k, pgPer10k, walPer, fpiPer float64 }
 
-// sample reads the counters of cpuSample. The WAL counters are cluster-wide, so a sample
-// counts whatever else the server wrote meanwhile (autovacuum among it); they stay zero if
-// pg_stat_wal cannot be read.
-func (b *bench) sample(ctx context.Context) cpuSample {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	s := cpuSample{self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), postgres: postgresCPU()}
-	_ = b.pool.QueryRow(ctx, "SELECT wal_bytes::bigint, wal_fpi FROM pg_stat_wal").Scan(&s.walBytes, &s.fpi)
+// statsSettle is how long the server's backends take to publish their WAL counters: a
+// backend adds its own to pg_stat_wal when it goes idle, at most once a second
+// (PostgreSQL 15's PGSTAT_MIN_INTERVAL). The WAL position has no such delay.
+const statsSettle = 1500 * time.Millisecond
+
+// startSample waits for the counters of what ran before to settle, then reads them.
+func (b *bench) startSample(ctx context.Context) cpuSample {
+	time.Sleep(statsSettle)
+	s := b.readWAL(ctx)
+	s.self, s.postgres = ownCPU(), postgresCPU()
 	return s
 }
 
-func (s cpuSample) since(before cpuSample, units int) cpuCost {
+// endSample reads the CPU time at once and the WAL counters once they have settled, and
+// returns the cost per unit since start. The WAL counters are cluster-wide, so they
+// include whatever else the server wrote meanwhile (autovacuum among it); they are zero
+// if the server's statistics cannot be read.
+func (b *bench) endSample(ctx context.Context, start cpuSample, units int) cpuCost {
+	self, postgres := ownCPU(), postgresCPU()
+	time.Sleep(statsSettle)
+	end := b.readWAL(ctx)
 	per := 1 / float64(units)
 	return cpuCost{
-		goPer10k: (s.self - before.self).Seconds() * per * 10000, pgPer10k: (s.postgres - before.postgres).Seconds() * per * 10000,
-		walPer: float64(s.walBytes-before.walBytes) * per, fpiPer: float64(s.fpi-before.fpi) * per,
+		goPer10k: (self - start.self).Seconds() * per * 10000, pgPer10k: (postgres - start.postgres).Seconds() * per * 10000,
+		walPer: float64(end.walLSN-start.walLSN) * per, fpiPer: float64(end.fpi-start.fpi) * per,
 	}
+}
+
+func (b *bench) readWAL(ctx context.Context) cpuSample {
+	var s cpuSample
+	_ = b.pool.QueryRow(ctx, "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint, wal_fpi FROM pg_stat_wal").Scan(&s.walLSN, &s.fpi)
+	return s
+}
+
+// ownCPU is the user and system time of this process.
+func ownCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // postmasterPID is the PID of the server under test, when it runs on this machine (0:

@@ -91,12 +91,12 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 			if err := b.checkpoint(ctx); err != nil {
 				return err
 			}
-			before := b.sample(ctx)
+			before := b.startSample(ctx)
 			rate, p50, err := runClients(ctx, c, b.o.txDur, sys.fn)
 			if err != nil {
 				return fmt.Errorf("%s, %d clients: %w", sys.name, c, err)
 			}
-			cost := b.sample(ctx).since(before, int(rate*b.o.txDur.Seconds()))
+			cost := b.endSample(ctx, before, int(rate*b.o.txDur.Seconds()))
 			b.record(fmt.Sprintf("txenq %s %d clients tx/s", sys.name, c), rate)
 			b.record(fmt.Sprintf("txenq %s %d clients p50 ms", sys.name, c), p50)
 			// CPU per transaction, in µs (cost is seconds per 10,000).
