@@ -230,6 +230,8 @@ func (b *bench) resultLines(p settings) {
 	add("aged_e2e_ours_msgs_per_s", m("aged e2e ours msgs/s"))
 	add("aged_e2e_river_best_msgs_per_s", m("aged e2e river best msgs/s"))
 	add("aged_e2e_vs_river", ratio("aged e2e ours msgs/s", "aged e2e river best msgs/s"))
+	add("aged_wal_bytes_per_msg", m("aged cost wal bytes/msg"))
+	add("aged_wal_bytes_per_msg_river", m("aged cost river wal bytes/msg"))
 	measured("aged_wal_fpi_per_1k_msgs", "aged cost full-page images/1k msgs")
 	measured("aged_wal_fpi_per_1k_msgs_river", "aged cost river full-page images/1k msgs")
 	add("recovery_msgs_per_s", m("recovery due retries msgs/s"))

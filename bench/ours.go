@@ -79,11 +79,12 @@ func (b *bench) oursStore(ctx context.Context) (*pgstore.Store, string, func(), 
 	return store, schema, drop, nil
 }
 
-// checkpointAt says when a drain's round runs a CHECKPOINT. Durable settings write a page
-// whole the first time a checkpoint lets it change (full_page_writes), and a checkpoint
-// starts whenever the WAL since the last one reaches about half of max_wal_size, which
-// rounds of 100,000 messages do every round or two: without a CHECKPOINT of its own, a
-// round pays those full-page images or not by where the previous rounds left the WAL.
+// checkpointAt says when a drain runs a CHECKPOINT. Durable settings write a page whole
+// the first time it changes after a checkpoint begins (full_page_writes), and a
+// checkpoint starts whenever the WAL since the last one reaches about half of
+// max_wal_size, which rounds of 100,000 messages do every round or two: without a
+// CHECKPOINT of its own, a drain pays those full-page images or not by where the
+// previous rounds left the WAL.
 type checkpointAt int
 
 const (
