@@ -10,6 +10,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -200,24 +201,23 @@ func (b *bench) report(p settings) {
 // resultLines prints the RESULT lines of one settings phase: unprefixed for the durable
 // settings, prefixed "fast_" for the fast ones.
 func (b *bench) resultLines(p settings) {
-	m := func(name string) float64 { return b.median(p.prefix + name) }
+	// A measure of a workload that did not run is NaN, and so is a ratio of it: no line.
+	m := func(name string) float64 {
+		if _, ok := b.results[p.prefix+name]; !ok {
+			return math.NaN()
+		}
+		return b.median(p.prefix + name)
+	}
 	ratio := func(a, c string) float64 {
 		if m(c) == 0 {
-			return 0
+			return math.NaN()
 		}
 		return m(a) / m(c)
 	}
 	fmt.Println()
 	add := func(name string, v float64) {
-		if v != 0 {
+		if !math.IsNaN(v) {
 			fmt.Printf("RESULT %s%s %.3f\n", p.result, name, v)
-		}
-	}
-	// measured prints a measure that can be zero (full-page images on the fast settings)
-	// whenever its workload ran.
-	measured := func(name, measure string) {
-		if _, ok := b.results[p.prefix+measure]; ok {
-			fmt.Printf("RESULT %s%s %.3f\n", p.result, name, m(measure))
 		}
 	}
 	add("e2e_ours_msgs_per_s", m("e2e ours msgs/s"))
@@ -232,8 +232,8 @@ func (b *bench) resultLines(p settings) {
 	add("aged_e2e_vs_river", ratio("aged e2e ours msgs/s", "aged e2e river best msgs/s"))
 	add("aged_wal_bytes_per_msg", m("aged cost wal bytes/msg"))
 	add("aged_wal_bytes_per_msg_river", m("aged cost river wal bytes/msg"))
-	measured("aged_wal_fpi_per_1k_msgs", "aged cost full-page images/1k msgs")
-	measured("aged_wal_fpi_per_1k_msgs_river", "aged cost river full-page images/1k msgs")
+	add("aged_wal_fpi_per_1k_msgs", m("aged cost full-page images/1k msgs"))
+	add("aged_wal_fpi_per_1k_msgs_river", m("aged cost river full-page images/1k msgs"))
 	add("recovery_msgs_per_s", m("recovery due retries msgs/s"))
 	add("recovery_pending_msgs_per_s", m("recovery pending msgs/s"))
 	add("recovery_vs_pending", ratio("recovery due retries msgs/s", "recovery pending msgs/s"))
@@ -264,8 +264,8 @@ func (b *bench) resultLines(p settings) {
 	add("cpu_postgres_s_per_10k", m("cost postgres cpu s/10k"))
 	add("wal_bytes_per_msg", m("cost wal bytes/msg"))
 	add("wal_bytes_per_msg_river", m("cost river wal bytes/msg"))
-	measured("wal_fpi_per_1k_msgs", "cost full-page images/1k msgs")
-	measured("wal_fpi_per_1k_msgs_river", "cost river full-page images/1k msgs")
+	add("wal_fpi_per_1k_msgs", m("cost full-page images/1k msgs"))
+	add("wal_fpi_per_1k_msgs_river", m("cost river full-page images/1k msgs"))
 	add("rss_small_backlog_mb", m("rss small backlog MB"))
 	add("rss_large_backlog_mb", m("rss large backlog MB"))
 	add("rss_large_vs_small", ratio("rss large backlog MB", "rss small backlog MB"))

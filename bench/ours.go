@@ -106,6 +106,14 @@ func (b *bench) checkpoint(ctx context.Context) error {
 	return nil
 }
 
+// checkpointIf runs a CHECKPOINT if a drain that checkpoints at is at step now.
+func (b *bench) checkpointIf(ctx context.Context, at, now checkpointAt) error {
+	if at != now {
+		return nil
+	}
+	return b.checkpoint(ctx)
+}
+
 // analyze updates the planner's statistics of a table after a backlog was inserted, as
 // autovacuum does within a minute or so: every drain starts from a steady state instead of
 // a table the planner has never seen.
@@ -185,10 +193,8 @@ func drain(ctx context.Context, store notifications.Store, managers, n int) (tim
 }
 
 func (b *bench) oursDrain(ctx context.Context, managers int, at checkpointAt) (float64, cpuCost, error) {
-	if at == beforeBacklog {
-		if err := b.checkpoint(ctx); err != nil {
-			return 0, cpuCost{}, err
-		}
+	if err := b.checkpointIf(ctx, at, beforeBacklog); err != nil {
+		return 0, cpuCost{}, err
 	}
 	store, schema, drop, err := b.oursStore(ctx)
 	if err != nil {
@@ -201,10 +207,8 @@ func (b *bench) oursDrain(ctx context.Context, managers int, at checkpointAt) (f
 	if err := b.analyze(ctx, schema, "messages"); err != nil {
 		return 0, cpuCost{}, err
 	}
-	if at == beforeDrain {
-		if err := b.checkpoint(ctx); err != nil {
-			return 0, cpuCost{}, err
-		}
+	if err := b.checkpointIf(ctx, at, beforeDrain); err != nil {
+		return 0, cpuCost{}, err
 	}
 	stop, err := startProfile("BENCH_CPUPROFILE")
 	if err != nil {

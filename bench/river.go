@@ -107,10 +107,8 @@ const riverDefaultDrainMax = 20000
 // events (emitted once River has recorded the completion).
 func (b *bench) riverDrain(ctx context.Context, s riverSettings, at checkpointAt) (float64, cpuCost, error) {
 	n := b.o.n
-	if at == beforeBacklog {
-		if err := b.checkpoint(ctx); err != nil {
-			return 0, cpuCost{}, err
-		}
+	if err := b.checkpointIf(ctx, at, beforeBacklog); err != nil {
+		return 0, cpuCost{}, err
 	}
 	if s == riverDefault {
 		n = min(n, riverDefaultDrainMax)
@@ -126,10 +124,8 @@ func (b *bench) riverDrain(ctx context.Context, s riverSettings, at checkpointAt
 	if err := b.analyze(ctx, client.Schema(), "river_job"); err != nil {
 		return 0, cpuCost{}, err
 	}
-	if at == beforeDrain {
-		if err := b.checkpoint(ctx); err != nil {
-			return 0, cpuCost{}, err
-		}
+	if err := b.checkpointIf(ctx, at, beforeDrain); err != nil {
+		return 0, cpuCost{}, err
 	}
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 100000, Kinds: []river.EventKind{river.EventKindJobCompleted}})
 	defer cancel()

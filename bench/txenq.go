@@ -102,6 +102,9 @@ func (b *bench) txEnqueue(ctx context.Context) error {
 			// CPU per transaction, in µs (cost is seconds per 10,000).
 			b.record(fmt.Sprintf("txenq %s %d clients go cpu µs/tx", sys.name, c), cost.goPer10k*100)
 			b.record(fmt.Sprintf("txenq %s %d clients postgres cpu µs/tx", sys.name, c), cost.pgPer10k*100)
+			if cost.walOK {
+				b.record(fmt.Sprintf("txenq %s %d clients wal bytes/tx", sys.name, c), cost.walPer)
+			}
 		}
 	}
 	return nil
