@@ -11,8 +11,8 @@ import (
 
 // phaseTracer sums, by kind of statement, the client-side time of the statements a pool
 // runs (from sending one to having its answer): where a batch enqueue's time goes. The
-// time outside every statement is the Go side's (building the messages, encoding
-// nothing: pgx encodes a COPY's rows while it sends them, inside the COPY's time).
+// time outside the batch's own statements is the Go side's (building the messages;
+// pgx encodes a COPY's rows while it sends them, inside the COPY's time).
 type phaseTracer struct {
 	mu   sync.Mutex
 	sums map[string]time.Duration
@@ -28,7 +28,9 @@ type phaseStart struct {
 func newPhaseTracer() *phaseTracer { return &phaseTracer{sums: map[string]time.Duration{}} }
 
 // phaseOf names the statement: the transaction's begin and commit (with the settings
-// statement pgstore runs after BEGIN), the enqueue's check, anything else.
+// statement pgstore runs after BEGIN), the enqueue's check, anything else ("other": the
+// wake-ups the store sends from another connection while the next batch runs, which is
+// why the Go side is the time outside the named phases, not outside every statement).
 func phaseOf(sql string) string {
 	s := strings.ToLower(strings.TrimSpace(sql))
 	switch {
@@ -72,15 +74,9 @@ func (t *phaseTracer) TraceCopyFromEnd(ctx context.Context, _ *pgx.Conn, _ pgx.T
 	t.end(ctx)
 }
 
-// took returns the time summed for phase and the total of every phase.
-func (t *phaseTracer) took(phase string) (took, total time.Duration) {
+// took returns the time summed for phase.
+func (t *phaseTracer) took(phase string) time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for p, d := range t.sums {
-		total += d
-		if p == phase {
-			took = d
-		}
-	}
-	return took, total
+	return t.sums[phase]
 }

@@ -63,14 +63,15 @@ func (b *bench) startSample(ctx context.Context) cpuSample {
 func (b *bench) endSample(ctx context.Context, start cpuSample, units int) cpuCost {
 	self, postgres := ownCPU(), postgresCPU()
 	lsn, ok := b.walPosition(ctx)
-	sleep(ctx, statsSettle)
+	ok = ok && start.walOK
 	var fpi int64
 	if ok {
+		sleep(ctx, statsSettle)
 		fpi, ok = b.fullPageImages(ctx)
 	}
 	per := 1 / float64(units)
 	c := cpuCost{goPer10k: (self - start.self).Seconds() * per * 10000, pgPer10k: (postgres - start.postgres).Seconds() * per * 10000}
-	if ok && start.walOK {
+	if ok {
 		c.walPer, c.fpiPer, c.walOK = float64(lsn-start.walLSN)*per, float64(fpi-start.fpi)*per, true
 	}
 	return c
